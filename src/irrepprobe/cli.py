@@ -1,0 +1,166 @@
+"""The ``irrepprobe`` command. Thin: parse, call the library, print. Bad input -> one line, exit 2."""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+
+def _config(args):
+    from .config import apply_overrides, load_config
+    from .models import preset
+
+    if args.config and args.preset:
+        from .errors import IrrepprobeError
+
+        raise IrrepprobeError("give a CONFIG file or --preset, not both")
+    if args.config:
+        cfg = load_config(args.config)
+    elif args.preset:
+        cfg = preset(args.preset)
+    else:
+        return None
+    overrides = list(args.set or [])
+    if getattr(args, "device", None):
+        overrides.append(f"train.device={args.device}")
+    if getattr(args, "cache_dir", None):
+        overrides.append(f"data.cache_dir={args.cache_dir}")
+    return apply_overrides(cfg, overrides)
+
+
+def cmd_train(args) -> int:
+    from .errors import IrrepprobeError
+    from .train import train
+
+    cfg = _config(args)
+    if cfg is None and not args.resume:
+        raise IrrepprobeError("give a CONFIG file or --preset NAME (see: irrepprobe presets)")
+    if cfg is not None:
+        import yaml
+
+        print("# resolved config")
+        print(yaml.safe_dump(cfg.to_dict(), sort_keys=False).rstrip())
+    train(cfg, args.out, resume=args.resume, progress=not args.no_progress and sys.stderr.isatty())
+    return 0
+
+
+def cmd_evaluate(args) -> int:
+    from .train import evaluate
+
+    df = evaluate(args.checkpoint, split=args.split, device=args.device or "auto",
+                  batch_size=args.batch_size, cache_dir=args.cache_dir)
+    print(df.to_string(index=False, float_format=lambda v: f"{v:.4f}"))
+    return 0
+
+
+def cmd_model(args) -> int:
+    from .models import build_model
+
+    cfg = _config(args)
+    if cfg is None:
+        from .models import preset
+
+        cfg = preset("lee")
+    print(build_model(cfg).summary())
+    return 0
+
+
+def cmd_presets(args) -> int:
+    from .models import PRESETS, build_model, num_parameters, preset
+
+    for name in PRESETS:
+        cfg = preset(name)
+        m = cfg.model
+        print(f"{name:<10} target={cfg.data.target:<8} ls={m.ls} mul={m.mul} layers={m.layers} "
+              f"cutoff={m.cutoff}  params={num_parameters(build_model(cfg)):,}")
+    return 0
+
+
+def cmd_data(args) -> int:
+    import time
+
+    from .data import TARGETS, load_qm9, target_values
+
+    t0 = time.time()
+    qm9 = load_qm9(args.cache_dir, rebuild=args.rebuild)
+    print(f"QM9: {len(qm9):,} molecules, {qm9.species.numel():,} atoms, loaded in {time.time() - t0:.1f} s")
+    print(f"{'target':<16}{'irreps':<12}{'unit':<14}{'mean':>12}{'std':>12}  description")
+    for t in TARGETS.values():
+        v = target_values(qm9, t.name)
+        print(f"{t.name:<16}{t.irreps:<12}{t.unit:<14}{float(v[:, 0].mean()):>12.4f}{float(v[:, 0].std()):>12.4f}"
+              f"  {t.description}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="irrepprobe",
+        description="Which irreducible representations does a trained equivariant network use?")
+    p.add_argument("--debug", action="store_true", help="show tracebacks instead of one-line errors")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND")
+
+    def config_args(sp):
+        sp.add_argument("config", nargs="?", help="YAML config with sections data, model, train")
+        sp.add_argument("--preset", help="start from a named preset (irrepprobe presets)")
+        sp.add_argument("--set", action="append", metavar="KEY=VALUE",
+                        help="override a config field, e.g. --set model.ls=[0,3,4] (repeatable)")
+
+    sp = sub.add_parser("train", help="train an equivariant model on QM9")
+    config_args(sp)
+    sp.add_argument("--out", required=True, help="run directory (checkpoints, logs)")
+    sp.add_argument("--resume", action="store_true", help="continue the run in --out from last.pt")
+    sp.add_argument("--device", choices=["auto", "cpu", "cuda"], help="overrides train.device")
+    sp.add_argument("--cache-dir", help="QM9 tensor cache (default $IRREPPROBE_CACHE or ~/.cache/irrepprobe)")
+    sp.add_argument("--no-progress", action="store_true", help="no progress bar")
+    sp.set_defaults(func=cmd_train)
+
+    sp = sub.add_parser("evaluate", help="errors of a checkpoint on one of its splits")
+    sp.add_argument("checkpoint")
+    sp.add_argument("--split", default="test", choices=["train", "val", "test"])
+    sp.add_argument("--device", choices=["auto", "cpu", "cuda"])
+    sp.add_argument("--batch-size", type=int, default=128)
+    sp.add_argument("--cache-dir")
+    sp.set_defaults(func=cmd_evaluate)
+
+    sp = sub.add_parser("model", help="print a model's layers, irreps and parameter counts")
+    config_args(sp)
+    sp.set_defaults(func=cmd_model)
+
+    sp = sub.add_parser("presets", help="list the named presets")
+    sp.set_defaults(func=cmd_presets)
+
+    sp = sub.add_parser("data", help="build or load the QM9 cache and list the targets")
+    sp.add_argument("--cache-dir")
+    sp.add_argument("--rebuild", action="store_true")
+    sp.set_defaults(func=cmd_data)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    from .errors import IrrepprobeError
+
+    try:
+        return args.func(args)
+    except IrrepprobeError as e:
+        if args.debug:
+            raise
+        print(f"irrepprobe: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("irrepprobe: interrupted", file=sys.stderr)
+        return 130
+    except Exception as e:  # an internal failure: still one line unless --debug
+        if args.debug or os.environ.get("IRREPPROBE_DEBUG"):
+            raise
+        print(f"irrepprobe: internal error: {type(e).__name__}: {e} (rerun with --debug for the traceback)",
+              file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
