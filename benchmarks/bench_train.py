@@ -1,0 +1,165 @@
+"""Training throughput: irrepprobe's network against a plain e3nn baseline, on real QM9 batches.
+
+For each preset (``lee`` at ls=[0,1,2], ``miller-l1``, ``miller-l0``) this times forward + backward
++ AdamW step in molecules per second, for the irrepprobe model (uvu tensor product, one weight per
+path and channel per edge) and for a benchmark-only baseline of the same hidden irreps, layers,
+radial basis and cutoff whose convolution is ``e3nn.o3.FullyConnectedTensorProduct(irreps_node,
+irreps_sh, irreps_out, shared_weights=False)`` with per-edge weights from a radial MLP (the
+published Lee et al. style), followed by the same gate. Batches are collated before timing, so
+data loading is not counted; each model runs 2 warm-up steps, then ``--steps`` timed steps on the
+same batches (the baseline ``--baseline-steps``, by default the same; lower it if the baseline is
+very slow). Goal: at least 5x the baseline throughput on CPU.
+
+Run:  python benchmarks/bench_train.py [--device cpu|cuda] [--steps 10] [--baseline-steps STEPS]
+                                       [--batch-size 32] [--presets lee,miller-l1,miller-l0]
+"""
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import time
+
+import e3nn
+import torch
+from e3nn import o3
+from e3nn.nn import FullyConnectedNet
+from torch import nn
+
+from irrepprobe.data import loader, radius_graph
+from irrepprobe.models import build_model, hidden_irreps, num_parameters, preset
+from irrepprobe.models.layers import gated
+from irrepprobe.train.loop import prepare_data
+
+WARMUP = 2
+
+
+class FCInteraction(nn.Module):
+    """Baseline convolution: fully connected tensor product with per-edge weights from a radial MLP,
+    sum aggregation / sqrt(avg_neighbors), self-connection, gate, residual (as irrepprobe's)."""
+
+    def __init__(self, irreps_in, irreps_sh, irreps_out, n_basis, radial_hidden, avg_neighbors):
+        super().__init__()
+        self.irreps_in, self.irreps_out = o3.Irreps(irreps_in), o3.Irreps(irreps_out)
+        self.gate, irreps_pre = gated(self.irreps_out)
+        self.tp = o3.FullyConnectedTensorProduct(self.irreps_in, irreps_sh, irreps_pre, shared_weights=False)
+        self.radial = FullyConnectedNet([n_basis, radial_hidden, self.tp.weight_numel], nn.functional.silu)
+        self.self_connection = o3.Linear(self.irreps_in, irreps_pre)
+        self.avg_neighbors = avg_neighbors
+        self.residual = self.irreps_in == self.irreps_out
+
+    def forward(self, x, sh, radial, edge_index):
+        src, dst = edge_index
+        messages = self.tp(x[src], sh, self.radial(radial))
+        agg = torch.zeros(x.shape[0], messages.shape[1], dtype=x.dtype, device=x.device)
+        agg.index_add_(0, dst, messages)
+        out = self.gate(agg / math.sqrt(self.avg_neighbors) + self.self_connection(x))
+        return x + out if self.residual else out
+
+
+class Baseline(nn.Module):
+    """irrepprobe's network with every Interaction replaced by FCInteraction (same embedding,
+    spherical harmonics, Bessel basis, readout and pooling)."""
+
+    def __init__(self, config):
+        super().__init__()
+        m = config.model
+        self.net = build_model(config)  # reused for embedding, radial basis and readout
+        hidden = hidden_irreps(config.muls(), m.parity)
+        layers, irreps = [], self.net.embedding.irreps_out
+        for _ in range(m.layers):
+            layers.append(FCInteraction(irreps, self.net.irreps_sh, hidden, m.n_basis, m.radial_hidden,
+                                        float(m.avg_neighbors)))
+            irreps = layers[-1].irreps_out
+        self.net.layers = nn.ModuleList(layers)
+
+    def forward(self, data):
+        return self.net(data)
+
+
+def throughput(model, batches, steps, device) -> float:
+    """Molecules per second over ``steps`` training steps after WARMUP steps."""
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=1e-2)
+    model.train()
+
+    def step(batch):
+        loss = (model(batch) - batch.y).abs().mean()
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+
+    for batch in batches[:WARMUP]:
+        step(batch)
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    t0 = time.perf_counter()
+    timed = batches[WARMUP:WARMUP + steps]
+    for batch in timed:
+        step(batch)
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    return sum(b.num_graphs for b in timed) / (time.perf_counter() - t0)
+
+
+def cpu_model() -> str:
+    with open("/proc/cpuinfo") as f:
+        for line in f:
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    return "unknown"
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    p.add_argument("--steps", type=int, default=10)
+    p.add_argument("--baseline-steps", type=int, default=None, help="default: --steps")
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--presets", default="lee,miller-l1,miller-l0")
+    args = p.parse_args()
+    device = torch.device(args.device)
+    args.baseline_steps = args.baseline_steps or args.steps
+    n_batches = WARMUP + max(args.steps, args.baseline_steps)
+    load_before = os.getloadavg()[0]
+
+    rows, edges = [], {}
+    for name in args.presets.split(","):
+        cfg = preset(name)
+        if name == "lee":
+            cfg.set("model.ls", [0, 1, 2])
+        cfg.set("data.subset", max(2000, 2 * n_batches * args.batch_size))
+        cfg.validate()
+        qm9, y, split = prepare_data(cfg)
+        cfg.model.avg_neighbors = 10.0
+        batches = [b.to(device) for _, b in zip(range(n_batches), loader(qm9, y, split["train"], args.batch_size))]
+        m = cfg.model
+        edges[m.cutoff] = sum(radius_graph(b.pos, b.batch, m.cutoff).shape[1] for b in batches) / len(batches)
+
+        torch.manual_seed(0)
+        ours = build_model(cfg).to(device)
+        ours_rate = throughput(ours, batches, args.steps, device)
+        base = Baseline(cfg).to(device)
+        base_rate = throughput(base, batches, args.baseline_steps, device)
+        mul = m.mul if not isinstance(m.mul, dict) else "/".join(str(m.mul[l]) for l in sorted(m.mul))
+        rows.append(f"| {name} | {sorted(m.ls)} | {mul} | {m.cutoff} | {num_parameters(ours):,} | "
+                    f"{ours_rate:.1f} | {num_parameters(base):,} | {base_rate:.1f} | {ours_rate / base_rate:.1f}x |")
+        print(f"[{name}] done", flush=True)
+
+    threads = torch.get_num_threads()
+    gpu = f" ({torch.cuda.get_device_name()})" if device.type == "cuda" else ""
+    print("\nGoal: irrepprobe at least 5x the FullyConnectedTensorProduct baseline's throughput on CPU.")
+    print(f"Setup: device {device}{gpu}, CPU {cpu_model()}, {threads} torch threads, torch {torch.__version__}, "
+          f"e3nn {e3nn.__version__}, batch size {args.batch_size} molecules, steps ours {args.steps} / "
+          f"baseline {args.baseline_steps} after {WARMUP} warm-up, average edges per batch "
+          + ", ".join(f"{e:.0f} at {c} A" for c, e in edges.items())
+          + f", 1-min load average {load_before:.2f} before / {os.getloadavg()[0]:.2f} after the run\n")
+    if load_before > 0.5:
+        print("WARNING: the CPU was already busy when the benchmark started; the rates are not reliable.\n")
+    print("| preset | ls | mul | cutoff (A) | params (ours) | ours mol/s | baseline params | baseline mol/s "
+          "| ours/baseline |")
+    print("|---|---|---|---:|---:|---:|---:|---:|---:|")
+    print("\n".join(rows))
+
+
+if __name__ == "__main__":
+    main()
