@@ -53,6 +53,26 @@ def cmd_evaluate(args) -> int:
     return 0
 
 
+def cmd_capture(args) -> int:
+    from pathlib import Path
+
+    from .capture import capture_checkpoint
+    from .examples import example_checkpoint
+
+    ckpt = args.checkpoint or example_checkpoint()
+    out = args.out or (None if args.checkpoint else Path("capture-example"))
+    cap = capture_checkpoint(ckpt, split=args.split, subset=args.subset, layers=args.layers, out=out,
+                             device=args.device or "auto", batch_size=args.batch_size,
+                             save_nodes=args.save_nodes, cache_dir=args.cache_dir)
+    m = cap.meta
+    print(f"captured {len(cap.points)} points over {m['n_molecules']} {m['split']} molecules "
+          f"of {Path(m['checkpoint']).name} (target {m['target']}) in {m['seconds']:.1f} s -> {cap.path}")
+    for name, why in m["skipped"].items():
+        print(f"skipped {name}: {why}")
+    print(cap.summary.drop(columns=["mean_sq_norm"]).to_string(index=False, float_format=lambda v: f"{v:.4f}"))
+    return 0
+
+
 def cmd_model(args) -> int:
     from .models import build_model
 
@@ -121,6 +141,19 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--batch-size", type=int, default=128)
     sp.add_argument("--cache-dir")
     sp.set_defaults(func=cmd_evaluate)
+
+    sp = sub.add_parser("capture", help="per-irrep activations of a checkpoint over one of its splits")
+    sp.add_argument("checkpoint", nargs="?", help="default: the example checkpoint shipped with irrepprobe")
+    sp.add_argument("--split", default="test", help="train, val or test (default test)")
+    sp.add_argument("--subset", type=int, help="only the first N molecules of the split")
+    sp.add_argument("--layers", nargs="+", metavar="GLOB",
+                    help="module name patterns, e.g. 'layers.*' or '*' (default: outermost irreps modules)")
+    sp.add_argument("--out", help="capture directory (default: capture-SPLIT beside the checkpoint)")
+    sp.add_argument("--device", choices=["auto", "cpu", "cuda"])
+    sp.add_argument("--batch-size", type=int, default=64)
+    sp.add_argument("--save-nodes", action="store_true", help="also write raw per-atom blocks in shards")
+    sp.add_argument("--cache-dir")
+    sp.set_defaults(func=cmd_capture)
 
     sp = sub.add_parser("model", help="print a model's layers, irreps and parameter counts")
     config_args(sp)

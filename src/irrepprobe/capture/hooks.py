@@ -1,0 +1,175 @@
+"""Forward hooks that reduce every captured point's output block by block while the model runs.
+
+Memory stays bounded: per channel only running sums (count, sum and sum of squares of the norm, min,
+max) are kept, and per molecule only pooled features, never per-atom activations (those go to disk
+shards with ``save_nodes``).
+"""
+from __future__ import annotations
+
+import fnmatch
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+import torch
+from e3nn import o3
+
+from ..errors import IrrepprobeError
+from .layouts import blocks, split
+
+
+def refuse_compiled(model: torch.nn.Module) -> None:
+    if isinstance(model, torch.jit.ScriptModule):
+        raise IrrepprobeError("cannot capture a TorchScript model (it takes no hooks): capture the eager module")
+    if hasattr(model, "_orig_mod"):
+        raise IrrepprobeError("cannot capture a torch.compile'd model (hooks added after compile are ignored): "
+                              "capture the eager module, model._orig_mod")
+
+
+def find_points(model: torch.nn.Module, layers: list[str] | None = None,
+                irreps: dict[str, str] | None = None) -> dict[str, o3.Irreps]:
+    """Capture points by dotted module name -> irreps of their output.
+
+    Default: the outermost modules that expose ``irreps_out`` (for our networks ``embedding``,
+    ``layers.0`` ... ``readout``). ``layers`` are glob patterns over ``named_modules()`` names ("*" for
+    every irreps-carrying module); ``irreps`` gives irreps for modules that carry none.
+    """
+    refuse_compiled(model)
+    irreps = dict(irreps or {})
+    named = {n: m for n, m in model.named_modules() if n}
+    carrying = [n for n, m in named.items() if hasattr(m, "irreps_out") or n in irreps]
+    if layers is None:
+        chosen = [n for n in carrying if not any(n.startswith(a + ".") for a in carrying)]
+    else:
+        chosen = []
+        for pattern in layers:
+            hits = [n for n in carrying if fnmatch.fnmatchcase(n, pattern)]
+            if not hits:
+                near = ", ".join(carrying[:12]) + (" ..." if len(carrying) > 12 else "")
+                raise IrrepprobeError(f"no irreps-carrying module matches {pattern!r}; modules: {near}")
+            chosen += [n for n in hits if n not in chosen]
+    unknown = set(irreps) - set(named)
+    if unknown:
+        raise IrrepprobeError(f"irreps given for {sorted(unknown)[0]!r}, which is not a module of the model")
+    if not chosen:
+        raise IrrepprobeError("the model has no module with irreps_out: name modules and give their irreps")
+    return {n: o3.Irreps(irreps.get(n) or named[n].irreps_out) for n in chosen}
+
+
+class Recorder:
+    """Context manager: hooks on the chosen points, reductions per block. Call :meth:`begin` with the
+    atom -> molecule index before each forward pass."""
+
+    def __init__(self, model, points: dict[str, o3.Irreps], nodes_dir: str | Path | None = None,
+                 shard_atoms: int = 200_000):
+        self.model, self.points = model, points
+        self.blocks = {p: blocks(ir) for p, ir in points.items()}
+        self.nodes_dir = Path(nodes_dir) if nodes_dir else None
+        self.shard_atoms, self._handles = shard_atoms, []
+        self.channel = {p: {b.name: None for b in bl} for p, bl in self.blocks.items()}
+        self.molecule = defaultdict(list)  # (point, block, kind) -> list of [B, ...] arrays
+        self.skipped: dict[str, str] = {}
+        self._node_buf, self._node_atoms, self._shards = defaultdict(list), 0, 0
+        self._batch = None
+
+    def __enter__(self):
+        modules = dict(self.model.named_modules())
+        for name in self.points:
+            self._handles.append(modules[name].register_forward_hook(self._hook(name)))
+        return self
+
+    def __exit__(self, *exc):
+        for h in self._handles:
+            h.remove()
+        self._handles.clear()
+        if exc[0] is None:
+            self._flush_nodes()
+        return False
+
+    def begin(self, batch: torch.Tensor, num_molecules: int | None = None) -> None:
+        self._batch = batch
+        self._n_mol = int(batch.max()) + 1 if num_molecules is None else num_molecules
+        self._counts = torch.bincount(batch, minlength=self._n_mol).clamp(min=1)
+
+    def _hook(self, name):
+        def hook(module, args, out):
+            if self._batch is None:
+                raise RuntimeError("Recorder.begin(batch) must be called before each forward pass")
+            if not torch.is_tensor(out) or out.dim() != 2 or out.shape[0] != self._batch.numel():
+                self.skipped[name] = "output is not one row per atom"
+                return
+            with torch.no_grad():
+                self._reduce(name, out.detach())
+        return hook
+
+    def _reduce(self, point: str, x: torch.Tensor) -> None:
+        b, n_mol = self._batch, self._n_mol
+        for name, v in split(x, self.points[point]).items():  # v: [atoms, mul, 2l+1]
+            v = v.double()
+            norm = v.norm(dim=-1)
+            stats = torch.stack([norm.sum(0), norm.pow(2).sum(0)])
+            lo, hi = norm.min(0).values, norm.max(0).values
+            acc = self.channel[point][name]
+            if acc is None:
+                self.channel[point][name] = acc = {"count": 0, "sums": torch.zeros_like(stats).cpu(),
+                                                   "min": lo.cpu(), "max": hi.cpu()}
+            acc["count"] += norm.shape[0]
+            acc["sums"] += stats.cpu()
+            acc["min"] = torch.minimum(acc["min"], lo.cpu())
+            acc["max"] = torch.maximum(acc["max"], hi.cpu())
+
+            pooled = norm.new_zeros(n_mol, norm.shape[1]).index_add_(0, b, norm)
+            self._keep(point, name, "norm_sum", pooled)
+            self._keep(point, name, "norm_mean", pooled / self._counts[:, None])
+            if v.shape[-1] == 1:
+                values = v[..., 0].new_zeros(n_mol, v.shape[1]).index_add_(0, b, v[..., 0])
+                self._keep(point, name, "value_sum", values)
+                self._keep(point, name, "value_mean", values / self._counts[:, None])
+            else:
+                self._keep(point, name, "vector_sum", v.new_zeros(n_mol, *v.shape[1:]).index_add_(0, b, v))
+        if self.nodes_dir is not None:
+            self._node_buf[point].append(x.float().cpu())
+            if point == next(iter(self.points)):
+                self._node_buf["__batch__"].append(b.cpu())
+                self._node_atoms += b.numel()
+            if point == list(self.points)[-1] and self._node_atoms >= self.shard_atoms:
+                self._flush_nodes()
+
+    def _keep(self, point, block, kind, value):
+        self.molecule[(point, block, kind)].append(value.float().cpu())
+
+    def _flush_nodes(self) -> None:
+        if self.nodes_dir is None or not self._node_buf:
+            return
+        from ..fileio import atomic_write
+
+        arrays = {k.replace("/", "_"): torch.cat(v).numpy() for k, v in self._node_buf.items()}
+        path = self.nodes_dir / f"shard-{self._shards:05d}.npz"
+        atomic_write(path, lambda tmp: _savez(tmp, arrays))
+        self._shards += 1
+        self._node_buf.clear()
+        self._node_atoms = 0
+
+    def channel_stats(self) -> dict[tuple[str, str], dict[str, np.ndarray]]:
+        """Per (point, block): count and per-channel mean, variance, min and max of the norm."""
+        out = {}
+        for point, per_block in self.channel.items():
+            if point in self.skipped:
+                continue
+            for name, acc in per_block.items():
+                if acc is None:
+                    continue
+                mean = acc["sums"][0] / acc["count"]
+                var = (acc["sums"][1] / acc["count"] - mean**2).clamp(min=0)
+                out[(point, name)] = {"count": acc["count"], "mean": mean.numpy(), "mean_sq": (
+                    acc["sums"][1] / acc["count"]).numpy(), "var": var.numpy(), "min": acc["min"].numpy(),
+                    "max": acc["max"].numpy()}
+        return out
+
+    def molecule_arrays(self) -> dict[tuple[str, str, str], np.ndarray]:
+        return {k: torch.cat(v).numpy() for k, v in self.molecule.items() if k[0] not in self.skipped}
+
+
+def _savez(path: str, arrays: dict[str, np.ndarray]) -> None:
+    with open(path, "wb") as f:
+        np.savez(f, **arrays)
