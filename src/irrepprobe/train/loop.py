@@ -177,7 +177,7 @@ def _train(config, out, state, device, is_dist, rank, world_size, main, progress
             bar.close()
         val_mae = _mae(*predict(model, qm9, y, split["val"], t.eval_batch_size, device))
         scheduler.step(val_mae)
-        row = {"epoch": epoch, "lr": optimizer.param_groups[0]["lr"], "train_loss": loss_sum / count,
+        row = {"epoch": epoch + 1, "lr": optimizer.param_groups[0]["lr"], "train_loss": loss_sum / count,
                "train_mae": abs_sum / count, "val_mae": val_mae, "seconds": time.time() - t0}
         history.append(row)
         improved = val_mae < best_val
@@ -204,7 +204,7 @@ def _train(config, out, state, device, is_dist, rank, world_size, main, progress
     if writer is not None:
         writer.close()
 
-    result: dict[str, Any] = {"epochs_run": len(history), "best_epoch": best_epoch, "val_mae": best_val,
+    result: dict[str, Any] = {"epochs_run": len(history), "best_epoch": best_epoch + 1, "val_mae": best_val,
                               "unit": get_target(config.data.target).unit}
     if main and (out / "best.pt").exists():
         best = load_checkpoint(out / "best.pt")
