@@ -12,12 +12,14 @@ very slow). Goal: at least 5x the baseline throughput on CPU.
 
 Run:  python benchmarks/bench_train.py [--device cpu|cuda] [--steps 10] [--baseline-steps STEPS]
                                        [--batch-size 32] [--presets lee,miller-l1,miller-l0]
+                                       [--threads N]
 """
 from __future__ import annotations
 
 import argparse
 import math
 import os
+import sys
 import time
 
 import e3nn
@@ -101,6 +103,19 @@ def throughput(model, batches, steps, device) -> float:
     return sum(b.num_graphs for b in timed) / (time.perf_counter() - t0)
 
 
+def busy_cores(seconds: float = 1.0) -> float:
+    """Cores kept busy by other processes, from /proc/stat over ``seconds``."""
+    def sample():
+        with open("/proc/stat") as f:
+            v = [int(x) for x in f.readline().split()[1:]]
+        return sum(v), v[3] + v[4]  # total, idle + iowait
+
+    t0, i0 = sample()
+    time.sleep(seconds)
+    t1, i1 = sample()
+    return (1 - (i1 - i0) / max(t1 - t0, 1)) * (os.cpu_count() or 1)
+
+
 def cpu_model() -> str:
     with open("/proc/cpuinfo") as f:
         for line in f:
@@ -116,11 +131,14 @@ def main() -> None:
     p.add_argument("--baseline-steps", type=int, default=None, help="default: --steps")
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--presets", default="lee,miller-l1,miller-l0")
+    p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's own)")
     args = p.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     device = torch.device(args.device)
     args.baseline_steps = args.baseline_steps or args.steps
     n_batches = WARMUP + max(args.steps, args.baseline_steps)
-    load_before = os.getloadavg()[0]
+    busy = busy_cores()
 
     rows, edges = [], {}
     for name in args.presets.split(","):
@@ -143,7 +161,7 @@ def main() -> None:
         mul = m.mul if not isinstance(m.mul, dict) else "/".join(str(m.mul[l]) for l in sorted(m.mul))
         rows.append(f"| {name} | {sorted(m.ls)} | {mul} | {m.cutoff} | {num_parameters(ours):,} | "
                     f"{ours_rate:.1f} | {num_parameters(base):,} | {base_rate:.1f} | {ours_rate / base_rate:.1f}x |")
-        print(f"[{name}] done", flush=True)
+        print(f"[{name}] done", file=sys.stderr, flush=True)
 
     threads = torch.get_num_threads()
     gpu = f" ({torch.cuda.get_device_name()})" if device.type == "cuda" else ""
@@ -152,9 +170,9 @@ def main() -> None:
           f"e3nn {e3nn.__version__}, batch size {args.batch_size} molecules, steps ours {args.steps} / "
           f"baseline {args.baseline_steps} after {WARMUP} warm-up, average edges per batch "
           + ", ".join(f"{e:.0f} at {c} A" for c, e in edges.items())
-          + f", 1-min load average {load_before:.2f} before / {os.getloadavg()[0]:.2f} after the run\n")
-    if load_before > 0.5:
-        print("WARNING: the CPU was already busy when the benchmark started; the rates are not reliable.\n")
+          + f", {busy:.1f} of {os.cpu_count()} cores busy with other work at the start\n")
+    if busy + threads > (os.cpu_count() or 1) + 0.3:
+        print("WARNING: other processes held the CPU cores this benchmark needs; the rates are not reliable.\n")
     print("| preset | ls | mul | cutoff (A) | params (ours) | ours mol/s | baseline params | baseline mol/s "
           "| ours/baseline |")
     print("|---|---|---|---:|---:|---:|---:|---:|---:|")

@@ -8,6 +8,7 @@ from __future__ import annotations
 import importlib.metadata
 import importlib.util
 import os
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -118,7 +119,7 @@ def _parse(data_dir: Path) -> dict[str, torch.Tensor]:
         "charges": torch.from_numpy(charges.astype(np.float32)),
         "ptr": torch.from_numpy(np.concatenate([[0], np.cumsum(n_atoms)])),
         "index": torch.from_numpy(df["Index"].to_numpy(np.int64).copy()),
-        "polarizability": torch.from_numpy(a.reshape(-1, 3, 3)),
+        "polarizability": torch.from_numpy(a.reshape(-1, 3, 3).copy()),
         **{f"prop.{k}": torch.from_numpy(df[c].to_numpy(np.float64).copy()) for c, k in PROPERTY_COLUMNS.items()},
     }
 
@@ -133,6 +134,7 @@ def load_qm9(cache_dir: str | os.PathLike | None = None, rebuild: bool = False) 
         except Exception:  # a damaged cache is rebuilt rather than trusted
             tensors = None
     if tensors is None:
+        print(f"irrepprobe: parsing QM9 from qm9pack into {path} (once, about 10 s)", file=sys.stderr)
         tensors = _parse(qm9pack_dir())
         save_torch(tensors, path)
     props = {k[5:]: v for k, v in tensors.items() if k.startswith("prop.")}
