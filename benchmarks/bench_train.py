@@ -8,7 +8,8 @@ irreps_sh, irreps_out, shared_weights=False)`` with per-edge weights from a radi
 published Lee et al. style), followed by the same gate. Batches are collated before timing, so
 data loading is not counted; each model runs 2 warm-up steps, then ``--steps`` timed steps on the
 same batches (the baseline ``--baseline-steps``, by default the same; lower it if the baseline is
-very slow). Goal: at least 5x the baseline throughput on CPU.
+very slow), and the median step gives the rate. Goal: at least 5x the baseline throughput on CPU.
+A busy machine distorts the rates badly (see the printed warning); ``--threads 1`` suffers least.
 
 Run:  python benchmarks/bench_train.py [--device cpu|cuda] [--steps 10] [--baseline-steps STEPS]
                                        [--batch-size 32] [--presets lee,miller-l1,miller-l0]
@@ -19,6 +20,7 @@ from __future__ import annotations
 import argparse
 import math
 import os
+import statistics
 import sys
 import time
 
@@ -80,27 +82,22 @@ class Baseline(nn.Module):
 
 
 def throughput(model, batches, steps, device) -> float:
-    """Molecules per second over ``steps`` training steps after WARMUP steps."""
+    """Molecules per second of the median training step, over ``steps`` steps after WARMUP steps
+    (the median rather than the mean, so that a moment of other work on the machine does not count)."""
     opt = torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=1e-2)
     model.train()
-
-    def step(batch):
+    rates = []
+    for k, batch in enumerate(batches[:WARMUP + steps]):
+        t0 = time.perf_counter()
         loss = (model(batch) - batch.y).abs().mean()
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
-
-    for batch in batches[:WARMUP]:
-        step(batch)
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-    t0 = time.perf_counter()
-    timed = batches[WARMUP:WARMUP + steps]
-    for batch in timed:
-        step(batch)
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-    return sum(b.num_graphs for b in timed) / (time.perf_counter() - t0)
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        if k >= WARMUP:
+            rates.append(batch.num_graphs / (time.perf_counter() - t0))
+    return statistics.median(rates)
 
 
 def busy_cores(seconds: float = 1.0) -> float:
@@ -167,8 +164,8 @@ def main() -> None:
     gpu = f" ({torch.cuda.get_device_name()})" if device.type == "cuda" else ""
     print("\nGoal: irrepprobe at least 5x the FullyConnectedTensorProduct baseline's throughput on CPU.")
     print(f"Setup: device {device}{gpu}, CPU {cpu_model()}, {threads} torch threads, torch {torch.__version__}, "
-          f"e3nn {e3nn.__version__}, batch size {args.batch_size} molecules, steps ours {args.steps} / "
-          f"baseline {args.baseline_steps} after {WARMUP} warm-up, average edges per batch "
+          f"e3nn {e3nn.__version__}, batch size {args.batch_size} molecules, median of {args.steps} steps "
+          f"(baseline {args.baseline_steps}) after {WARMUP} warm-up, average edges per batch "
           + ", ".join(f"{e:.0f} at {c} A" for c, e in edges.items())
           + f", {busy:.1f} of {os.cpu_count()} cores busy with other work at the start\n")
     if busy + threads > (os.cpu_count() or 1) + 0.3:

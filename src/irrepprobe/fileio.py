@@ -43,3 +43,14 @@ def save_text(text: str, path: str | os.PathLike) -> Path:
 
 def save_json(obj: Any, path: str | os.PathLike) -> Path:
     return save_text(json.dumps(obj, indent=2, sort_keys=True) + "\n", path)
+
+
+def save_npz(arrays: dict, path: str | os.PathLike) -> Path:
+    """Uncompressed ``.npz``; read back with ``np.load(path, allow_pickle=False)``."""
+    import numpy as np
+
+    def write(tmp: str) -> None:
+        with open(tmp, "wb") as f:  # a file object, so numpy does not append ".npz" to the temp name
+            np.savez(f, **arrays)
+
+    return atomic_write(path, write)

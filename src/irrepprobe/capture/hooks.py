@@ -141,11 +141,10 @@ class Recorder:
     def _flush_nodes(self) -> None:
         if self.nodes_dir is None or not self._node_buf:
             return
-        from ..fileio import atomic_write
+        from ..fileio import save_npz
 
-        arrays = {k.replace("/", "_"): torch.cat(v).numpy() for k, v in self._node_buf.items()}
-        path = self.nodes_dir / f"shard-{self._shards:05d}.npz"
-        atomic_write(path, lambda tmp: _savez(tmp, arrays))
+        arrays = {k: torch.cat(v).numpy() for k, v in self._node_buf.items()}
+        save_npz(arrays, self.nodes_dir / f"shard-{self._shards:05d}.npz")
         self._shards += 1
         self._node_buf.clear()
         self._node_atoms = 0
@@ -168,8 +167,3 @@ class Recorder:
 
     def molecule_arrays(self) -> dict[tuple[str, str, str], np.ndarray]:
         return {k: torch.cat(v).numpy() for k, v in self.molecule.items() if k[0] not in self.skipped}
-
-
-def _savez(path: str, arrays: dict[str, np.ndarray]) -> None:
-    with open(path, "wb") as f:
-        np.savez(f, **arrays)

@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 
 from ..errors import IrrepprobeError
-from ..fileio import atomic_write, save_json, save_text
+from ..fileio import save_json, save_npz, save_text
 
 DEAD_FRACTION_OF_MAX = 1e-3
 SUMMARY_COLUMNS = ["point", "block", "l", "parity", "mul", "mean_norm", "mean_sq_norm", "norm_share",
@@ -38,12 +38,7 @@ def summary_table(channel_stats: dict, block_info: dict) -> pd.DataFrame:
 def write_capture(out: Path, arrays: dict[str, np.ndarray], meta: dict, summary: pd.DataFrame) -> Path:
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-
-    def write_npz(tmp):
-        with open(tmp, "wb") as f:
-            np.savez(f, **arrays)
-
-    atomic_write(out / "arrays.npz", write_npz)
+    save_npz(arrays, out / "arrays.npz")
     buf = io.StringIO()
     summary.to_csv(buf, index=False)
     save_text(buf.getvalue(), out / "summary.csv")
