@@ -12,16 +12,10 @@ import tempfile
 import time
 
 import torch
+from _common import cpu_model
 
 from irrepprobe.data import load_qm9
 
-
-def cpu_model() -> str:
-    with open("/proc/cpuinfo") as f:
-        for line in f:
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    return "unknown"
 
 
 def main() -> None:

@@ -26,6 +26,7 @@ import time
 
 import e3nn
 import torch
+from _common import cpu_model
 from e3nn import o3
 from e3nn.nn import FullyConnectedNet
 from torch import nn
@@ -112,13 +113,6 @@ def busy_cores(seconds: float = 1.0) -> float:
     t1, i1 = sample()
     return (1 - (i1 - i0) / max(t1 - t0, 1)) * (os.cpu_count() or 1)
 
-
-def cpu_model() -> str:
-    with open("/proc/cpuinfo") as f:
-        for line in f:
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    return "unknown"
 
 
 def main() -> None:

@@ -61,13 +61,16 @@ class Recorder:
     atom -> molecule index before each forward pass."""
 
     def __init__(self, model, points: dict[str, o3.Irreps], nodes_dir: str | Path | None = None,
-                 shard_atoms: int = 200_000):
+                 shard_atoms: int = 200_000, n_molecules: int | None = None):
         self.model, self.points = model, points
         self.blocks = {p: blocks(ir) for p, ir in points.items()}
         self.nodes_dir = Path(nodes_dir) if nodes_dir else None
         self.shard_atoms, self._handles = shard_atoms, []
         self.channel = {p: {b.name: None for b in bl} for p, bl in self.blocks.items()}
-        self.molecule = defaultdict(list)  # (point, block, kind) -> list of [B, ...] arrays
+        # (point, block, kind) -> per-molecule array: preallocated when the molecule count is known
+        # (no growing lists, no concatenation copy at the end), else a list of per-batch chunks
+        self.molecule = {} if n_molecules else defaultdict(list)
+        self.n_molecules, self._offset, self._n_mol = n_molecules, 0, 0
         self.skipped: dict[str, str] = {}
         self._node_buf, self._node_atoms, self._shards = defaultdict(list), 0, 0
         self._batch = None
@@ -87,6 +90,7 @@ class Recorder:
         return False
 
     def begin(self, batch: torch.Tensor, num_molecules: int | None = None) -> None:
+        self._offset += self._n_mol
         self._batch = batch
         self._n_mol = int(batch.max()) + 1 if num_molecules is None else num_molecules
         self._counts = torch.bincount(batch, minlength=self._n_mol).clamp(min=1)
@@ -136,7 +140,15 @@ class Recorder:
                 self._flush_nodes()
 
     def _keep(self, point, block, kind, value):
-        self.molecule[(point, block, kind)].append(value.float().cpu())
+        if not self.n_molecules:
+            self.molecule[(point, block, kind)].append(value.float().cpu())
+            return
+        key = (point, block, kind)
+        if key not in self.molecule:
+            self.molecule[key] = torch.zeros(self.n_molecules, *value.shape[1:])
+        if self._offset + len(value) > self.n_molecules:
+            raise RuntimeError(f"more molecules than the {self.n_molecules} announced to the Recorder")
+        self.molecule[key][self._offset : self._offset + len(value)] = value.float().cpu()
 
     def _flush_nodes(self) -> None:
         if self.nodes_dir is None or not self._node_buf:
@@ -166,4 +178,6 @@ class Recorder:
         return out
 
     def molecule_arrays(self) -> dict[tuple[str, str, str], np.ndarray]:
-        return {k: torch.cat(v).numpy() for k, v in self.molecule.items() if k[0] not in self.skipped}
+        done = self._offset + self._n_mol
+        return {k: (v[:done] if torch.is_tensor(v) else torch.cat(v)).numpy()
+                for k, v in self.molecule.items() if k[0] not in self.skipped}

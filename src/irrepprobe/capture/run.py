@@ -32,7 +32,8 @@ def run_capture(model, batches, points, nodes_dir=None):
     Returns the recorder and the stacked (outputs, targets, molecule ids)."""
     outputs, targets, ids = [], [], []
     device = next(model.parameters()).device
-    with Recorder(model, points, nodes_dir) as rec, torch.no_grad():
+    n = len(batches.dataset) if hasattr(batches, "dataset") else None
+    with Recorder(model, points, nodes_dir, n_molecules=n) as rec, torch.no_grad():
         for batch in batches:
             batch = batch.to(device)
             rec.begin(batch.batch, batch.num_graphs)
