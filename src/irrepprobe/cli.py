@@ -35,7 +35,7 @@ def cmd_train(args) -> int:
     cfg = _config(args)
     if cfg is None and not args.resume:
         raise IrrepprobeError("give a CONFIG file or --preset NAME (see: irrepprobe presets)")
-    if cfg is not None:
+    if cfg is not None and not args.resume:  # on resume the run's own saved config is used
         import yaml
 
         print("# resolved config")
