@@ -108,7 +108,7 @@ class Recorder:
 
     def _reduce(self, point: str, x: torch.Tensor) -> None:
         b, n_mol = self._batch, self._n_mol
-        for name, v in split(x, self.points[point]).items():  # v: [atoms, mul, 2l+1]
+        for name, v in split(x, self.points[point], parts=self.blocks[point]).items():  # [atoms, mul, 2l+1]
             v = v.double()
             norm = v.norm(dim=-1)
             stats = torch.stack([norm.sum(0), norm.pow(2).sum(0)])
@@ -170,11 +170,10 @@ class Recorder:
             for name, acc in per_block.items():
                 if acc is None:
                     continue
-                mean = acc["sums"][0] / acc["count"]
-                var = (acc["sums"][1] / acc["count"] - mean**2).clamp(min=0)
-                out[(point, name)] = {"count": acc["count"], "mean": mean.numpy(), "mean_sq": (
-                    acc["sums"][1] / acc["count"]).numpy(), "var": var.numpy(), "min": acc["min"].numpy(),
-                    "max": acc["max"].numpy()}
+                mean, mean_sq = acc["sums"] / acc["count"]
+                out[(point, name)] = {"count": acc["count"], "mean": mean.numpy(), "mean_sq": mean_sq.numpy(),
+                                      "var": (mean_sq - mean**2).clamp(min=0).numpy(),
+                                      "min": acc["min"].numpy(), "max": acc["max"].numpy()}
         return out
 
     def molecule_arrays(self) -> dict[tuple[str, str, str], np.ndarray]:

@@ -42,9 +42,12 @@ def blocks(irreps, layout: str = "mul_ir") -> list[Block]:
     return [Block(str(ir), ir.l, ir.p, sum(len(c) for c in cs) // ir.dim, torch.cat(cs)) for ir, cs in cols.items()]
 
 
-def split(x: torch.Tensor, irreps, layout: str = "mul_ir") -> dict[str, torch.Tensor]:
-    """[N, irreps.dim] -> {block name: [N, mul, 2l+1]}."""
+def split(x: torch.Tensor, irreps, layout: str = "mul_ir", parts: list[Block] | None = None
+          ) -> dict[str, torch.Tensor]:
+    """[N, irreps.dim] -> {block name: [N, mul, 2l+1]}. ``parts``: ``blocks(irreps)`` computed once
+    by a caller that splits many tensors of the same irreps."""
     irreps = o3.Irreps(irreps)
     if x.shape[-1] != irreps.dim:
         raise IrrepprobeError(f"feature width {x.shape[-1]} does not match irreps {irreps} (dim {irreps.dim})")
-    return {b.name: x[..., b.index.to(x.device)].reshape(*x.shape[:-1], b.mul, b.dim) for b in blocks(irreps, layout)}
+    parts = blocks(irreps, layout) if parts is None else parts
+    return {b.name: x[..., b.index.to(x.device)].reshape(*x.shape[:-1], b.mul, b.dim) for b in parts}

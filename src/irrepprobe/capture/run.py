@@ -15,7 +15,6 @@ from ..errors import IrrepprobeError
 from ..train.checkpoint import load_checkpoint, model_from_checkpoint, versions
 from ..train.distributed import resolve_device
 from .hooks import Recorder, find_points
-from .layouts import blocks
 from .store import Capture, load_capture, summary_table, write_capture
 
 
@@ -71,13 +70,14 @@ def capture_checkpoint(ckpt_path, split: str = "test", subset: int | None = None
                                        out / "nodes" if save_nodes else None)
     seconds = time.time() - t0
 
-    info = {(p, b.name): (b.l, b.parity, b.mul) for p, ir in points.items() for b in blocks(ir)}
-    summary = summary_table(rec.channel_stats(), info)
+    info = {(p, b.name): (b.l, b.parity, b.mul) for p, bl in rec.blocks.items() for b in bl}
+    stats = rec.channel_stats()
+    summary = summary_table(stats, info)
     arrays = {"output": pred.numpy(), "target": true.numpy(), "error": (pred - true).numpy(),
               "index": ids.numpy(), "n_atoms": qm9.n_atoms[ids].numpy()}
     for (p, b, kind), a in rec.molecule_arrays().items():
         arrays[f"mol/{p}/{b}/{kind}"] = a
-    for (p, b), s in rec.channel_stats().items():
+    for (p, b), s in stats.items():
         for k in ("mean", "var", "min", "max"):
             arrays[f"chan/{p}/{b}/{k}"] = np.asarray(s[k], dtype=np.float64)
     meta = {
@@ -86,7 +86,7 @@ def capture_checkpoint(ckpt_path, split: str = "test", subset: int | None = None
         "config": ckpt["config"], "target": config.data.target, "split": split,
         "n_molecules": int(indices.numel()), "seconds": round(seconds, 3),
         "points": {p: {"irreps": str(ir), "blocks": [{"name": b.name, "l": b.l, "parity": b.parity,
-                                                      "mul": b.mul} for b in blocks(ir)]}
+                                                      "mul": b.mul} for b in rec.blocks[p]]}
                    for p, ir in points.items() if p not in rec.skipped},
         "skipped": rec.skipped, "layout": "mul_ir", "nodes": bool(save_nodes),
         "device": str(dev), "versions": versions(),
