@@ -73,6 +73,26 @@ def cmd_capture(args) -> int:
     return 0
 
 
+def cmd_report(args) -> int:
+    import shlex
+
+    from .report import make_report
+
+    cap_path = args.capture
+    print(f"report on {cap_path}")
+    res = make_report(cap_path, out=args.out, checkpoint=args.checkpoint,
+                      ablation_molecules=None if args.ablation_molecules == 0 else args.ablation_molecules,
+                      map_points=None if args.map_points == 0 else args.map_points, map_method=args.map_method,
+                      map_layers=args.map_layers, compare=args.compare, threshold=args.threshold,
+                      device=args.device or "auto", seed=args.seed,
+                      command="irrepprobe " + " ".join(shlex.quote(a) for a in args.argv))
+    v = res["verdict"]
+    print("unused blocks: " + (", ".join(f"{p} {b}" for p, b in v["unused"]) or "none"))
+    print("orders to drop: " + (", ".join(f"l={l}" for l in v["drop"]) or "none"))
+    print(f"total {res['timings']['seconds'].sum():.1f} s -> {res['report_html']}")
+    return 0
+
+
 def cmd_model(args) -> int:
     from .models import build_model
 
@@ -155,6 +175,22 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--cache-dir")
     sp.set_defaults(func=cmd_capture)
 
+    sp = sub.add_parser("report", help="metrics, figures and a verdict from a capture")
+    sp.add_argument("capture", help="capture directory (from irrepprobe capture)")
+    sp.add_argument("--out", help="report directory (default CAPTURE/report)")
+    sp.add_argument("--checkpoint", help="the captured checkpoint, if it has moved since the capture")
+    sp.add_argument("--threshold", type=float, default=0.05,
+                    help="a block is unused when zeroing it raises the test MAE by less than this fraction")
+    sp.add_argument("--ablation-molecules", type=int, default=1000,
+                    help="molecules for ablation and attribution (first N captured; 0 = all)")
+    sp.add_argument("--map-points", type=int, default=2000, help="molecules per latent map (0 = all)")
+    sp.add_argument("--map-method", default="umap", choices=["umap", "phate", "pca"])
+    sp.add_argument("--map-layers", nargs="+", metavar="POINT", help="points to map (default: last layer)")
+    sp.add_argument("--compare", metavar="CAPTURE", help="another model's capture for a CKA comparison")
+    sp.add_argument("--device", choices=["auto", "cpu", "cuda"])
+    sp.add_argument("--seed", type=int, default=0)
+    sp.set_defaults(func=cmd_report)
+
     sp = sub.add_parser("model", help="print a model's layers, irreps and parameter counts")
     config_args(sp)
     sp.set_defaults(func=cmd_model)
@@ -172,6 +208,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)  # for reports that state their command
     if not getattr(args, "func", None):
         parser.print_help()
         return 2

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import fnmatch
 from collections import defaultdict
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Callable, Iterator
 
 import numpy as np
 import torch
@@ -56,6 +58,49 @@ def find_points(model: torch.nn.Module, layers: list[str] | None = None,
     return {n: o3.Irreps(irreps.get(n) or named[n].irreps_out) for n in chosen}
 
 
+@contextmanager
+def hooked(model: torch.nn.Module, hooks: dict[str, Callable]) -> Iterator[None]:
+    """Forward hooks by dotted module name for the duration of a ``with`` block. The one hook
+    mechanism of irrepprobe: recording, ablation and attribution all go through it."""
+    modules = dict(model.named_modules())
+    missing = [n for n in hooks if n not in modules]
+    if missing:
+        raise IrrepprobeError(f"the model has no module {missing[0]!r}")
+    handles = [modules[n].register_forward_hook(fn) for n, fn in hooks.items()]
+    try:
+        yield
+    finally:
+        for h in handles:
+            h.remove()
+
+
+def zeroing(points: dict[str, o3.Irreps], zero: dict[str, list[str]]) -> dict[str, Callable]:
+    """Hooks that set the named blocks of each point's output to zero, so that every later module
+    sees them zeroed (for l > 0 zero is also the rotation average: zero- is mean-ablation)."""
+    def make(point, names):
+        parts = {b.name: b for b in blocks(points[point])}
+        unknown = [n for n in names if n not in parts]
+        if unknown:
+            raise IrrepprobeError(f"{point} has no block {unknown[0]!r}; its blocks: {', '.join(parts)}")
+        cols = torch.cat([parts[n].index for n in names])
+
+        def hook(module, args, out):
+            mask = torch.ones(out.shape[-1], dtype=out.dtype, device=out.device)
+            mask[cols.to(out.device)] = 0
+            return out * mask
+        return hook
+    return {p: make(p, names) for p, names in zero.items() if names}
+
+
+def keeping(points: dict[str, o3.Irreps], store: dict[str, torch.Tensor]) -> dict[str, Callable]:
+    """Hooks that keep each point's output (still in the autograd graph) in ``store``."""
+    def make(point):
+        def hook(module, args, out):
+            store[point] = out
+        return hook
+    return {p: make(p) for p in points}
+
+
 class Recorder:
     """Context manager: hooks on the chosen points, reductions per block. Call :meth:`begin` with the
     atom -> molecule index before each forward pass."""
@@ -65,7 +110,7 @@ class Recorder:
         self.model, self.points = model, points
         self.blocks = {p: blocks(ir) for p, ir in points.items()}
         self.nodes_dir = Path(nodes_dir) if nodes_dir else None
-        self.shard_atoms, self._handles = shard_atoms, []
+        self.shard_atoms = shard_atoms
         self.channel = {p: {b.name: None for b in bl} for p, bl in self.blocks.items()}
         # (point, block, kind) -> per-molecule array: preallocated when the molecule count is known
         # (no growing lists, no concatenation copy at the end), else a list of per-batch chunks
@@ -76,15 +121,12 @@ class Recorder:
         self._batch = None
 
     def __enter__(self):
-        modules = dict(self.model.named_modules())
-        for name in self.points:
-            self._handles.append(modules[name].register_forward_hook(self._hook(name)))
+        self._ctx = hooked(self.model, {name: self._hook(name) for name in self.points})
+        self._ctx.__enter__()
         return self
 
     def __exit__(self, *exc):
-        for h in self._handles:
-            h.remove()
-        self._handles.clear()
+        self._ctx.__exit__(*exc)
         if exc[0] is None:
             self._flush_nodes()
         return False

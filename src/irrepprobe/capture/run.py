@@ -12,7 +12,7 @@ import torch
 from ..config import Config
 from ..data import SPLITS, load_qm9, loader, target_values
 from ..errors import IrrepprobeError
-from ..train.checkpoint import load_checkpoint, model_from_checkpoint, versions
+from ..train.checkpoint import load_checkpoint, model_from_checkpoint, save_checkpoint, untrained_like, versions
 from ..train.distributed import resolve_device
 from .hooks import Recorder, find_points
 from .store import Capture, load_capture, summary_table, write_capture
@@ -94,3 +94,26 @@ def capture_checkpoint(ckpt_path, split: str = "test", subset: int | None = None
     }
     write_capture(out, arrays, meta, summary)
     return load_capture(out)
+
+
+def checkpoint_of(capture: Capture, checkpoint=None) -> Path:
+    """The checkpoint a capture was taken from (or ``checkpoint``), refused if it has changed since."""
+    path = Path(checkpoint or capture.meta["checkpoint"])
+    if not path.exists():
+        raise IrrepprobeError(f"the checkpoint of capture {capture.path} is not at {path}: pass --checkpoint")
+    if sha256(path) != capture.meta["checkpoint_sha256"]:
+        raise IrrepprobeError(f"{path} is not the checkpoint capture {capture.path} was taken from "
+                              "(its sha256 differs)")
+    return path
+
+
+def capture_untrained(capture: Capture, out, checkpoint=None, device: str = "auto", batch_size: int = 64,
+                      cache_dir: str | None = None) -> Capture:
+    """Capture, over the same molecules and points, the untrained model of ``capture``'s checkpoint
+    (same config and seed). Writes ``out/untrained.pt`` and the capture ``out/capture``."""
+    out = Path(out)
+    ckpt = load_checkpoint(checkpoint_of(capture, checkpoint))
+    path = save_checkpoint(out / "untrained.pt", **untrained_like(ckpt))
+    return capture_checkpoint(path, split=capture.meta["split"], subset=capture.meta["n_molecules"],
+                              layers=capture.points, out=out / "capture", device=device,
+                              batch_size=batch_size, cache_dir=cache_dir)

@@ -72,3 +72,18 @@ def model_from_checkpoint(ckpt: dict[str, Any] | str | os.PathLike, map_location
     except RuntimeError as e:
         raise IrrepprobeError(f"checkpoint weights do not fit its config: {str(e).splitlines()[0]}") from None
     return model.eval()
+
+
+def untrained_like(ckpt: dict[str, Any]) -> dict[str, Any]:
+    """The checkpoint's model before training: same config, same seed, hence the same initial weights
+    that training started from; the fitted output ``scale`` and ``atom_ref`` are kept so that outputs
+    stay in target units. The control for every probe score."""
+    from ..models import build_model
+
+    config = Config.from_dict(ckpt["config"])
+    torch.manual_seed(config.train.seed)
+    state = build_model(config).state_dict()
+    for key in ("scale", "atom_ref"):
+        state[key] = ckpt["model"][key].clone()
+    return {"config": ckpt["config"], "model": state, "split": ckpt["split"], "epoch": -1,
+            "history": [], "untrained": True}

@@ -1,0 +1,249 @@
+"""``irrepprobe report``: a capture in, a directory out (report.md, report.html, figures/, tables/)."""
+from __future__ import annotations
+
+import io
+import time
+from contextlib import contextmanager
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from ..capture import Capture, capture_untrained, load_capture
+from ..data import get_target, load_qm9
+from ..errors import IrrepprobeError
+from ..fileio import save_text
+from .. import metrics as M
+from . import figures as F
+from .document import Document
+
+# What the verdict calls "carries information about a target": a probe that explains at least half
+# the variance, at least 0.2 more than the same probe on the untrained model.
+INFO_R2, INFO_SELECTIVITY = 0.5, 0.2
+# Targets that correlate this strongly with the model's own target count as the same target.
+SAME_TARGET_CORR = 0.95
+
+
+def _save_csv(df: pd.DataFrame, path: Path, index: bool = False) -> None:
+    buf = io.StringIO()
+    df.to_csv(buf, index=index)
+    save_text(buf.getvalue(), path)
+
+
+def _control(cap: Capture, out: Path, checkpoint, device, log) -> Capture:
+    """The untrained model's capture over the same molecules, reused when already in ``out``."""
+    path = out / "control" / "capture"
+    if (path / "meta.json").exists():
+        ctl = load_capture(path)
+        same = (np.array_equal(ctl.arrays["index"], cap.arrays["index"]) and ctl.points == cap.points
+                and ctl.meta["config"] == cap.meta["config"])
+        if same:
+            log(f"reusing the untrained control capture in {path}")
+            return ctl
+    return capture_untrained(cap, out / "control", checkpoint=checkpoint, device=device)
+
+
+def make_report(capture, out=None, checkpoint=None, ablation_molecules: int | None = 1000,
+                map_points: int | None = 2000, map_method: str = "umap", map_layers: list[str] | None = None,
+                compare=None, threshold: float = M.THRESHOLD, device: str = "auto", seed: int = 0,
+                command: str | None = None, log=print) -> dict:
+    """Compute every metric of ``capture`` and write the report into ``out`` (default
+    ``CAPTURE/report``). Returns the tables (DataFrames) and the paths written."""
+    cap = capture if isinstance(capture, Capture) else load_capture(capture)
+    out = Path(out) if out else cap.path / "report"
+    figs, tabs = out / "figures", out / "tables"
+    if map_method not in M.latent.MAP_METHODS:
+        raise IrrepprobeError(f"unknown map method {map_method!r}; valid: {', '.join(M.latent.MAP_METHODS)}")
+    hidden = M.hidden_points(cap)
+    for p in map_layers or []:
+        if p not in cap.points:
+            raise IrrepprobeError(f"--map-layers: {p!r} is not a captured point; points: {', '.join(cap.points)}")
+    other = load_capture(compare) if compare else None
+    timings: list[dict] = []
+
+    @contextmanager
+    def stage(name):
+        t0 = time.time()
+        yield
+        timings.append({"stage": name, "seconds": round(time.time() - t0, 2)})
+        log(f"  {name}: {timings[-1]['seconds']:.1f} s")
+
+    meta, target = cap.meta, cap.meta["target"]
+    qm9 = load_qm9(meta["config"]["data"].get("cache_dir"))
+    with stage("control capture (untrained model)"):
+        ctl = _control(cap, out, checkpoint, device, log)
+    with stage("norms"):
+        norms = M.norms(cap)
+    with stage("utilisation (ablation, gradient x activation)"):
+        util = M.utilisation(cap, checkpoint, molecules=ablation_molecules, device=device)
+    with stage("probes (ridge, every block x scalar target)"):
+        own = M.invariant_targets(cap, qm9).drop(columns=["squared error"])
+        Y = M.target_table(cap, qm9=qm9)
+        Y = pd.concat([Y, own[[c for c in own.columns if c not in Y]]], axis=1)
+        probes = M.probe_scores(cap, Y, ctl, seed=seed)
+    with stage("probes (equivariant)"):
+        eq = M.equivariant_probe_scores(cap, M.equivariant_targets(cap, qm9), ctl, seed=seed)
+    with stage("latent structure (kNN)"):
+        inv = M.invariant_targets(cap, qm9)
+        knn = M.knn_scores(cap, inv, points=hidden, seed=seed)
+    with stage(f"latent maps ({map_method})"):
+        maps, n_map = _maps(cap, inv, map_layers or hidden[-1:], map_points, map_method, seed)
+    with stage("similarity (CKA)"):
+        cka = M.cka_matrix(cap)
+        cka_ctl = M.cka_matrix(cap, ctl)
+        cka_other = M.cka_matrix(cap, other) if other is not None else None
+
+    own_col = own.columns[0]
+    copies = _same_target(Y, own_col)
+    verdict = _verdict(util, probes, eq, hidden, threshold, copies, target)
+    out.mkdir(parents=True, exist_ok=True)
+    tables = {"norms": norms, "utilisation": util, "probes": probes, "probes_equivariant": eq,
+              "latent_knn": knn, "verdict": verdict["table"]}
+    for name, df in tables.items():
+        _save_csv(df, tabs / f"{name}.csv")
+    _save_csv(cka, tabs / "cka.csv", index=True)
+    _save_csv(pd.DataFrame({p: [cka_ctl.loc[p, p]] for p in cap.points}, index=["trained vs untrained"]),
+              tabs / "cka_trained_vs_untrained.csv", index=True)
+    if cka_other is not None:
+        _save_csv(cka_other, tabs / "cka_compare.csv", index=True)
+
+    cfg = meta["config"]["model"]
+    model_name = Path(meta["checkpoint"]).name
+    t = get_target(target)
+    mae = float(np.abs(cap.errors).mean())
+    head = (f"{model_name}: ls={cfg['ls']} mul={cfg['mul']} layers={cfg['layers']}, target {target} "
+            f"({t.unit}), {meta['split']} split, {meta['n_molecules']} molecules")
+
+    paths = {}
+    sel = probes[probes["target"] == own_col]
+    util_rows = util[util["point"] != "all"]
+    paths["utilisation"] = F.save(F.utilisation_heatmap(
+        F.grid(norms, "norm_share", hidden), F.grid(util_rows, "utilisation", hidden),
+        F.grid(sel, "selectivity", hidden), head, own_col, threshold), figs, "utilisation_heatmap")
+    last = hidden[-1]
+    pl = probes[probes["point"] == last]
+    r2g = pl.pivot_table(index="target", columns="block", values="r2").reindex(columns=F.block_order(pl["block"]))
+    selg = pl.pivot_table(index="target", columns="block", values="selectivity").reindex(columns=r2g.columns)
+    paths["probes"] = F.save(F.probe_heatmap(r2g, selg, f"{head}\nprobes of {last} (targets x blocks)"),
+                             figs, "probe_heatmap")
+    paths["maps"] = F.save(F.latent_maps(maps, f"{head}\n{map_method} of pooled block invariants, "
+                                               f"{n_map} of {meta['n_molecules']} molecules"), figs, "latent_maps")
+    paths["cka"] = F.save(F.cka_heatmap(cka, f"linear CKA between layers\n{head}"), figs, "cka")
+    if cka_other is not None:
+        paths["cka_compare"] = F.save(F.cka_heatmap(cka_other, f"linear CKA: {model_name} vs "
+                                                    f"{Path(other.meta['checkpoint']).name}",
+                                                    xlabel=f"point of {other.path.name}"), figs, "cka_compare")
+
+    doc = _document(head, meta, mae, t.unit, verdict, norms, util, probes, eq, knn, cka_ctl, paths, own_col,
+                    threshold, n_map, map_method, ablation_molecules, timings, command)
+    _save_csv(pd.DataFrame(timings), tabs / "timings.csv")
+    md, page = doc.write(out)
+    return {"out": out, "report_md": md, "report_html": page, "figures": paths, "tables": tables,
+            "cka": cka, "verdict": verdict, "timings": pd.DataFrame(timings)}
+
+
+def _maps(cap, inv, points, n_points, method, seed):
+    idx = M.subsample(len(cap.targets), n_points, seed)
+    tcol = inv.columns[0]
+    err = np.log10(inv["squared error"].to_numpy()[idx] + 1e-12)
+    unit = get_target(cap.meta["target"]).unit
+    maps = []
+    for p in points:
+        for b in cap.blocks(p):
+            xy = M.latent_map(M.invariants(cap, p, b)[idx], method, seed)
+            maps.append({"point": p, "block": b, "xy": xy, "target": (inv[tcol].to_numpy()[idx], f"{tcol} beyond composition ({unit})"),
+                         "error": (err, f"log10 squared error ({unit}^2)")})
+    return maps, len(idx)
+
+
+def _same_target(Y: pd.DataFrame, own: str) -> list[str]:
+    corr = Y.corr()[own].abs()
+    return sorted(corr[corr >= SAME_TARGET_CORR].index)
+
+
+def _verdict(util, probes, eq, hidden, threshold, copies, target) -> dict:
+    per_block = util[util["point"].isin(hidden)]
+    unused = per_block[per_block["utilisation"] < threshold]
+    drop = []
+    for l in sorted(set(per_block["l"]) - {0}):
+        joint = util[(util["point"] == "all") & (util["l"] == l)]["utilisation"]
+        if (per_block[per_block["l"] == l]["utilisation"] < threshold).all() and (joint < threshold).all():
+            drop.append(int(l))
+    both = pd.concat([probes, eq], ignore_index=True)
+    both = both[both["point"].isin(hidden) & ~both["target"].isin(copies) & (both["target"] != target)]
+    info = both[(both["r2"] >= INFO_R2) & (both["selectivity"] >= INFO_SELECTIVITY)]
+    best = info.sort_values("selectivity", ascending=False).groupby("target", sort=False).head(1)
+    rows = []
+    for r in per_block.itertuples():
+        carried = info[(info["point"] == r.point) & (info["block"] == r.block)]["target"].tolist()
+        rows.append({"point": r.point, "block": r.block, "l": r.l, "utilisation": r.utilisation,
+                     "used": r.utilisation >= threshold, "carries (other targets)": ", ".join(carried)})
+    return {"unused": unused[["point", "block"]].values.tolist(), "drop": drop, "best_other": best,
+            "table": pd.DataFrame(rows), "copies": copies}
+
+
+def _document(head, meta, mae, unit, verdict, norms, util, probes, eq, knn, cka_ctl, paths, own_col, threshold,
+              n_map, map_method, ablation_molecules, timings, command) -> Document:
+    doc = Document(f"irrepprobe report: {head}")
+    doc.text(f"Capture {meta['checkpoint']} (sha256 {meta['checkpoint_sha256'][:12]}), created {meta['created']}; "
+             f"{meta['split']} MAE of the model on the captured molecules: {mae:.4f} {unit}.")
+    doc.heading("Verdict")
+    unused = [f"{p} {b}" for p, b in verdict["unused"]]
+    best = verdict["best_other"]
+    doc.bullets([
+        f"Unused blocks (zeroing raises the test MAE by less than {threshold:.0%}): "
+        + (", ".join(unused) if unused else "none") + ".",
+        "Orders a pruning step would drop (every block of the order unused at every layer, and zeroing "
+        "the order everywhere at once also below the threshold): "
+        + (", ".join(f"l={l}" for l in verdict["drop"]) if verdict["drop"] else "none") + ".",
+        f"Information about targets the model was not trained on (probe R2 >= {INFO_R2} and selectivity "
+        f">= {INFO_SELECTIVITY}; {', '.join(verdict['copies']) or 'none'} count as the model's own target): "
+        + ("; ".join(f"{r.target} in {r.point} {r.block} (R2 {r.r2:.2f}, selectivity {r.selectivity:+.2f})"
+                     for r in best.itertuples()) if len(best) else "none") + ".",
+    ])
+    doc.table(verdict["table"], "tables/verdict.csv")
+    doc.heading("Utilisation")
+    doc.text(f"Ablation sets a block to zero at its layer, so every later module sees zero (for l > 0 this is "
+             f"also the rotation average), and reports the relative increase of the MAE on the first "
+             f"{int(util['molecules'].iloc[0])} captured molecules. Point 'all' zeroes one order at every layer "
+             f"at once. Gradient x activation is the first-order estimate of the same change, in {unit}.")
+    doc.figure(paths["utilisation"], "Norm share, ablation utilisation and probe selectivity for "
+                                     f"{own_col}, per layer and block")
+    doc.table(util.drop(columns=["molecules"]), "tables/utilisation.csv")
+    doc.heading("Norms")
+    doc.table(norms.drop(columns=["mean_sq_norm"]), "tables/norms.csv")
+    doc.heading("Probes")
+    doc.text("Ridge probes from each block's pooled invariants (per channel: summed and mean value or norm, "
+             "and the norm of the summed vector) to every scalar QM9 target beyond composition (each target "
+             "minus its least-squares fit on element counts: extensive targets are almost all composition, "
+             "which trained and untrained models alike encode); 5-fold out-of-fold R2. "
+             "Controls: the same probe on the untrained model with the same config and seed "
+             "(selectivity = R2 - R2 untrained) and on shuffled targets (r2_shuffled, expected near 0).")
+    doc.figure(paths["probes"], "Probe R2 and selectivity for the last layer's blocks")
+    doc.text("Equivariant probes: the target as a weighted sum of a block's summed channels (scalar weights, "
+             "so the probe rotates with the molecule); R2 against zero, the only equivariant constant. "
+             "qm9pack's polarizability tensors are not in the frame of the geometries, so the 2e probe "
+             "cannot succeed on that target whatever the block holds.")
+    doc.table(eq, "tables/probes_equivariant.csv")
+    doc.heading("Latent structure")
+    doc.text("k-nearest-neighbour regression (k=10, standardised invariants, 5-fold) of the target beyond "
+             "composition and of "
+             "the model's squared error from each block; maps of " f"{n_map} molecules (a random subsample "
+             f"when the capture holds more) by {map_method}.")
+    doc.table(knn.pivot_table(index=["point", "block"], columns="target", values="knn_r2").reset_index(),
+              "tables/latent_knn.csv")
+    doc.figure(paths["maps"], "Latent maps per block coloured by target and squared error")
+    doc.heading("Similarity")
+    doc.figure(paths["cka"], "Linear CKA between layers (z-scored pooled invariants)")
+    doc.text("CKA of each layer with the same layer of the untrained model: " + ", ".join(
+        f"{p} {cka_ctl.loc[p, p]:.2f}" for p in cka_ctl.index) + ".")
+    if "cka_compare" in paths:
+        doc.figure(paths["cka_compare"], "Linear CKA with the compared model's layers")
+    doc.heading("How this report was made")
+    if command:
+        doc.text(f"Command: `{command}`")
+    doc.text(f"irrepprobe {meta['versions'].get('irrepprobe', '?')}, torch {meta['versions'].get('torch', '?')}, "
+             f"e3nn {meta['versions'].get('e3nn', '?')}. Every table is in tables/ as CSV, every figure in "
+             "figures/ as PNG and SVG; the untrained control capture is in control/.")
+    doc.table(pd.DataFrame(timings), None)
+    return doc

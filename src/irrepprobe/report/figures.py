@@ -1,0 +1,100 @@
+"""The report's figures, drawn from metric tables; each saved as PNG and SVG."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+
+from ..fileio import atomic_write  # noqa: E402
+
+
+def save(fig, out: Path, name: str) -> Path:
+    """``out/name.png`` and ``out/name.svg``, written atomically; returns the PNG path."""
+    for ext in ("svg", "png"):
+        atomic_write(out / f"{name}.{ext}", lambda tmp, ext=ext: fig.savefig(tmp, format=ext, dpi=130,
+                                                                              bbox_inches="tight"))
+    plt.close(fig)
+    return out / f"{name}.png"
+
+
+def block_order(names) -> list[str]:
+    """Blocks by l, then even before odd: 0e, 0o, 1o, 1e, 2e, ..."""
+    return sorted(set(names), key=lambda b: (int(b[:-1]), b[-1] != ("e" if int(b[:-1]) % 2 == 0 else "o")))
+
+
+def grid(df: pd.DataFrame, value: str, rows: list[str], row_col: str = "point") -> pd.DataFrame:
+    g = df.pivot_table(index=row_col, columns="block", values=value, aggfunc="first")
+    return g.reindex(index=rows, columns=block_order(df["block"]))
+
+
+def _heat(ax, g: pd.DataFrame, title: str, unit: str, cmap: str, vmin=None, vmax=None, fmt="{:.2f}"):
+    data = g.to_numpy(dtype=float)
+    masked = np.ma.masked_invalid(data)
+    cm = plt.get_cmap(cmap).with_extremes(bad="#dddddd")
+    im = ax.imshow(masked, cmap=cm, vmin=vmin, vmax=vmax, aspect="auto")
+    ax.set_xticks(range(g.shape[1]), [f"{c}\n(l={c[:-1]})" for c in g.columns])
+    ax.set_yticks(range(g.shape[0]), g.index)
+    ax.set_xlabel("block (l and parity)")
+    ax.set_title(title, fontsize=10)
+    lo, hi = im.get_clim()
+    for i in range(data.shape[0]):
+        for j in range(data.shape[1]):
+            if np.isfinite(data[i, j]):
+                dark = (data[i, j] - lo) / (hi - lo + 1e-12) > 0.6 if cmap != "RdBu_r" else abs(data[i, j]) > 0.6 * max(abs(lo), abs(hi))
+                ax.text(j, i, fmt.format(data[i, j]), ha="center", va="center", fontsize=8,
+                        color="white" if dark else "black")
+    ax.figure.colorbar(im, ax=ax, label=unit, fraction=0.046, pad=0.04)
+
+
+def utilisation_heatmap(norm_grid, util_grid, sel_grid, title: str, target: str, threshold: float):
+    fig, axes = plt.subplots(1, 3, figsize=(15, 0.55 * len(norm_grid) + 2.6))
+    _heat(axes[0], norm_grid, "norm share", "fraction of the layer's mean squared norm", "viridis", 0, 1)
+    top = max(1.0, float(np.nanmax(util_grid.to_numpy(dtype=float))) if util_grid.size else 1.0)
+    _heat(axes[1], util_grid, f"ablation utilisation (unused below {threshold:g})",
+          "relative increase of test MAE when zeroed", "magma_r", 0, top)
+    _heat(axes[2], sel_grid, f"probe selectivity for {target}", "R2 trained - R2 untrained", "RdBu_r", -1, 1)
+    for ax in axes[1:]:
+        ax.set_yticklabels([])
+    fig.suptitle(title, fontsize=11)
+    return fig
+
+
+def probe_heatmap(r2_grid, sel_grid, title: str):
+    fig, axes = plt.subplots(1, 2, figsize=(10, 0.32 * len(r2_grid) + 2.2))
+    _heat(axes[0], r2_grid, "probe R2 (5-fold, ridge)", "out-of-fold R2", "viridis", 0, 1)
+    _heat(axes[1], sel_grid, "selectivity", "R2 trained - R2 untrained", "RdBu_r", -1, 1)
+    axes[1].set_yticklabels([])
+    fig.suptitle(title, fontsize=11)
+    return fig
+
+
+def latent_maps(maps: list[dict], title: str):
+    """``maps``: one dict per block with ``block``, ``xy`` [n, 2], ``target`` (values, label) and
+    ``error`` (values, label)."""
+    fig, axes = plt.subplots(len(maps), 2, figsize=(10, 4.2 * len(maps)), squeeze=False)
+    for row, m in zip(axes, maps):
+        for ax, key, cmap in ((row[0], "target", "viridis"), (row[1], "error", "magma")):
+            values, label = m[key]
+            lo, hi = np.percentile(values, [2, 98])
+            sc = ax.scatter(m["xy"][:, 0], m["xy"][:, 1], c=values, s=4, cmap=cmap, vmin=lo, vmax=hi, linewidths=0)
+            fig.colorbar(sc, ax=ax, label=label)
+            ax.set_title(f"{m['point']} {m['block']} (l={m['block'][:-1]}) coloured by {key}", fontsize=9)
+            ax.set_xticks([])
+            ax.set_yticks([])
+    fig.suptitle(title, fontsize=11)
+    fig.tight_layout()
+    return fig
+
+
+def cka_heatmap(cka: pd.DataFrame, title: str, xlabel: str = "point", ylabel: str = "point"):
+    fig, ax = plt.subplots(figsize=(1.1 * cka.shape[1] + 3, 0.8 * cka.shape[0] + 2))
+    _heat(ax, cka, title, "linear CKA", "viridis", 0, 1)
+    ax.set_xticks(range(cka.shape[1]), cka.columns, rotation=30, ha="right")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    return fig

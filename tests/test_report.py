@@ -1,0 +1,55 @@
+import numpy as np
+import pytest
+from matplotlib import image
+
+from irrepprobe.capture import capture_checkpoint, load_capture
+from irrepprobe.cli import main
+from irrepprobe.examples import example_checkpoint
+from irrepprobe.report import make_report
+
+
+@pytest.fixture(scope="module")
+def report(tmp_path_factory):
+    out = tmp_path_factory.mktemp("rep")
+    # the shipped example: a trained U0 model, L=[0,1,2], 3 layers; 120 of its test molecules
+    cap = capture_checkpoint(example_checkpoint(), subset=120, out=out / "cap", device="cpu")
+    return make_report(cap, out=out / "report", device="cpu", log=lambda *a: None)
+
+
+def test_report_renders_with_every_figure_and_table(report):
+    out = report["out"]
+    for name in ("utilisation_heatmap", "probe_heatmap", "latent_maps", "cka"):
+        assert (out / "figures" / f"{name}.png").stat().st_size > 10_000
+        assert (out / "figures" / f"{name}.svg").exists()
+    img = image.imread(out / "figures" / "utilisation_heatmap.png")
+    assert 300 < img.shape[0] < 4000 and 600 < img.shape[1] < 6000
+    assert img[..., :3].std() > 0.05  # not a blank canvas
+    for name in ("norms", "utilisation", "probes", "probes_equivariant", "latent_knn", "cka", "verdict"):
+        assert (out / "tables" / f"{name}.csv").exists()
+    md = (out / "report.md").read_text()
+    assert "## Verdict" in md and "figures/utilisation_heatmap.png" in md
+    html = (out / "report.html").read_text()
+    assert html.count("data:image/png;base64,") == 4
+    assert (out / "control" / "capture" / "meta.json").exists()
+
+
+def test_report_finds_the_unused_last_layer_blocks_and_controls_its_probes(report):
+    v = report["verdict"]
+    assert ["layers.2", "1o"] in v["unused"] and ["layers.2", "2e"] in v["unused"]
+    assert ["layers.2", "0e"] not in v["unused"]
+    probes = report["tables"]["probes"]
+    assert probes["r2_untrained"].notna().all()
+    assert np.allclose(probes["selectivity"], probes["r2"] - probes["r2_untrained"])
+    assert probes["r2_shuffled"].median() < 0.1
+
+
+def test_report_command_and_bad_input(report, tmp_path, capsys):
+    cap = load_capture(report["out"].parent / "cap")
+    assert main(["report", str(cap.path), "--out", str(tmp_path / "r"), "--map-method", "pca",
+                 "--compare", str(report["out"] / "control" / "capture"), "--device", "cpu"]) == 0
+    assert (tmp_path / "r" / "figures" / "cka_compare.png").exists()
+    assert "--compare" in (tmp_path / "r" / "report.md").read_text()
+    assert main(["report", str(tmp_path / "missing")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "not a capture directory" in err[0]
+    assert main(["report", str(cap.path), "--out", str(tmp_path / "x"), "--map-layers", "nope"]) == 2
