@@ -93,6 +93,33 @@ def cmd_report(args) -> int:
     return 0
 
 
+def cmd_prune(args) -> int:
+    import shlex
+    from pathlib import Path
+
+    from .errors import IrrepprobeError
+    from .prune import prune
+    from .report.compare import prune_report
+
+    if bool(args.drop_l) == bool(args.auto):
+        raise IrrepprobeError("give --drop-l L[,L...] or --auto")
+    drop = None
+    if args.drop_l:
+        try:
+            drop = [int(x) for x in args.drop_l.split(",") if x.strip()]
+        except ValueError:
+            raise IrrepprobeError(f"--drop-l takes orders like 1,2; got {args.drop_l!r}") from None
+    out = Path(args.out or Path(args.checkpoint).parent / "prune")
+    res = prune(args.checkpoint, out, drop=drop, seeds=args.seeds, threshold=args.threshold,
+                molecules=args.ablation_molecules or None)
+    md = prune_report(res, out, Path(args.checkpoint).name, args.threshold,
+                      command="irrepprobe " + " ".join(shlex.quote(a) for a in args.argv))
+    print(res["runs"][["variant", "seed", "ls", "params", "test_mae", "knn_r2_target"]]
+          .to_string(index=False, float_format=lambda v: f"{v:.4f}"))
+    print(f"-> {md}")
+    return 0
+
+
 def cmd_model(args) -> int:
     from .models import build_model
 
@@ -190,6 +217,16 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--device", choices=["auto", "cpu", "cuda"])
     sp.add_argument("--seed", type=int, default=0)
     sp.set_defaults(func=cmd_report)
+
+    sp = sub.add_parser("prune", help="drop unused orders, retrain, compare test error and latent structure")
+    sp.add_argument("checkpoint")
+    sp.add_argument("--drop-l", help="orders to drop, e.g. 1,2")
+    sp.add_argument("--auto", action="store_true", help="drop the orders unused at every layer")
+    sp.add_argument("--seeds", type=int, default=1, help="seeds per variant (default 1)")
+    sp.add_argument("--threshold", type=float, default=0.05)
+    sp.add_argument("--ablation-molecules", type=int, default=1000)
+    sp.add_argument("--out", help="default: prune/ beside the checkpoint")
+    sp.set_defaults(func=cmd_prune)
 
     sp = sub.add_parser("model", help="print a model's layers, irreps and parameter counts")
     config_args(sp)

@@ -14,6 +14,7 @@ from ..data import get_target, load_qm9
 from ..errors import IrrepprobeError
 from ..fileio import save_text
 from .. import metrics as M
+from ..prune import orders_to_drop
 from . import figures as F
 from .document import Document
 
@@ -164,11 +165,7 @@ def _same_target(Y: pd.DataFrame, own: str) -> list[str]:
 def _verdict(util, probes, eq, hidden, threshold, copies, target) -> dict:
     per_block = util[util["point"].isin(hidden)]
     unused = per_block[per_block["utilisation"] < threshold]
-    drop = []
-    for l in sorted(set(per_block["l"]) - {0}):
-        joint = util[(util["point"] == "all") & (util["l"] == l)]["utilisation"]
-        if (per_block[per_block["l"] == l]["utilisation"] < threshold).all() and (joint < threshold).all():
-            drop.append(int(l))
+    drop = orders_to_drop(util, threshold, hidden)
     both = pd.concat([probes, eq], ignore_index=True)
     both = both[both["point"].isin(hidden) & ~both["target"].isin(copies) & (both["target"] != target)]
     info = both[(both["r2"] >= INFO_R2) & (both["selectivity"] >= INFO_SELECTIVITY)]
