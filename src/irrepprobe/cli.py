@@ -73,9 +73,14 @@ def cmd_capture(args) -> int:
     return 0
 
 
-def cmd_report(args) -> int:
+def _command(args) -> str:
+    """The command line as typed, for reports that state what produced them."""
     import shlex
 
+    return "irrepprobe " + " ".join(shlex.quote(a) for a in args.argv)
+
+
+def cmd_report(args) -> int:
     from .report import make_report
 
     cap_path = args.capture
@@ -85,7 +90,7 @@ def cmd_report(args) -> int:
                       map_points=None if args.map_points == 0 else args.map_points, map_method=args.map_method,
                       map_layers=args.map_layers, compare=args.compare, threshold=args.threshold,
                       device=args.device or "auto", seed=args.seed,
-                      command="irrepprobe " + " ".join(shlex.quote(a) for a in args.argv))
+                      command=_command(args))
     v = res["verdict"]
     print("unused blocks: " + (", ".join(f"{p} {b}" for p, b in v["unused"]) or "none"))
     print("orders to drop: " + (", ".join(f"l={l}" for l in v["drop"]) or "none"))
@@ -94,7 +99,6 @@ def cmd_report(args) -> int:
 
 
 def cmd_prune(args) -> int:
-    import shlex
     from pathlib import Path
 
     from .errors import IrrepprobeError
@@ -113,7 +117,7 @@ def cmd_prune(args) -> int:
     res = prune(args.checkpoint, out, drop=drop, seeds=args.seeds, threshold=args.threshold,
                 molecules=args.ablation_molecules or None)
     md = prune_report(res, out, Path(args.checkpoint).name, args.threshold,
-                      command="irrepprobe " + " ".join(shlex.quote(a) for a in args.argv))
+                      command=_command(args))
     print(res["runs"][["variant", "seed", "ls", "params", "test_mae", "knn_r2_target"]]
           .to_string(index=False, float_format=lambda v: f"{v:.4f}"))
     print(f"-> {md}")

@@ -41,6 +41,11 @@ def save_text(text: str, path: str | os.PathLike) -> Path:
     return atomic_write(path, write)
 
 
+def save_csv(df, path: str | os.PathLike, index: bool = False) -> Path:
+    """A pandas DataFrame as CSV."""
+    return save_text(df.to_csv(index=index), path)
+
+
 def save_json(obj: Any, path: str | os.PathLike) -> Path:
     return save_text(json.dumps(obj, indent=2, sort_keys=True) + "\n", path)
 

@@ -2,7 +2,6 @@
 outputs, targets, errors), ``meta.json`` and ``summary.csv``; and the loader that reads it back."""
 from __future__ import annotations
 
-import io
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -11,7 +10,7 @@ import numpy as np
 import pandas as pd
 
 from ..errors import IrrepprobeError
-from ..fileio import save_json, save_npz, save_text
+from ..fileio import save_csv, save_json, save_npz
 
 DEAD_FRACTION_OF_MAX = 1e-3
 SUMMARY_COLUMNS = ["point", "block", "l", "parity", "mul", "mean_norm", "mean_sq_norm", "norm_share",
@@ -39,9 +38,7 @@ def write_capture(out: Path, arrays: dict[str, np.ndarray], meta: dict, summary:
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     save_npz(arrays, out / "arrays.npz")
-    buf = io.StringIO()
-    summary.to_csv(buf, index=False)
-    save_text(buf.getvalue(), out / "summary.csv")
+    save_csv(summary, out / "summary.csv")
     save_json(meta, out / "meta.json")  # last: its presence marks a complete capture
     return out
 

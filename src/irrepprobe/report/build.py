@@ -1,7 +1,6 @@
 """``irrepprobe report``: a capture in, a directory out (report.md, report.html, figures/, tables/)."""
 from __future__ import annotations
 
-import io
 import time
 from contextlib import contextmanager
 from pathlib import Path
@@ -12,7 +11,7 @@ import pandas as pd
 from ..capture import Capture, capture_untrained, load_capture
 from ..data import get_target, load_qm9
 from ..errors import IrrepprobeError
-from ..fileio import save_text
+from ..fileio import save_csv
 from .. import metrics as M
 from ..prune import orders_to_drop
 from . import figures as F
@@ -23,12 +22,6 @@ from .document import Document
 INFO_R2, INFO_SELECTIVITY = 0.5, 0.2
 # Targets that correlate this strongly with the model's own target count as the same target.
 SAME_TARGET_CORR = 0.95
-
-
-def _save_csv(df: pd.DataFrame, path: Path, index: bool = False) -> None:
-    buf = io.StringIO()
-    df.to_csv(buf, index=index)
-    save_text(buf.getvalue(), path)
 
 
 def _control(cap: Capture, out: Path, checkpoint, device, log) -> Capture:
@@ -101,12 +94,12 @@ def make_report(capture, out=None, checkpoint=None, ablation_molecules: int | No
     tables = {"norms": norms, "utilisation": util, "probes": probes, "probes_equivariant": eq,
               "latent_knn": knn, "verdict": verdict["table"]}
     for name, df in tables.items():
-        _save_csv(df, tabs / f"{name}.csv")
-    _save_csv(cka, tabs / "cka.csv", index=True)
-    _save_csv(pd.DataFrame({p: [cka_ctl.loc[p, p]] for p in cap.points}, index=["trained vs untrained"]),
+        save_csv(df, tabs / f"{name}.csv")
+    save_csv(cka, tabs / "cka.csv", index=True)
+    save_csv(pd.DataFrame({p: [cka_ctl.loc[p, p]] for p in cap.points}, index=["trained vs untrained"]),
               tabs / "cka_trained_vs_untrained.csv", index=True)
     if cka_other is not None:
-        _save_csv(cka_other, tabs / "cka_compare.csv", index=True)
+        save_csv(cka_other, tabs / "cka_compare.csv", index=True)
 
     cfg = meta["config"]["model"]
     model_name = Path(meta["checkpoint"]).name
@@ -137,7 +130,7 @@ def make_report(capture, out=None, checkpoint=None, ablation_molecules: int | No
 
     doc = _document(head, meta, mae, t.unit, verdict, norms, util, probes, eq, knn, cka_ctl, paths, own_col,
                     threshold, n_map, map_method, ablation_molecules, timings, command)
-    _save_csv(pd.DataFrame(timings), tabs / "timings.csv")
+    save_csv(pd.DataFrame(timings), tabs / "timings.csv")
     md, page = doc.write(out)
     return {"out": out, "report_md": md, "report_html": page, "figures": paths, "tables": tables,
             "cka": cka, "verdict": verdict, "timings": pd.DataFrame(timings)}

@@ -7,16 +7,16 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
+from ..fileio import save_csv
 from . import figures as F
-from .build import _save_csv
 from .document import Document
 
 
 def prune_report(result: dict, out, title: str, threshold: float, command: str | None = None) -> Path:
     out = Path(out)
     runs, util = result["runs"], result["utilisation"]
-    _save_csv(runs, out / "tables" / "runs.csv")
-    _save_csv(util, out / "tables" / "utilisation.csv")
+    save_csv(runs, out / "tables" / "runs.csv")
+    save_csv(util, out / "tables" / "utilisation.csv")
     doc = Document(f"irrepprobe prune: {title}")
     drop = result["drop"]
     doc.heading("Orders dropped")
@@ -31,7 +31,7 @@ def prune_report(result: dict, out, title: str, threshold: float, command: str |
                                               knn_r2_target=("knn_r2_target", "mean")).reset_index()
         doc.text("Mean and spread over seeds (std is empty for a single seed; one seed says little).")
         doc.table(summary)
-        _save_csv(summary, out / "tables" / "summary.csv")
+        save_csv(summary, out / "tables" / "summary.csv")
         fig, ax = plt.subplots(figsize=(5.5, 4))
         for variant, g in runs.groupby("variant"):
             ax.scatter(g["knn_r2_target"], g["test_mae"], label=f"{variant} {g['ls'].iloc[0]}")
