@@ -32,7 +32,7 @@ def _run(config: Config, out: Path, log) -> Path:
     return out / "best.pt"
 
 
-def _measure(variant: str, seed: int, ckpt: Path, out: Path, molecules: int | None) -> tuple[dict, pd.DataFrame]:
+def _measure(variant: str, seed: int, ckpt: Path, out: Path, molecules: int | None):
     cap = _capture(ckpt, out / "capture")
     util = utilisation(cap, ckpt, molecules=molecules, device="cpu")
     knn = knn_scores(cap, invariant_targets(cap), points=hidden_points(cap))
@@ -45,7 +45,7 @@ def _measure(variant: str, seed: int, ckpt: Path, out: Path, molecules: int | No
            "knn_r2_error": float(knn[knn["target"] == "squared error"]["knn_r2"].mean()),
            **{f"knn_r2_target_{b}": v for b, v in target_knn.items()}}
     util = util.assign(variant=variant, seed=seed)
-    return row, util
+    return row, util, cap
 
 
 def prune(ckpt, out, drop: list[int] | None = None, seeds: int = 1, threshold: float = THRESHOLD,
@@ -57,9 +57,9 @@ def prune(ckpt, out, drop: list[int] | None = None, seeds: int = 1, threshold: f
     if seeds < 1:
         raise IrrepprobeError(f"--seeds must be at least 1, got {seeds}")
     config = Config.from_dict(load_checkpoint(ckpt)["config"])
-    base_row, base_util = _measure("full", config.train.seed, ckpt, out / "baseline", molecules)
+    base_row, base_util, base_cap = _measure("full", config.train.seed, ckpt, out / "baseline", molecules)
     if drop is None:
-        drop = orders_to_drop(base_util, threshold, hidden_points(load_capture(out / "baseline" / "capture")))
+        drop = orders_to_drop(base_util, threshold, hidden_points(base_cap))
         log(f"orders unused at every layer (ablation utilisation < {threshold:g}): "
             + (", ".join(f"l={l}" for l in drop) or "none"))
     rows, utils = [base_row], [base_util]
@@ -70,14 +70,14 @@ def prune(ckpt, out, drop: list[int] | None = None, seeds: int = 1, threshold: f
         seed = config.train.seed + k
         small.train.seed = seed
         run = out / f"pruned-seed{seed}"
-        row, util = _measure("pruned", seed, _run(small, run, log), run, molecules)
+        row, util, _ = _measure("pruned", seed, _run(small, run, log), run, molecules)
         rows.append(row)
         utils.append(util)
         if k > 0:
             full = Config.from_dict(config.to_dict())
             full.train.seed = seed
             run = out / f"full-seed{seed}"
-            row, util = _measure("full", seed, _run(full, run, log), run, molecules)
+            row, util, _ = _measure("full", seed, _run(full, run, log), run, molecules)
             rows.append(row)
             utils.append(util)
     return {"drop": drop, "runs": pd.DataFrame(rows), "utilisation": pd.concat(utils, ignore_index=True),

@@ -71,14 +71,14 @@ def make_report(capture, out=None, checkpoint=None, ablation_molecules: int | No
     with stage("utilisation (ablation, gradient x activation)"):
         util = M.utilisation(cap, checkpoint, molecules=ablation_molecules, device=device)
     with stage("probes (ridge, every block x scalar target)"):
-        own = M.invariant_targets(cap, qm9).drop(columns=["squared error"])
+        inv = M.invariant_targets(cap, qm9)  # the own target (beyond composition) and the squared error
+        own = inv.drop(columns=["squared error"])
         Y = M.target_table(cap, qm9=qm9)
         Y = pd.concat([Y, own[[c for c in own.columns if c not in Y]]], axis=1)
         probes = M.probe_scores(cap, Y, ctl, seed=seed)
     with stage("probes (equivariant)"):
         eq = M.equivariant_probe_scores(cap, M.equivariant_targets(cap, qm9), ctl, seed=seed)
     with stage("latent structure (kNN)"):
-        inv = M.invariant_targets(cap, qm9)
         knn = M.knn_scores(cap, inv, points=hidden, seed=seed)
     with stage(f"latent maps ({map_method})"):
         maps, n_map = _maps(cap, inv, map_layers or hidden[-1:], map_points, map_method, seed)
