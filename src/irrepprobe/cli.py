@@ -124,6 +124,28 @@ def cmd_prune(args) -> int:
     return 0
 
 
+def cmd_experiment(args) -> int:
+    from pathlib import Path
+
+    from .experiments import load_grid, run_experiment
+    from .report.experiment import experiment_report
+
+    grid = load_grid(args.grid)
+    out = Path(args.out or Path("experiments") / grid.name)
+    if args.list:
+        from .experiments import state
+        for r in grid.runs:
+            print(f"{state(out / r.name):8s} {r.name}")
+        return 0
+    res = run_experiment(grid, out, jobs=args.jobs, executor=args.executor)
+    md = experiment_report(res, out, grid.name, command=_command(args))
+    done = len(res["runs"])
+    print(f"{done}/{len(grid.runs)} runs done -> {md}")
+    for line in res["failures"]:
+        print(line)
+    return 1 if res["failures"] else 0
+
+
 def cmd_model(args) -> int:
     from .models import build_model
 
@@ -231,6 +253,14 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--ablation-molecules", type=int, default=1000)
     sp.add_argument("--out", help="default: prune/ beside the checkpoint")
     sp.set_defaults(func=cmd_prune)
+
+    sp = sub.add_parser("experiment", help="a grid of configs x seeds: resumable runs and one report")
+    sp.add_argument("grid", help="the grid YAML (configs, grid, seeds, measure, executor)")
+    sp.add_argument("--out", help="default: experiments/<grid name>")
+    sp.add_argument("--jobs", type=int, help="runs at a time with the local executor (default: the grid's, 1)")
+    sp.add_argument("--executor", choices=["local", "submitit"], help="default: the grid's, local")
+    sp.add_argument("--list", action="store_true", help="list the runs and their state, run nothing")
+    sp.set_defaults(func=cmd_experiment)
 
     sp = sub.add_parser("model", help="print a model's layers, irreps and parameter counts")
     config_args(sp)

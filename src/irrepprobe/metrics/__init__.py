@@ -1,4 +1,5 @@
 """Capture in, DataFrame out: norms, utilisation, probes, latent structure, similarity."""
+from .correlation import spearman_ci
 from .features import hidden_points, invariant_targets, invariants, point_invariants, scalar_targets, target_table
 from .latent import knn_scores, latent_map, subsample
 from .norms import norms, participation_ratio
@@ -10,4 +11,4 @@ from .utilisation import THRESHOLD, ablation, grad_x_activation, utilisation
 __all__ = ["THRESHOLD", "EquivariantProbe", "ablation", "cka_matrix", "cv_r2", "equivariant_probe_scores",
            "equivariant_targets", "grad_x_activation", "hidden_points", "invariant_targets", "invariants",
            "knn_scores", "latent_map", "linear_cka", "norms", "participation_ratio", "point_invariants",
-           "probe_scores", "ridge_probe", "scalar_targets", "subsample", "target_table", "utilisation"]
+           "probe_scores", "ridge_probe", "scalar_targets", "spearman_ci", "subsample", "target_table", "utilisation"]

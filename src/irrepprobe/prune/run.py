@@ -7,45 +7,22 @@ from pathlib import Path
 
 import pandas as pd
 
-from ..capture import capture_checkpoint, load_capture
 from ..config import Config
 from ..errors import IrrepprobeError
-from ..metrics import THRESHOLD, hidden_points, invariant_targets, knn_scores, utilisation
-from ..models import build_model, num_parameters
-from ..train import load_checkpoint, train
+from ..experiments.run import measure, train_run
+from ..metrics import THRESHOLD, hidden_points
+from ..train import load_checkpoint
 from .policy import orders_to_drop, pruned_config
 
 
-def _capture(ckpt: Path, out: Path):
-    if (out / "meta.json").exists():
-        return load_capture(out)
-    return capture_checkpoint(ckpt, out=out, device="cpu")
-
-
-def _run(config: Config, out: Path, log) -> Path:
-    if (out / "result.json").exists():
-        log(f"{out}: done, skipped")
-    else:
-        resume = (out / "last.pt").exists()
-        log(f"{out}: {'resuming' if resume else 'training'} ls={config.model.ls} seed={config.train.seed}")
-        train(None if resume else config, out, resume=resume, progress=False, log=lambda *a: None)
-    return out / "best.pt"
-
-
 def _measure(variant: str, seed: int, ckpt: Path, out: Path, molecules: int | None):
-    cap = _capture(ckpt, out / "capture")
-    util = utilisation(cap, ckpt, molecules=molecules, device="cpu")
-    knn = knn_scores(cap, invariant_targets(cap), points=hidden_points(cap))
-    config = Config.from_dict(load_checkpoint(ckpt)["config"])
-    mae = float(abs(cap.errors).mean())
+    m = measure(ckpt, out, molecules=molecules)
+    s, knn = m["summary"], m["knn"]
     target_knn = knn[knn["target"] != "squared error"].groupby("block")["knn_r2"].mean()
-    row = {"variant": variant, "seed": seed, "ls": str(sorted(config.model.ls)),
-           "params": num_parameters(build_model(config)), "test_mae": mae,
-           "knn_r2_target": float(knn[knn["target"] != "squared error"]["knn_r2"].mean()),
-           "knn_r2_error": float(knn[knn["target"] == "squared error"]["knn_r2"].mean()),
+    row = {"variant": variant, "seed": seed, "ls": str(s["ls"]), "params": s["params"], "test_mae": s["test_mae"],
+           "knn_r2_target": s["knn_r2_target"], "knn_r2_error": s["knn_r2_error"],
            **{f"knn_r2_target_{b}": v for b, v in target_knn.items()}}
-    util = util.assign(variant=variant, seed=seed)
-    return row, util, cap
+    return row, m["utilisation"].assign(variant=variant, seed=seed), m["capture"]
 
 
 def prune(ckpt, out, drop: list[int] | None = None, seeds: int = 1, threshold: float = THRESHOLD,
@@ -70,14 +47,14 @@ def prune(ckpt, out, drop: list[int] | None = None, seeds: int = 1, threshold: f
         seed = config.train.seed + k
         small.train.seed = seed
         run = out / f"pruned-seed{seed}"
-        row, util, _ = _measure("pruned", seed, _run(small, run, log), run, molecules)
+        row, util, _ = _measure("pruned", seed, train_run(small, run, log), run, molecules)
         rows.append(row)
         utils.append(util)
         if k > 0:
             full = Config.from_dict(config.to_dict())
             full.train.seed = seed
             run = out / f"full-seed{seed}"
-            row, util, _ = _measure("full", seed, _run(full, run, log), run, molecules)
+            row, util, _ = _measure("full", seed, train_run(full, run, log), run, molecules)
             rows.append(row)
             utils.append(util)
     return {"drop": drop, "runs": pd.DataFrame(rows), "utilisation": pd.concat(utils, ignore_index=True),
