@@ -32,16 +32,73 @@ def test_prune_retrains_without_the_order_and_a_rerun_does_no_work(tmp_path):
     cfg = smoke_config(**{"model.ls": [0, 1, 2], "train.epochs": 1})
     train(cfg, tmp_path / "run", progress=False, log=lambda *a: None)
     logs = []
-    res = prune(tmp_path / "run" / "best.pt", tmp_path / "prune", drop=[2], log=logs.append)
+    res = prune(tmp_path / "run" / "best.pt", tmp_path / "prune", drop=[2], warm=True, log=logs.append)
     assert res["config"].model.ls == [0, 1]
     model = model_from_checkpoint(tmp_path / "prune" / "pruned-seed0" / "best.pt")
     assert all(ir.l < 2 for _, ir in model.irreps_sh)
     assert all(ir.l < 2 for layer in model.layers for _, ir in layer.irreps_out)
-    assert list(res["runs"]["variant"]) == ["full", "pruned"]
+    assert list(res["runs"]["variant"]) == ["full", "pruned", "pruned-warm"]
+    assert (tmp_path / "prune" / "pruned-warm-seed0" / "best.pt").exists()
     md = prune_report(res, tmp_path / "prune", "smoke", 0.05)
     assert "error_vs_structure.png" in md.read_text()
     logs.clear()
-    prune(tmp_path / "run" / "best.pt", tmp_path / "prune", drop=[2], log=logs.append)
-    assert any("done, skipped" in line for line in logs)
+    prune(tmp_path / "run" / "best.pt", tmp_path / "prune", drop=[2], warm=True, log=logs.append)
+    assert sum("done, skipped" in line for line in logs) == 2
     assert main(["prune", str(tmp_path / "run" / "best.pt")]) == 2
     assert main(["prune", str(tmp_path / "run" / "best.pt"), "--drop-l", "x"]) == 2
+
+
+def _switch_off(model, l):
+    """Zero every weight that reads or writes order l (per-edge weights of paths through l too)."""
+    import torch
+
+    from irrepprobe.models.layers import Interaction
+
+    def linear(lin):
+        offset = 0
+        for ins in lin.instructions:
+            n = ins.path_shape[0] * ins.path_shape[1]
+            if l in (lin.irreps_in[ins.i_in].ir.l, lin.irreps_out[ins.i_out].ir.l):
+                lin.weight[offset:offset + n] = 0
+            offset += n
+
+    with torch.no_grad():
+        for layer in model.layers:
+            assert isinstance(layer, Interaction)
+            last = list(layer.radial.children())[-1]
+            offset = 0
+            for ins in layer.tp.instructions:
+                n = ins.path_shape[0]
+                tp = layer.tp
+                if l in (tp.irreps_in1[ins.i_in1].ir.l, tp.irreps_in2[ins.i_in2].ir.l, tp.irreps_out[ins.i_out].ir.l):
+                    last.weight[:, offset:offset + n] = 0
+                offset += n
+            linear(layer.linear)
+            linear(layer.self_connection)
+        linear(model.readout.linear1)
+
+
+@pytest.mark.parametrize("target, ls, drop", [("u0_atom", [0, 1, 2], [2]), ("dipole_vec", [0, 1, 2, 3], [2]),
+                                              ("u0_atom", [0, 1, 2, 3], [1, 3])])
+def test_warm_start_computes_what_the_full_model_computes_without_the_dropped_orders(qm9, target, ls, drop):
+    import torch
+
+    from irrepprobe.data import loader, target_values
+    from irrepprobe.models import build_model
+    from irrepprobe.prune.warm import warm_start
+
+    cfg = smoke_config(**{"model.ls": ls, "data.target": target, "model.avg_neighbors": 6.0, "model.layers": 3})
+    torch.manual_seed(0)
+    full = build_model(cfg).double()
+    small_cfg = pruned_config(cfg, drop)
+    small = build_model(small_cfg).double()
+    batch = next(iter(loader(qm9, target_values(qm9, target), torch.arange(12), 12)))
+    batch.pos = batch.pos.double()
+    cold = small(batch)
+    for l in drop:
+        _switch_off(full, l)
+    warm_start(small, full)
+    want = full(batch)
+    assert want.abs().max() > 1e-3
+    assert torch.allclose(small(batch), want, atol=1e-9 * want.abs().max().item(), rtol=1e-7)
+    assert not torch.allclose(cold, want, atol=1e-3)

@@ -115,7 +115,7 @@ def cmd_prune(args) -> int:
             raise IrrepprobeError(f"--drop-l takes orders like 1,2; got {args.drop_l!r}") from None
     out = Path(args.out or Path(args.checkpoint).parent / "prune")
     res = prune(args.checkpoint, out, drop=drop, seeds=args.seeds, threshold=args.threshold,
-                molecules=args.ablation_molecules or None)
+                molecules=args.ablation_molecules or None, warm=args.warm_start)
     md = prune_report(res, out, Path(args.checkpoint).name, args.threshold,
                       command=_command(args))
     print(res["runs"][["variant", "seed", "ls", "params", "test_mae", "knn_r2_target"]]
@@ -251,6 +251,8 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--seeds", type=int, default=1, help="seeds per variant (default 1)")
     sp.add_argument("--threshold", type=float, default=0.05)
     sp.add_argument("--ablation-molecules", type=int, default=1000)
+    sp.add_argument("--warm-start", action="store_true",
+                    help="also train the pruned model from the full model's surviving weights")
     sp.add_argument("--out", help="default: prune/ beside the checkpoint")
     sp.set_defaults(func=cmd_prune)
 

@@ -27,13 +27,14 @@ def state(out: Path) -> str:
     return "partial" if (out / "last.pt").exists() or (out / "capture" / "meta.json").exists() else "new"
 
 
-def train_run(config: Config, out: Path, log=print) -> Path:
-    """Train into ``out`` unless it finished already (``result.json``); resume from ``last.pt``."""
+def train_run(config: Config, out: Path, log=print, init=None) -> Path:
+    """Train into ``out`` unless it finished already (``result.json``); resume from ``last.pt``.
+    ``init(model)`` sets the weights of a fresh run (see :func:`irrepprobe.train.train`)."""
     out = Path(out)
     if not (out / "result.json").exists():
         resume = (out / "last.pt").exists()
         log(f"{out}: {'resuming' if resume else 'training'} ls={config.model.ls} seed={config.train.seed}")
-        train(None if resume else config, out, resume=resume, progress=False, log=lambda *a: None)
+        train(None if resume else config, out, resume=resume, progress=False, log=lambda *a: None, init=init)
     else:
         log(f"{out}: done, skipped")
     return out / "best.pt"

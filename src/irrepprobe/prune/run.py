@@ -25,11 +25,23 @@ def _measure(variant: str, seed: int, ckpt: Path, out: Path, molecules: int | No
     return row, m["utilisation"].assign(variant=variant, seed=seed), m["capture"]
 
 
+def _warm_from(full_ckpt: Path):
+    """An ``init`` for :func:`train_run`: the surviving weights of ``full_ckpt``."""
+    def init(model):
+        from ..train import model_from_checkpoint
+        from .warm import warm_start
+
+        warm_start(model, model_from_checkpoint(full_ckpt))
+    return init
+
+
 def prune(ckpt, out, drop: list[int] | None = None, seeds: int = 1, threshold: float = THRESHOLD,
-          molecules: int | None = 1000, log=print) -> dict:
+          molecules: int | None = 1000, warm: bool = False, log=print) -> dict:
     """Prune ``ckpt``: ``drop`` the given orders, or (None) those :func:`orders_to_drop` finds unused.
     Trains the pruned config for ``seeds`` seeds (the checkpoint's seed first) and, for every seed past
-    the first, the unpruned config too, so that both sides have the same seeds. Returns the tables."""
+    the first, the unpruned config too, so that both sides have the same seeds. With ``warm`` each seed
+    also trains the pruned config warm-started from the full model of that seed (variant
+    ``pruned-warm``), beside the cold start. Returns the tables."""
     ckpt, out = Path(ckpt), Path(out)
     if seeds < 1:
         raise IrrepprobeError(f"--seeds must be at least 1, got {seeds}")
@@ -46,15 +58,19 @@ def prune(ckpt, out, drop: list[int] | None = None, seeds: int = 1, threshold: f
     for k in range(seeds):
         seed = config.train.seed + k
         small.train.seed = seed
-        run = out / f"pruned-seed{seed}"
-        row, util, _ = _measure("pruned", seed, train_run(small, run, log), run, molecules)
-        rows.append(row)
-        utils.append(util)
+        full_ckpt = ckpt
         if k > 0:
             full = Config.from_dict(config.to_dict())
             full.train.seed = seed
             run = out / f"full-seed{seed}"
-            row, util, _ = _measure("full", seed, train_run(full, run, log), run, molecules)
+            full_ckpt = train_run(full, run, log)
+            row, util, _ = _measure("full", seed, full_ckpt, run, molecules)
+            rows.append(row)
+            utils.append(util)
+        variants = [("pruned", None)] + ([("pruned-warm", _warm_from(full_ckpt))] if warm else [])
+        for variant, init in variants:
+            run = out / f"{variant}-seed{seed}"
+            row, util, _ = _measure(variant, seed, train_run(small, run, log, init=init), run, molecules)
             rows.append(row)
             utils.append(util)
     return {"drop": drop, "runs": pd.DataFrame(rows), "utilisation": pd.concat(utils, ignore_index=True),

@@ -73,9 +73,10 @@ def _out_dir_state(out: Path, resume: bool) -> Path | None:
 
 
 def train(config: Config | None, out: str | Path, resume: bool = False, progress: bool = True,
-          log=print) -> dict[str, Any]:
+          log=print, init=None) -> dict[str, Any]:
     """Train ``config`` into ``out`` (``last.pt``, ``best.pt``, ``metrics.csv``, ``config.yaml``,
-    ``tb/``). With ``resume`` the config and state come from ``out/last.pt``. Returns final metrics."""
+    ``tb/``). With ``resume`` the config and state come from ``out/last.pt``. ``init(model)``, if given,
+    sets a fresh model's weights (a warm start) before the first epoch. Returns final metrics."""
     out = Path(out)
     last_path = _out_dir_state(out, resume)
     state = load_checkpoint(last_path) if last_path else None
@@ -95,12 +96,12 @@ def train(config: Config | None, out: str | Path, resume: bool = False, progress
     rank, _, world_size = distributed.world()
     main = rank == 0
     try:
-        return _train(config, out, state, device, is_dist, rank, world_size, main, progress, log)
+        return _train(config, out, state, device, is_dist, rank, world_size, main, progress, log, init)
     finally:
         distributed.teardown()
 
 
-def _train(config, out, state, device, is_dist, rank, world_size, main, progress, log):
+def _train(config, out, state, device, is_dist, rank, world_size, main, progress, log, init=None):
     t = config.train
     qm9, y, split = prepare_data(config)
     if state is not None:
@@ -114,6 +115,8 @@ def _train(config, out, state, device, is_dist, rank, world_size, main, progress
     atoms = torch.cat([torch.arange(qm9.ptr[i], qm9.ptr[i + 1]) for i in train_idx.tolist()])
     ptr = torch.cat([torch.zeros(1, dtype=torch.long), torch.cumsum(qm9.n_atoms[train_idx], 0)])
     fit_output_stats(model, qm9.species[atoms], ptr, y[train_idx])
+    if init is not None and state is None:
+        init(model)
     model.to(device)
     optimizer = torch.optim.AdamW(model.parameters(), lr=t.lr, weight_decay=t.weight_decay)
     scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(

@@ -1,0 +1,123 @@
+"""Warm start a pruned model from the full one: every weight that connects channels both models have
+is copied, rescaled by the ratio of e3nn's path normalisations, so that the pruned model computes what
+the full model computes with the dropped orders switched off (tests/test_prune.py checks this).
+
+A channel is named by what it carries: a node feature ``(irrep, u)``; a message channel by its path
+``(irrep_in, irrep_sh, irrep_out, u)``; a gate ``("gate", gated channel)``. Weights are matched by the names
+of the channels they connect, so the layouts of the two models (concatenated, sorted, merged blocks)
+never need to agree."""
+from __future__ import annotations
+
+import torch
+from e3nn import o3
+
+from ..models.layers import Interaction, Readout
+
+
+def _merge(blocks: list[tuple[o3.Irrep, list]]) -> list[list]:
+    """Channel names per block after e3nn's stable sort by irrep and merge of equal neighbours."""
+    order = sorted(range(len(blocks)), key=lambda i: (blocks[i][0], i))
+    out, last = [], None
+    for i in order:
+        ir, names = blocks[i]
+        if ir == last:
+            out[-1] = out[-1] + names
+        else:
+            out.append(list(names))
+        last = ir
+    return out
+
+
+def _nodes(irreps: o3.Irreps) -> list[list]:
+    return [[(str(ir), u) for u in range(mul)] for mul, ir in irreps]
+
+
+def _pre(irreps: o3.Irreps, gate) -> list[list]:
+    """Names of the channels entering the gate: scalars, one gate per gated channel, gated blocks."""
+    if gate is None:
+        return _nodes(irreps)
+    scalars = [(ir, names) for (mul, ir), names in zip(irreps, _nodes(irreps)) if ir.l == 0]
+    gated = [(ir, names) for (mul, ir), names in zip(irreps, _nodes(irreps)) if ir.l > 0]
+    gates = [("gate", n) for _, names in gated for n in names]
+    blocks = scalars + ([(o3.Irrep("0e"), gates)] if gates else []) + gated
+    return _merge(blocks)
+
+
+def _paths(tp) -> list[tuple]:
+    return [(str(tp.irreps_in1[i.i_in1].ir), str(tp.irreps_in2[i.i_in2].ir), str(tp.irreps_out[i.i_out].ir))
+            for i in tp.instructions]
+
+
+def _messages(tp) -> list[list]:
+    """Channel names of the simplified message irreps (the input of the layer's linear map)."""
+    paths = dict(zip((i.i_out for i in tp.instructions), _paths(tp)))
+    blocks = [(ir, [(*paths[k], u) for u in range(mul)]) for k, (mul, ir) in enumerate(tp.irreps_out)]
+    return _merge(blocks)
+
+
+def _linear_index(lin: o3.Linear, names_in, names_out) -> dict:
+    """(input name, output name) -> (position in the flat weight, path weight)."""
+    index, offset = {}, 0
+    for ins in lin.instructions:
+        mi, mo = ins.path_shape
+        for u in range(mi):
+            for v in range(mo):
+                index[(names_in[ins.i_in][u], names_out[ins.i_out][v])] = (offset + u * mo + v, ins.path_weight)
+        offset += mi * mo
+    return index
+
+
+def _copy_linear(new: o3.Linear, old: o3.Linear, new_names: tuple, old_names: tuple) -> None:
+    src = _linear_index(old, *old_names)
+    with torch.no_grad():
+        for key, (j, pw) in _linear_index(new, *new_names).items():
+            if key in src:
+                i, pw_old = src[key]
+                new.weight[j] = old.weight[i] * (pw_old / pw)
+
+
+def _tp_columns(tp) -> dict:
+    index, offset = {}, 0
+    for ins, path in zip(tp.instructions, _paths(tp)):
+        n = int(torch.tensor(ins.path_shape).prod())
+        for u in range(n):
+            index[(*path, u)] = (offset + u, ins.path_weight)
+        offset += n
+    return index
+
+
+def _copy_interaction(new: Interaction, old: Interaction) -> None:
+    with torch.no_grad():
+        *hidden_new, last_new = list(new.radial.children())
+        *hidden_old, last_old = list(old.radial.children())
+        for a, b in zip(hidden_new, hidden_old):
+            a.weight.copy_(b.weight)
+        src = _tp_columns(old.tp)
+        for key, (j, pw) in _tp_columns(new.tp).items():
+            if key in src:
+                i, pw_old = src[key]
+                last_new.weight[:, j] = last_old.weight[:, i] * (pw_old / pw)
+    pre_new, pre_old = _pre(new.irreps_out, new.gate), _pre(old.irreps_out, old.gate)
+    _copy_linear(new.linear, old.linear, (_messages(new.tp), pre_new), (_messages(old.tp), pre_old))
+    if new.self_connection is not None:
+        _copy_linear(new.self_connection, old.self_connection, (_nodes(new.irreps_in), pre_new),
+                     (_nodes(old.irreps_in), pre_old))
+
+
+def _copy_readout(new: Readout, old: Readout) -> None:
+    hidden = new.linear2.irreps_in
+    _copy_linear(new.linear1, old.linear1, (_nodes(new.irreps_in), _pre(hidden, new.gate)),
+                 (_nodes(old.irreps_in), _pre(hidden, old.gate)))
+    with torch.no_grad():
+        new.linear2.weight.copy_(old.linear2.weight)
+
+
+def warm_start(new, old) -> None:
+    """Copy ``old``'s weights into the pruned ``new`` (same config but for the dropped orders)."""
+    with torch.no_grad():
+        new.embedding.linear.weight.copy_(old.embedding.linear.weight)
+        for name in ("scale", "atom_ref"):
+            getattr(new, name).copy_(getattr(old, name))
+    for a, b in zip(new.layers, old.layers):
+        _copy_interaction(a, b)
+    _copy_readout(new.readout, old.readout)
