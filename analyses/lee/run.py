@@ -99,8 +99,9 @@ def _mean_std(g: pd.Series) -> str:
 
 
 def write_summary(u0, dip, unused, eq_u0, eq_dip, cmd, seconds, u0_grid, dip_grid, pgrid) -> None:
-    runs = pd.concat([u0["runs"], dip["runs"]], ignore_index=True)
-    util = pd.concat([u0["utilisation"], dip["utilisation"]], ignore_index=True)
+    tag = (lambda df: df.assign(config="dipole " + df["config"]))  # the two grids share config names
+    runs = pd.concat([u0["runs"], tag(dip["runs"])], ignore_index=True)
+    util = pd.concat([u0["utilisation"], tag(dip["utilisation"])], ignore_index=True)
     per_order = (util[util["point"] != "all"].groupby(["config", "l"])["utilisation"].agg(["mean", "max"])
                  .unstack("l").round(3))
     per_order.columns = [f"{s} util l={l}" for s, l in per_order.columns]
