@@ -15,6 +15,15 @@ import pandas as pd
 ROOT = Path(__file__).resolve().parents[1]
 
 
+def experiment(grid, out):
+    """Run (resume) the grid, or with --report-only just collect the runs that finished."""
+    from irrepprobe.experiments import collect, run_experiment
+
+    if "--report-only" in sys.argv:
+        return {**collect(out, [r.name for r in grid.runs]), "counts": {}, "failures": []}
+    return run_experiment(grid, out)
+
+
 def command() -> str:
     return "python " + " ".join(shlex.quote(a) for a in [os.path.relpath(sys.argv[0], ROOT), *sys.argv[1:]])
 

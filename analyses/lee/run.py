@@ -15,9 +15,9 @@ from pathlib import Path
 import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from common import ROOT, command, provenance, run_times  # noqa: E402
+from common import ROOT, command, experiment, provenance, run_times  # noqa: E402
 
-from irrepprobe.experiments import collect, load_grid, run_experiment  # noqa: E402
+from irrepprobe.experiments import load_grid  # noqa: E402
 from irrepprobe.experiments.grid import Grid, Run  # noqa: E402
 from irrepprobe.fileio import save_csv, save_text  # noqa: E402
 from irrepprobe.metrics import THRESHOLD  # noqa: E402
@@ -66,13 +66,6 @@ def model_reports(res: dict, runs: Path, out: Path, cmd: str) -> pd.DataFrame:
         if path.stat().st_size > 1:  # empty when the model has no 1o or 2e block
             rows.append(pd.read_csv(path).assign(config=name.split("/")[0]))
     return pd.concat(rows, ignore_index=True) if rows else pd.DataFrame(columns=["target"])
-
-
-def experiment(grid, out):
-    """Run (resume) the grid, or with --report-only just collect the runs that finished."""
-    if "--report-only" in sys.argv:
-        return {**collect(out, [r.name for r in grid.runs]), "counts": {}, "failures": []}
-    return run_experiment(grid, out)
 
 
 def main() -> None:

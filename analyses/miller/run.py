@@ -20,9 +20,9 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from common import ROOT, command, provenance, run_times  # noqa: E402
+from common import ROOT, command, experiment, provenance, run_times  # noqa: E402
 
-from irrepprobe.experiments import collect, load_grid, run_experiment  # noqa: E402
+from irrepprobe.experiments import load_grid  # noqa: E402
 from irrepprobe.fileio import save_csv, save_text  # noqa: E402
 from irrepprobe.report import figures as F  # noqa: E402
 from irrepprobe.report.document import Document  # noqa: E402
@@ -85,13 +85,6 @@ def plot(comp: pd.DataFrame, out: Path) -> Path:
     ax.set_title("bars: reduction of seed means; whiskers: range of per-seed reductions", fontsize=9)
     ax.legend()
     return F.save(fig, out / "figures", "l1_vs_l0")
-
-
-def experiment(grid, out):
-    """Run (resume) the grid, or with --report-only just collect the runs that finished."""
-    if "--report-only" in sys.argv:
-        return {**collect(out, [r.name for r in grid.runs]), "counts": {}, "failures": []}
-    return run_experiment(grid, out)
 
 
 def main() -> None:

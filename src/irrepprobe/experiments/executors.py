@@ -4,6 +4,7 @@ path on this machine). A run that fails is reported in one line; the others go o
 from __future__ import annotations
 
 import os
+from functools import partial
 from pathlib import Path
 
 from ..config import Config
@@ -35,33 +36,31 @@ def _failed(name: str, e: BaseException) -> str:
     return f"{name}: failed: {type(e).__name__}: {text[0] if text else ''}"
 
 
+def _gather(jobs, log) -> list[str]:
+    """Wait for each ``(run, result)`` in turn (``result()`` runs or joins it); one line per failure."""
+    failures = []
+    for r, result in jobs:
+        try:
+            result()
+        except Exception as e:  # noqa: BLE001 - one bad run must not stop the grid
+            failures.append(_failed(r.name, e))
+            log(failures[-1])
+    return failures
+
+
 def run_local(runs, out: Path, measure_opts: dict, jobs: int = 1, log=print) -> list[str]:
     """Run ``runs`` here; returns one line per failed run."""
-    failures = []
-    if jobs <= 1:
-        for r in runs:
-            try:
-                _work(r.config.to_dict(), str(out / r.name), measure_opts, log=log)
-            except (KeyboardInterrupt, SystemExit):
-                raise
-            except Exception as e:  # noqa: BLE001 - one bad run must not stop the grid
-                failures.append(_failed(r.name, e))
-                log(failures[-1])
-        return failures
+    if jobs <= 1:  # a generator: each run starts only when the previous one is done
+        return _gather(((r, partial(_work, r.config.to_dict(), str(out / r.name), measure_opts, log=log))
+                        for r in runs), log)
     import multiprocessing as mp
     from concurrent.futures import ProcessPoolExecutor
 
     threads = max(1, (os.cpu_count() or 1) // jobs)
     with ProcessPoolExecutor(jobs, mp_context=mp.get_context("spawn")) as pool:
-        futures = {pool.submit(_work, r.config.to_dict(), str(out / r.name), measure_opts, threads): r
-                   for r in runs}
-        for f, r in futures.items():
-            try:
-                f.result()
-            except Exception as e:  # noqa: BLE001
-                failures.append(_failed(r.name, e))
-                log(failures[-1])
-    return failures
+        futures = [(r, pool.submit(_work, r.config.to_dict(), str(out / r.name), measure_opts, threads).result)
+                   for r in runs]
+        return _gather(futures, log)
 
 
 def run_submitit(runs, out: Path, measure_opts: dict, params: dict, log=print) -> list[str]:
@@ -85,11 +84,4 @@ def run_submitit(runs, out: Path, measure_opts: dict, params: dict, log=print) -
     jobs = [(r, executor.submit(_work, r.config.to_dict(), str(out / r.name), measure_opts, None, distributed))
             for r in runs]
     log(f"submitted {len(jobs)} jobs ({executor.cluster}); logs in {out / 'submitit'}")
-    failures = []
-    for r, job in jobs:
-        try:
-            job.result()
-        except Exception as e:  # noqa: BLE001
-            failures.append(_failed(r.name, e))
-            log(failures[-1])
-    return failures
+    return _gather(((r, job.result) for r, job in jobs), log)

@@ -48,8 +48,13 @@ class Grid:
     executor: dict[str, Any] = field(default_factory=lambda: {"name": "local", "jobs": 1})
 
 
+def _flow(value) -> str:
+    """``value`` as one line of YAML, e.g. ``[0, 1, 2]`` or ``{0: 16, 1: 8}``."""
+    return yaml.safe_dump(value, default_flow_style=True).strip().removesuffix("...").strip()
+
+
 def _slug(value) -> str:
-    text = yaml.safe_dump(value, default_flow_style=True).strip().removesuffix("...").strip()
+    text = _flow(value)
     return re.sub(r"[^A-Za-z0-9.,_-]+", "", text.replace(", ", ",")) or "x"
 
 
@@ -68,8 +73,7 @@ def _overrides(mapping, where: str) -> list[str]:
         return []
     if not isinstance(mapping, dict):
         raise IrrepprobeError(f"{where}: expected a mapping of section.key: value")
-    return [f"{k}={yaml.safe_dump(v, default_flow_style=True).strip().removesuffix('...').strip()}"
-            for k, v in mapping.items()]
+    return [f"{k}={_flow(v)}" for k, v in mapping.items()]
 
 
 def parse_grid(raw: dict, default_name: str = "experiment") -> Grid:
