@@ -4,11 +4,13 @@ from e3nn import o3
 from e3nn.nn import Gate
 
 from conftest import smoke_config
-from irrepprobe.capture import Recorder, blocks, capture_checkpoint, find_points, load_capture, run_capture, split
+from irrepprobe.adapters import load_model
+from irrepprobe.capture import (Recorder, blocks, capture_checkpoint, choose_points, find_points, load_capture,
+                                run_capture, split)
 from irrepprobe.cli import main
-from irrepprobe.data import loader, target_values
+from irrepprobe.data.structures import qm9_structures
 from irrepprobe.errors import IrrepprobeError
-from irrepprobe.train import model_from_checkpoint, train
+from irrepprobe.train import train
 
 
 @pytest.fixture(scope="module")
@@ -52,19 +54,13 @@ def test_norm_shares_sum_to_one_and_files_exist(ckpt, tmp_path):
 
 
 def test_rotation_leaves_invariants_and_rotates_vectors(ckpt, qm9):
-    model = model_from_checkpoint(ckpt).double()
-    points = find_points(model)
-    idx = torch.arange(100, 116)
-    y = target_values(qm9, "u0_atom")
+    model = load_model(ckpt, "irrepprobe")
+    model.module.double()
+    points = choose_points(model, None)
+    structures = qm9_structures(qm9, torch.arange(100, 116))
     R = o3.rand_matrix().double()
-
-    def batches(rotate):
-        for b in loader(qm9, y, idx, 8):
-            b.pos = b.pos.double() @ (R.T if rotate else torch.eye(3, dtype=torch.float64))
-            yield b
-
-    a = run_capture(model, batches(False), points)[0].molecule_arrays()
-    b = run_capture(model, batches(True), points)[0].molecule_arrays()
+    a = run_capture(model, structures, points, batch_size=8)[0].molecule_arrays()
+    b = run_capture(model, structures.rotated(R), points, batch_size=8)[0].molecule_arrays()
     for key in a:
         if key[2] != "vector_sum":
             assert torch.allclose(torch.tensor(a[key]), torch.tensor(b[key]), atol=1e-4), key
@@ -75,14 +71,14 @@ def test_rotation_leaves_invariants_and_rotates_vectors(ckpt, qm9):
 
 
 def test_hooks_are_removed_after_an_exception(ckpt, qm9):
-    model = model_from_checkpoint(ckpt)
-    batch = next(iter(loader(qm9, target_values(qm9, "u0_atom"), torch.arange(4), 4)))
+    model = load_model(ckpt, "irrepprobe")
+    batch = next(model.adapter.batches(model, qm9_structures(qm9, torch.arange(4)), 4))
     with pytest.raises(ValueError):
-        with Recorder(model, find_points(model)) as rec:
-            rec.begin(batch.batch)
-            model(batch)
+        with Recorder(model.module, choose_points(model, None)) as rec:
+            rec.begin(batch)
+            model.module(batch.inputs)
             raise ValueError("boom")
-    assert all(not m._forward_hooks for m in model.modules())
+    assert all(not m._forward_hooks for m in model.module.modules())
 
 
 def test_plain_e3nn_model_is_captured():
@@ -135,9 +131,9 @@ def test_capture_cli_prints_the_table(ckpt, tmp_path, capsys):
 
 
 @pytest.mark.parametrize("argv,message", [
-    (["missing.pt"], "checkpoint not found"),
-    (["CKPT", "--layers", "nosuch.*"], "no irreps-carrying module matches 'nosuch.*'"),
-    (["CKPT", "--split", "holdout"], "unknown split 'holdout'"),
+    (["missing.pt"], "model file not found"),
+    (["CKPT", "--layers", "nosuch.*"], "no point matches 'nosuch.*'"),
+    (["CKPT", "--split", "holdout"], "unknown QM9 split 'holdout'"),
     (["CKPT", "--subset", "0"], "--subset must be a positive"),
 ])
 def test_capture_bad_input(ckpt, tmp_path, capsys, argv, message):
@@ -147,7 +143,9 @@ def test_capture_bad_input(ckpt, tmp_path, capsys, argv, message):
     assert not (tmp_path / "c" / "meta.json").exists()
 
 
-def test_capture_refuses_a_pickle(tmp_path, capsys):
+@pytest.mark.parametrize("fmt,message", [("auto", "cannot tell which model family"),
+                                         ("irrepprobe", "refusing"), ("e3nn", "--trust")])
+def test_capture_refuses_a_pickle(tmp_path, capsys, fmt, message):
     import os
 
     class Evil:
@@ -155,8 +153,8 @@ def test_capture_refuses_a_pickle(tmp_path, capsys):
             return (os.system, (f"touch {tmp_path}/pwned",))
 
     torch.save({"x": Evil()}, tmp_path / "evil.pt")
-    code, out = _cli(capsys, "capture", tmp_path / "evil.pt")
-    assert code == 2 and "refusing" in out.err
+    code, out = _cli(capsys, "capture", tmp_path / "evil.pt", "--format", fmt)
+    assert code == 2 and message in out.err and len(out.err.strip().splitlines()) == 1
     assert not (tmp_path / "pwned").exists()
 
 
@@ -166,3 +164,115 @@ def test_empty_split_is_refused(ckpt, tmp_path, capsys):
     torch.save(raw, tmp_path / "empty.pt")
     code, out = _cli(capsys, "capture", tmp_path / "empty.pt", "--out", tmp_path / "c")
     assert code == 2 and "empty" in out.err
+
+
+class _Two(torch.nn.Module):
+    """Two linear maps run in the order a, b; their outputs are read as node or edge rows."""
+
+    def __init__(self, irreps):
+        super().__init__()
+        self.a = o3.Linear(irreps, irreps)
+        self.b = o3.Linear(irreps, irreps)
+
+    def forward(self, x):
+        return self.b(self.a(x))
+
+
+def _batch(n_per, edge_batch=None):
+    from irrepprobe.adapters import Batch
+
+    atom_batch = torch.cat([torch.full((n,), k) for k, n in enumerate(n_per)])
+    return Batch(None, atom_batch, torch.arange(len(n_per)), edge_batch)
+
+
+def test_edge_points_are_pooled_over_edges_even_when_edges_equal_atoms():
+    from irrepprobe.adapters import Point
+
+    irreps = o3.Irreps("2x0e+1x1o")
+    model = _Two(irreps)
+    x = torch.randn(4, irreps.dim)
+    batch = _batch([2, 2], edge_batch=torch.tensor([0, 1, 1, 1]))  # 4 atoms, 4 edges, split differently
+    pts = [Point("a", "a", irreps, kind="edge"), Point("b", "b", irreps, kind="node")]
+    with torch.no_grad():
+        out_a = model.a(x)
+    with Recorder(model, pts) as rec:
+        rec.begin(batch)
+        model(x)
+    arrays = rec.molecule_arrays()
+    v = split(out_a, irreps)["1o"]
+    want = torch.stack([v[:1].sum(0), v[1:].sum(0)])
+    assert torch.allclose(torch.tensor(arrays[("a", "1o", "vector_sum")]), want, atol=1e-6)
+    assert not torch.allclose(torch.tensor(arrays[("a", "1o", "vector_sum")]),
+                              torch.stack([v[:2].sum(0), v[2:].sum(0)]), atol=1e-3)
+    assert not rec.skipped
+
+
+def test_an_edge_point_without_an_edge_index_is_skipped_not_pooled_as_atoms():
+    from irrepprobe.adapters import Point
+
+    irreps = o3.Irreps("2x0e")
+    model = _Two(irreps)
+    with Recorder(model, [Point("a", "a", irreps, kind="edge"), Point("b", "b", irreps)]) as rec:
+        rec.begin(_batch([2, 2]))
+        model(torch.randn(4, 2))
+    assert "a" in rec.skipped and "edge" in rec.skipped["a"]
+    assert ("b", "0e", "value_sum") in rec.molecule_arrays()
+
+
+@pytest.mark.parametrize("layout", ["ir_mul", "mul_first"])
+def test_other_layouts_are_converted_not_sliced_as_mul_ir(layout):
+    from irrepprobe.adapters import Point
+    from irrepprobe.capture import from_mul_ir, to_mul_ir
+
+    irreps = o3.Irreps("3x0e+3x1o+3x2e")
+    x = torch.randn(5, irreps.dim)
+    stored = from_mul_ir(x, irreps, layout)
+    assert torch.equal(to_mul_ir(stored, irreps, layout), x)
+
+    class Out(torch.nn.Module):
+        def forward(self, t):
+            return stored
+
+    model = torch.nn.Sequential(Out())
+    batch = _batch([2, 3])
+    with Recorder(model, [Point("0", "0", irreps, layout=layout)]) as rec:
+        rec.begin(batch)
+        model(x)
+    got = torch.tensor(rec.molecule_arrays()[("0", "1o", "vector_sum")]).double()
+    want = split(x, irreps)["1o"].double()
+    assert torch.allclose(got, torch.stack([want[:2].sum(0), want[2:].sum(0)]), atol=1e-5)
+    if layout == "ir_mul":  # the same numbers sliced as mul_ir would mix channels and components
+        wrong = split(stored, irreps)["1o"].double()
+        assert not torch.allclose(got, torch.stack([wrong[:2].sum(0), wrong[2:].sum(0)]), atol=1e-3)
+
+
+def test_a_width_that_does_not_fit_the_irreps_is_refused():
+    from irrepprobe.adapters import Point
+
+    model = _Two(o3.Irreps("4x0e"))
+    with pytest.raises(IrrepprobeError, match="does not match irreps"):
+        with Recorder(model, [Point("a", "a", "1x1o")]) as rec:
+            rec.begin(_batch([2, 2]))
+            model(torch.randn(4, 4))
+
+
+def test_node_shards_stay_in_step_when_points_are_listed_out_of_run_order(tmp_path):
+    from irrepprobe.adapters import Point
+
+    irreps = o3.Irreps("2x0e+1x1o")
+    model = _Two(irreps)
+    pts = [Point("b", "b", irreps), Point("a", "a", irreps)]  # b is listed first but runs last
+    with Recorder(model, pts, nodes_dir=tmp_path, shard_atoms=5) as rec:
+        for n_per in ([2, 2], [3], [1, 2, 2], [4]):
+            rec.begin(_batch(n_per))
+            model(torch.randn(sum(n_per), irreps.dim))
+    import numpy as np
+
+    shards = sorted(tmp_path.glob("shard-*.npz"))
+    assert len(shards) >= 2
+    total = 0
+    for path in shards:
+        with np.load(path) as f:
+            assert f["a"].shape[0] == f["b"].shape[0] == f["__batch__"].shape[0]
+            total += f["__batch__"].shape[0]
+    assert total == 4 + 3 + 5 + 4

@@ -5,14 +5,16 @@ import torch
 from e3nn import o3
 
 from conftest import smoke_config
-from irrepprobe.capture import capture_checkpoint, find_points
-from irrepprobe.data import loader, target_values
+from irrepprobe.adapters import load_model
+from irrepprobe.capture import capture_checkpoint
+from irrepprobe.data.structures import qm9_structures
 from irrepprobe.errors import IrrepprobeError
 from irrepprobe.examples import example_checkpoint
 from irrepprobe.metrics import (THRESHOLD, EquivariantProbe, ablation, cka_matrix, cv_r2, grad_x_activation,
                                 linear_cka, norms, participation_ratio, ridge_probe)
 from irrepprobe.metrics.features import beyond_composition
-from irrepprobe.train import model_from_checkpoint, train
+from irrepprobe.metrics.utilisation import Scorer, predictions
+from irrepprobe.train import train
 
 rng = np.random.default_rng(0)
 
@@ -71,18 +73,27 @@ def test_participation_ratio_counts_directions():
 
 
 def test_ablating_a_block_the_readout_ignores_is_unused_and_its_l0_block_is_not(qm9):
-    model = model_from_checkpoint(example_checkpoint())  # a trained U0 model, L=[0,1,2], 3 layers
-    points = find_points(model, ["layers.?"])
-    y = target_values(qm9, "u0_atom")
-    batches = list(loader(qm9, y, torch.arange(2000, 2060), 30))
-    table = ablation(model, batches, points).set_index(["point", "block"])
+    model = load_model(example_checkpoint(), "irrepprobe")  # a trained U0 model, L=[0,1,2], 3 layers
+    points = [p for p in model.adapter.points(model) if p.name.startswith("layers.")]
+    structures = qm9_structures(qm9, torch.arange(2000, 2060))
+    batches = list(model.adapter.batches(model, structures, 30))
+    base = predictions(model, batches)
+    scorer = Scorer(base, structures.labels["u0_atom"][:, None], structures.n_atoms.numpy(), False)
+    table = ablation(model, batches, points, scorer).set_index(["point", "block"])
     last = "layers.2"  # the readout is linear in 0e: the last layer's l > 0 blocks feed nothing
     assert abs(table.loc[(last, "1o"), "utilisation"]) < 1e-6
     assert abs(table.loc[(last, "2e"), "utilisation"]) < 1e-6
     assert table.loc[(last, "0e"), "utilisation"] > THRESHOLD
     assert ("all", "l=1") in table.index and ("all", "l=2") in table.index
+    assert (table["score"] == "error").all()
     gxa = grad_x_activation(model, batches, points).set_index(["point", "block"])["grad_x_activation"]
     assert gxa[(last, "1o")] == 0 and gxa[(last, "0e")] > 0
+    # without a label: the shift of the prediction, zero for the ignored blocks, large for the used one
+    shift = ablation(model, batches, points, Scorer(base, None, structures.n_atoms.numpy(), True))
+    shift = shift.set_index(["point", "block"])
+    assert (shift["score"] == "shift").all()
+    assert abs(shift.loc[(last, "1o"), "utilisation"]) < 1e-6
+    assert shift.loc[(last, "0e"), "utilisation"] > THRESHOLD
 
 
 def test_norms_table_has_effective_ranks_within_bounds(ckpt, tmp_path):

@@ -56,21 +56,44 @@ def cmd_evaluate(args) -> int:
 def cmd_capture(args) -> int:
     from pathlib import Path
 
-    from .capture import capture_checkpoint
+    from .adapters import load_model
+    from .capture import capture, resolve_data
     from .examples import example_checkpoint
+    from .train.distributed import resolve_device
 
-    ckpt = args.checkpoint or example_checkpoint()
-    out = args.out or (None if args.checkpoint else Path("capture-example"))
-    cap = capture_checkpoint(ckpt, split=args.split, subset=args.subset, layers=args.layers, out=out,
-                             device=args.device or "auto", batch_size=args.batch_size,
-                             save_nodes=args.save_nodes, cache_dir=args.cache_dir)
+    source = args.model or str(example_checkpoint())
+    model = load_model(source, args.format, trust=args.trust, device=resolve_device(args.device or "auto"))
+    if args.format == "auto":
+        print(f"model format: {model.adapter.name} (picked from {source}; --format to choose)")
+    data = args.data or f"qm9:{args.split}"
+    structures = resolve_data(data, model, args.subset, args.cache_dir)
+    target = args.target or (model.quantity.name if model.quantity.name in structures.labels else None)
+    out = args.out or _capture_dir(args.model, data)
+    cap = capture(model, structures, args.points, out, args.batch_size, args.save_nodes, target=target,
+                  trusted=args.trust)
     m = cap.meta
-    print(f"captured {len(cap.points)} points over {m['n_molecules']} {m['split']} molecules "
-          f"of {Path(m['checkpoint']).name} (target {m['target']}) in {m['seconds']:.1f} s -> {cap.path}")
+    print(f"captured {len(cap.points)} points over {m['n_molecules']} structures of {m['data']} with "
+          f"{Path(m['model']).name} in {m['seconds']:.1f} s -> {cap.path}")
+    print(m["model_summary"])
+    print(f"own quantity: {m['quantity']['name']} ({m['quantity']['unit']}); "
+          + (f"label {target}: errors stored" if target else "no label of it in the data: predictions only"))
     for name, why in m["skipped"].items():
         print(f"skipped {name}: {why}")
     print(cap.summary.drop(columns=["mean_sq_norm"]).to_string(index=False, float_format=lambda v: f"{v:.4f}"))
     return 0
+
+
+def _capture_dir(model, data: str):
+    """Default capture directory: capture-example for the shipped model; beside a model file; else here."""
+    from pathlib import Path
+
+    if model is None:
+        return Path("capture-example")
+    tag = "qm9-" + (data.partition(":")[2] or "test") if data.startswith("qm9") else Path(data).stem
+    path = Path(model)
+    if path.is_file():
+        return path.parent / f"capture-{tag}"
+    return Path(f"capture-{path.name.replace(':', '-').replace('/', '-')}-{tag}")
 
 
 def _command(args) -> str:
@@ -85,7 +108,7 @@ def cmd_report(args) -> int:
 
     cap_path = args.capture
     print(f"report on {cap_path}")
-    res = make_report(cap_path, out=args.out, checkpoint=args.checkpoint,
+    res = make_report(cap_path, out=args.out, model=args.model, trust=args.trust or None,
                       ablation_molecules=None if args.ablation_molecules == 0 else args.ablation_molecules,
                       map_points=None if args.map_points == 0 else args.map_points, map_method=args.map_method,
                       map_layers=args.map_layers, compare=args.compare, threshold=args.threshold,
@@ -173,7 +196,12 @@ def cmd_data(args) -> int:
     import time
 
     from .data import TARGETS, load_qm9, target_values
+    from .errors import IrrepprobeError
 
+    if args.action == "export":
+        return _export(args)
+    if args.path:
+        raise IrrepprobeError(f"unexpected argument {args.path!r} (did you mean: irrepprobe data export {args.path})")
     t0 = time.time()
     qm9 = load_qm9(args.cache_dir, rebuild=args.rebuild)
     print(f"QM9: {len(qm9):,} molecules, {qm9.species.numel():,} atoms, loaded in {time.time() - t0:.1f} s")
@@ -182,6 +210,28 @@ def cmd_data(args) -> int:
         v = target_values(qm9, t.name)
         print(f"{t.name:<16}{t.irreps:<12}{t.unit:<14}{float(v[:, 0].mean()):>12.4f}{float(v[:, 0].std()):>12.4f}"
               f"  {t.description}")
+    return 0
+
+
+def _export(args) -> int:
+    """QM9 (a split of the seed-0 80/10/10 split, or all of it) to extended XYZ with every target."""
+    from .data import load_qm9, make_split
+    from .data.structures import qm9_structures, write_extxyz
+    from .errors import IrrepprobeError
+
+    if not args.path:
+        raise IrrepprobeError("give the file to write: irrepprobe data export OUT.xyz [--split test] [--subset N]")
+    if args.subset is not None and args.subset < 1:
+        raise IrrepprobeError(f"--subset must be a positive number of molecules, got {args.subset}")
+    qm9 = load_qm9(args.cache_dir)
+    if args.split not in ("all", "train", "val", "test"):
+        raise IrrepprobeError(f"unknown split {args.split!r}; valid: all, train, val, test")
+    indices = range(len(qm9)) if args.split == "all" else make_split(len(qm9), seed=0)[args.split].tolist()
+    indices = list(indices)[: args.subset]
+    structures = qm9_structures(qm9, indices, source=f"qm9:{args.split}")
+    path = write_extxyz(structures, args.path)
+    print(f"wrote {len(structures)} QM9 molecules ({args.split} split) with {len(structures.labels)} labels "
+          f"and per-atom charges -> {path}")
     return 0
 
 
@@ -215,13 +265,22 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--cache-dir")
     sp.set_defaults(func=cmd_evaluate)
 
-    sp = sub.add_parser("capture", help="per-irrep activations of a checkpoint over one of its splits")
-    sp.add_argument("checkpoint", nargs="?", help="default: the example checkpoint shipped with irrepprobe")
-    sp.add_argument("--split", default="test", help="train, val or test (default test)")
-    sp.add_argument("--subset", type=int, help="only the first N molecules of the split")
-    sp.add_argument("--layers", nargs="+", metavar="GLOB",
-                    help="module name patterns, e.g. 'layers.*' or '*' (default: outermost irreps modules)")
-    sp.add_argument("--out", help="capture directory (default: capture-SPLIT beside the checkpoint)")
+    sp = sub.add_parser("capture", help="per-irrep activations of a model over structures")
+    sp.add_argument("model", nargs="?",
+                    help="a model file, a name its family resolves (e.g. 7net-0) or a factory pkg.module:fn "
+                         "(default: the example checkpoint shipped with irrepprobe)")
+    sp.add_argument("--format", default="auto", help="model family: auto, irrepprobe, e3nn or sevenn (default auto)")
+    sp.add_argument("--data", help="qm9, qm9:SPLIT (the model's own split, or QM9's 80/10/10 one) or any file "
+                                   "ASE reads (default qm9:test)")
+    sp.add_argument("--split", default="test", help="with no --data: the QM9 split (train, val, test)")
+    sp.add_argument("--subset", type=int, help="only the first N structures")
+    sp.add_argument("--target", help="the label holding the model's own quantity (default: the model's "
+                                     "target when the data has it; otherwise predictions only)")
+    sp.add_argument("--points", "--layers", dest="points", nargs="+", metavar="GLOB",
+                    help="point name patterns, e.g. 'layers.*' or '*' (default: the adapter's choice)")
+    sp.add_argument("--trust", action="store_true",
+                    help="allow loading a model file that must be unpickled (it can run code)")
+    sp.add_argument("--out", help="capture directory (default: beside the model file, or capture-NAME-DATA)")
     sp.add_argument("--device", choices=["auto", "cpu", "cuda"])
     sp.add_argument("--batch-size", type=int, default=64)
     sp.add_argument("--save-nodes", action="store_true", help="also write raw per-atom blocks in shards")
@@ -231,7 +290,10 @@ def build_parser() -> argparse.ArgumentParser:
     sp = sub.add_parser("report", help="metrics, figures and a verdict from a capture")
     sp.add_argument("capture", help="capture directory (from irrepprobe capture)")
     sp.add_argument("--out", help="report directory (default CAPTURE/report)")
-    sp.add_argument("--checkpoint", help="the captured checkpoint, if it has moved since the capture")
+    sp.add_argument("--model", "--checkpoint", dest="model",
+                    help="the captured model file, if it has moved since the capture")
+    sp.add_argument("--trust", action="store_true",
+                    help="allow unpickling the model file (a capture made with --trust already allows its own file)")
     sp.add_argument("--threshold", type=float, default=0.05,
                     help="a block is unused when zeroing it raises the test MAE by less than this fraction")
     sp.add_argument("--ablation-molecules", type=int, default=1000,
@@ -271,7 +333,11 @@ def build_parser() -> argparse.ArgumentParser:
     sp = sub.add_parser("presets", help="list the named presets")
     sp.set_defaults(func=cmd_presets)
 
-    sp = sub.add_parser("data", help="build or load the QM9 cache and list the targets")
+    sp = sub.add_parser("data", help="build or load the QM9 cache and list the targets; export QM9 to extxyz")
+    sp.add_argument("action", nargs="?", choices=["export"], help="export: write QM9 molecules to an extxyz file")
+    sp.add_argument("path", nargs="?", help="with export: the file to write")
+    sp.add_argument("--split", default="test", help="with export: all, train, val or test (QM9's seed-0 80/10/10)")
+    sp.add_argument("--subset", type=int, help="with export: only the first N molecules")
     sp.add_argument("--cache-dir")
     sp.add_argument("--rebuild", action="store_true")
     sp.set_defaults(func=cmd_data)

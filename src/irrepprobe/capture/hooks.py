@@ -17,7 +17,8 @@ import torch
 from e3nn import o3
 
 from ..errors import IrrepprobeError
-from .layouts import blocks, split
+from ..adapters.base import Point
+from .layouts import blocks, from_mul_ir, split, to_mul_ir
 
 
 def refuse_compiled(model: torch.nn.Module) -> None:
@@ -30,43 +31,70 @@ def refuse_compiled(model: torch.nn.Module) -> None:
 
 def find_points(model: torch.nn.Module, layers: list[str] | None = None,
                 irreps: dict[str, str] | None = None) -> dict[str, o3.Irreps]:
-    """Capture points by dotted module name -> irreps of their output.
+    """Capture points by dotted module name -> irreps of their output, for any module tree.
 
-    Default: the outermost modules that expose ``irreps_out`` (for our networks ``embedding``,
-    ``layers.0`` ... ``readout``). ``layers`` are glob patterns over ``named_modules()`` names ("*" for
-    every irreps-carrying module); ``irreps`` gives irreps for modules that carry none.
+    Default: the outermost modules that expose ``irreps_out`` as e3nn irreps (modules whose
+    ``irreps_out`` is something else, such as NequIP's dict of fields, are not irreps-carrying here).
+    ``layers`` are glob patterns over ``named_modules()`` names ("*" for every irreps-carrying module);
+    ``irreps`` gives irreps for modules that carry none.
     """
     refuse_compiled(model)
     irreps = dict(irreps or {})
     named = {n: m for n, m in model.named_modules() if n}
-    carrying = [n for n, m in named.items() if hasattr(m, "irreps_out") or n in irreps]
-    if layers is None:
-        chosen = [n for n in carrying if not any(n.startswith(a + ".") for a in carrying)]
-    else:
-        chosen = []
-        for pattern in layers:
-            hits = [n for n in carrying if fnmatch.fnmatchcase(n, pattern)]
-            if not hits:
-                near = ", ".join(carrying[:12]) + (" ..." if len(carrying) > 12 else "")
-                raise IrrepprobeError(f"no irreps-carrying module matches {pattern!r}; modules: {near}")
-            chosen += [n for n in hits if n not in chosen]
     unknown = set(irreps) - set(named)
     if unknown:
         raise IrrepprobeError(f"irreps given for {sorted(unknown)[0]!r}, which is not a module of the model")
+    found = {n: _irreps_of(m) for n, m in named.items()}
+    found = {n: o3.Irreps(irreps[n]) if n in irreps else ir for n, ir in found.items()
+             if ir is not None or n in irreps}
+    carrying = list(found)
+    if layers is None:
+        chosen = [n for n in carrying if not any(n.startswith(a + ".") for a in carrying)]
+    else:
+        chosen = select(carrying, layers, "irreps-carrying module")
     if not chosen:
         raise IrrepprobeError("the model has no module with irreps_out: name modules and give their irreps")
-    return {n: o3.Irreps(irreps.get(n) or named[n].irreps_out) for n in chosen}
+    return {n: found[n] for n in chosen}
+
+
+def _irreps_of(module) -> o3.Irreps | None:
+    ir = getattr(module, "irreps_out", None)
+    if ir is None or isinstance(ir, dict):
+        return None
+    try:
+        return o3.Irreps(ir)
+    except (ValueError, TypeError, AssertionError):
+        return None
+
+
+def select(names: list[str], patterns: list[str], what: str = "point") -> list[str]:
+    """``names`` matching any of the glob ``patterns``, in the order of ``names``; a pattern that
+    matches nothing is an error that lists what there is."""
+    for pattern in patterns:
+        if not any(fnmatch.fnmatchcase(n, pattern) for n in names):
+            near = ", ".join(names[:12]) + (" ..." if len(names) > 12 else "")
+            raise IrrepprobeError(f"no {what} matches {pattern!r}; there are: {near}")
+    return [n for n in names if any(fnmatch.fnmatchcase(n, p) for p in patterns)]
+
+
+def as_points(points) -> list[Point]:
+    """Points from a list of :class:`Point` or a ``{module name: irreps}`` mapping (plain modules)."""
+    if isinstance(points, dict):
+        return [Point(n, n, ir) for n, ir in points.items()]
+    return list(points)
 
 
 @contextmanager
-def hooked(model: torch.nn.Module, hooks: dict[str, Callable]) -> Iterator[None]:
-    """Forward hooks by dotted module name for the duration of a ``with`` block. The one hook
-    mechanism of irrepprobe: recording, ablation and attribution all go through it."""
+def hooked(model: torch.nn.Module, hooks) -> Iterator[None]:
+    """Forward hooks for the duration of a ``with`` block: ``{module name: fn}`` or a list of
+    ``(module name, fn)`` pairs (several on one module run in order). The one hook mechanism of
+    irrepprobe: recording, ablation and attribution all go through it."""
     modules = dict(model.named_modules())
-    missing = [n for n in hooks if n not in modules]
+    pairs = list(hooks.items()) if isinstance(hooks, dict) else list(hooks)
+    missing = [n for n, _ in pairs if n not in modules]
     if missing:
         raise IrrepprobeError(f"the model has no module {missing[0]!r}")
-    handles = [modules[n].register_forward_hook(fn) for n, fn in hooks.items()]
+    handles = [modules[n].register_forward_hook(fn) for n, fn in pairs]
     try:
         yield
     finally:
@@ -74,41 +102,60 @@ def hooked(model: torch.nn.Module, hooks: dict[str, Callable]) -> Iterator[None]
             h.remove()
 
 
-def zeroing(points: dict[str, o3.Irreps], zero: dict[str, list[str]]) -> dict[str, Callable]:
-    """Hooks that set the named blocks of each point's output to zero, so that every later module
-    sees them zeroed (for l > 0 zero is also the rotation average: zero- is mean-ablation)."""
-    def make(point, names):
-        parts = {b.name: b for b in blocks(points[point])}
+def replacing(points, replace: dict[str, Callable[[torch.Tensor], torch.Tensor]]) -> list[tuple[str, Callable]]:
+    """Hooks that pass each named point's tensor, in ``mul_ir`` layout, through ``replace[name]`` and
+    write the result back into the module's output, so that every later module sees it."""
+    by_name = {p.name: p for p in as_points(points)}
+
+    def make(p: Point, fn):
+        def hook(module, args, out):
+            x = p.read(out)
+            new = from_mul_ir(fn(to_mul_ir(x, p.irreps, p.layout)), p.irreps, p.layout)
+            return p.write(out, new)
+        return hook
+    return [(by_name[n].module, make(by_name[n], fn)) for n, fn in replace.items()]
+
+
+def zeroing(points, zero: dict[str, list[str]]) -> list[tuple[str, Callable]]:
+    """Hooks that set the named blocks of each point to zero, so that every later module sees them
+    zeroed (for l > 0 zero is also the rotation average: zero- is mean-ablation)."""
+    by_name = {p.name: p for p in as_points(points)}
+
+    def mask_of(point, names):
+        parts = {b.name: b for b in blocks(by_name[point].irreps)}
         unknown = [n for n in names if n not in parts]
         if unknown:
             raise IrrepprobeError(f"{point} has no block {unknown[0]!r}; its blocks: {', '.join(parts)}")
-        cols = torch.cat([parts[n].index for n in names])
+        mask = torch.ones(by_name[point].irreps.dim)
+        mask[torch.cat([parts[n].index for n in names])] = 0
+        return lambda x: x * mask.to(x.device, x.dtype)
+    return replacing(points, {p: mask_of(p, names) for p, names in zero.items() if names})
 
+
+def keeping(points, store: dict[str, torch.Tensor]) -> list[tuple[str, Callable]]:
+    """Hooks that keep each point's tensor (in the point's own layout, still in the autograd graph) in
+    ``store``."""
+    def make(p: Point):
         def hook(module, args, out):
-            mask = torch.ones(out.shape[-1], dtype=out.dtype, device=out.device)
-            mask[cols.to(out.device)] = 0
-            return out * mask
+            store[p.name] = p.read(out)
         return hook
-    return {p: make(p, names) for p, names in zero.items() if names}
-
-
-def keeping(points: dict[str, o3.Irreps], store: dict[str, torch.Tensor]) -> dict[str, Callable]:
-    """Hooks that keep each point's output (still in the autograd graph) in ``store``."""
-    def make(point):
-        def hook(module, args, out):
-            store[point] = out
-        return hook
-    return {p: make(p) for p in points}
+    return [(p.module, make(p)) for p in as_points(points)]
 
 
 class Recorder:
-    """Context manager: hooks on the chosen points, reductions per block. Call :meth:`begin` with the
-    atom -> molecule index before each forward pass."""
+    """Context manager: hooks on the chosen points, reductions per block. Call :meth:`begin` with each
+    :class:`~irrepprobe.adapters.Batch` before its forward pass.
 
-    def __init__(self, model, points: dict[str, o3.Irreps], nodes_dir: str | Path | None = None,
+    A node point's rows are pooled per structure over atoms, an edge point's over edges. A point's
+    kind is declared by its adapter, never guessed from a row count (a batch can have as many edges as
+    atoms); a tensor whose rows match neither is skipped with the reason."""
+
+    def __init__(self, model, points, nodes_dir: str | Path | None = None,
                  shard_atoms: int = 200_000, n_molecules: int | None = None):
-        self.model, self.points = model, points
-        self.blocks = {p: blocks(ir) for p, ir in points.items()}
+        self.model = model
+        self.point_list = as_points(points)
+        self.points = {p.name: p.irreps for p in self.point_list}
+        self.blocks = {p.name: blocks(p.irreps) for p in self.point_list}
         self.nodes_dir = Path(nodes_dir) if nodes_dir else None
         self.shard_atoms = shard_atoms
         self.channel = {p: {b.name: None for b in bl} for p, bl in self.blocks.items()}
@@ -121,7 +168,7 @@ class Recorder:
         self._batch = None
 
     def __enter__(self):
-        self._ctx = hooked(self.model, {name: self._hook(name) for name in self.points})
+        self._ctx = hooked(self.model, [(p.module, self._hook(p)) for p in self.point_list])
         self._ctx.__enter__()
         return self
 
@@ -131,26 +178,52 @@ class Recorder:
             self._flush_nodes()
         return False
 
-    def begin(self, batch: torch.Tensor, num_molecules: int | None = None) -> None:
+    def begin(self, batch, num_molecules: int | None = None) -> None:
+        """Before each forward pass: a :class:`~irrepprobe.adapters.Batch`, or (plain modules) the
+        [atoms] atom -> structure index."""
+        if self.nodes_dir is not None and self._node_atoms >= self.shard_atoms:
+            self._flush_nodes()  # between batches, so every point's rows of a batch land in one shard
         self._offset += self._n_mol
-        self._batch = batch
-        self._n_mol = int(batch.max()) + 1 if num_molecules is None else num_molecules
-        self._counts = torch.bincount(batch, minlength=self._n_mol).clamp(min=1)
+        if torch.is_tensor(batch):
+            n = int(batch.max()) + 1 if num_molecules is None else num_molecules
+            self._index = {"node": batch, "edge": None}
+        else:
+            n = batch.n_structures
+            self._index = {"node": batch.atom_batch, "edge": batch.edge_batch}
+        self._batch, self._n_mol = batch, n
+        self._counts = {k: (torch.bincount(v, minlength=n).clamp(min=1) if v is not None else None)
+                        for k, v in self._index.items()}
+        if self.nodes_dir is not None:
+            self._node_buf["__batch__"].append(self._index["node"].cpu())
+            self._node_atoms += self._index["node"].numel()
 
-    def _hook(self, name):
+    def _hook(self, p: Point):
         def hook(module, args, out):
             if self._batch is None:
                 raise RuntimeError("Recorder.begin(batch) must be called before each forward pass")
-            if not torch.is_tensor(out) or out.dim() != 2 or out.shape[0] != self._batch.numel():
-                self.skipped[name] = "output is not one row per atom"
+            if p.name in self.skipped:
                 return
-            with torch.no_grad():
-                self._reduce(name, out.detach())
+            try:
+                x = p.read(out)
+            except (KeyError, IndexError, TypeError, AttributeError) as e:
+                self.skipped[p.name] = f"cannot read the tensor from the module output ({type(e).__name__}: {e})"
+                return
+            index = self._index[p.kind]
+            if not torch.is_tensor(x):
+                self.skipped[p.name] = "the module output holds no tensor at this point"
+            elif index is None:
+                self.skipped[p.name] = f"an {p.kind} point, but the adapter gives no {p.kind} index"
+            elif x.shape[0] != index.numel():
+                self.skipped[p.name] = (f"{x.shape[0]} rows, but the batch has {index.numel()} {p.kind}s "
+                                        f"(declared a {p.kind} point)")
+            else:
+                with torch.no_grad():
+                    self._reduce(p, to_mul_ir(x.detach(), p.irreps, p.layout), index, self._counts[p.kind])
         return hook
 
-    def _reduce(self, point: str, x: torch.Tensor) -> None:
-        b, n_mol = self._batch, self._n_mol
-        for name, v in split(x, self.points[point], parts=self.blocks[point]).items():  # [atoms, mul, 2l+1]
+    def _reduce(self, p: Point, x: torch.Tensor, b: torch.Tensor, counts: torch.Tensor) -> None:
+        point, n_mol = p.name, self._n_mol
+        for name, v in split(x, p.irreps, parts=self.blocks[point]).items():  # [rows, mul, 2l+1]
             v = v.double()
             norm = v.norm(dim=-1)
             stats = torch.stack([norm.sum(0), norm.pow(2).sum(0)])
@@ -166,20 +239,15 @@ class Recorder:
 
             pooled = norm.new_zeros(n_mol, norm.shape[1]).index_add_(0, b, norm)
             self._keep(point, name, "norm_sum", pooled)
-            self._keep(point, name, "norm_mean", pooled / self._counts[:, None])
+            self._keep(point, name, "norm_mean", pooled / counts[:, None])
             if v.shape[-1] == 1:
                 values = v[..., 0].new_zeros(n_mol, v.shape[1]).index_add_(0, b, v[..., 0])
                 self._keep(point, name, "value_sum", values)
-                self._keep(point, name, "value_mean", values / self._counts[:, None])
+                self._keep(point, name, "value_mean", values / counts[:, None])
             else:
                 self._keep(point, name, "vector_sum", v.new_zeros(n_mol, *v.shape[1:]).index_add_(0, b, v))
-        if self.nodes_dir is not None:
+        if self.nodes_dir is not None and p.kind == "node":
             self._node_buf[point].append(x.float().cpu())
-            if point == next(iter(self.points)):
-                self._node_buf["__batch__"].append(b.cpu())
-                self._node_atoms += b.numel()
-            if point == list(self.points)[-1] and self._node_atoms >= self.shard_atoms:
-                self._flush_nodes()
 
     def _keep(self, point, block, kind, value):
         if not self.n_molecules:
@@ -197,7 +265,7 @@ class Recorder:
             return
         from ..fileio import save_npz
 
-        arrays = {k: torch.cat(v).numpy() for k, v in self._node_buf.items()}
+        arrays = {k: torch.cat(v).numpy() for k, v in self._node_buf.items() if k not in self.skipped}
         save_npz(arrays, self.nodes_dir / f"shard-{self._shards:05d}.npz")
         self._shards += 1
         self._node_buf.clear()

@@ -1,7 +1,6 @@
-"""Capture a trained checkpoint over one of its own splits."""
+"""Capture any model (through its adapter) over any structures into a capture directory."""
 from __future__ import annotations
 
-import hashlib
 import time
 from datetime import datetime, timezone
 from pathlib import Path
@@ -9,111 +8,177 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..config import Config
-from ..data import SPLITS, load_qm9, loader, target_values
+from ..adapters import Loaded, load_model
+from ..data.structures import Structures, qm9_structures, read_structures, sha256
 from ..errors import IrrepprobeError
-from ..train.checkpoint import load_checkpoint, model_from_checkpoint, save_checkpoint, untrained_like, versions
+from ..train.checkpoint import versions
 from ..train.distributed import resolve_device
-from .hooks import Recorder, find_points
+from .hooks import Recorder, refuse_compiled, select
 from .store import Capture, load_capture, summary_table, write_capture
 
-
-def sha256(path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
+QM9_SPLITS = ("train", "val", "test")
 
 
-def run_capture(model, batches, points, nodes_dir=None):
-    """Run ``model`` over ``batches`` (torch_geometric Batches with ``y``) under a :class:`Recorder`.
-    Returns the recorder and the stacked (outputs, targets, molecule ids)."""
-    outputs, targets, ids = [], [], []
-    device = next(model.parameters()).device
-    n = len(batches.dataset) if hasattr(batches, "dataset") else None
-    with Recorder(model, points, nodes_dir, n_molecules=n) as rec, torch.no_grad():
-        for batch in batches:
-            batch = batch.to(device)
-            rec.begin(batch.batch, batch.num_graphs)
-            outputs.append(model(batch).double().cpu())
-            targets.append(batch.y.double().cpu())
-            ids.append(batch.idx.cpu())
-    return rec, torch.cat(outputs), torch.cat(targets), torch.cat(ids)
-
-
-def capture_checkpoint(ckpt_path, split: str = "test", subset: int | None = None, layers=None,
-                       out=None, device: str = "auto", batch_size: int = 64, save_nodes: bool = False,
-                       cache_dir: str | None = None) -> Capture:
-    """Capture ``ckpt_path`` over its own ``split`` (the first ``subset`` molecules of it) into ``out``
-    (default: ``<checkpoint dir>/capture-<split>``) and return the loaded :class:`Capture`."""
-    if split not in SPLITS:
-        raise IrrepprobeError(f"unknown split {split!r}; valid: {', '.join(SPLITS)}")
+def resolve_data(spec: str | None, model: Loaded, subset: int | None = None, cache_dir=None) -> Structures:
+    """``qm9`` / ``qm9:SPLIT`` (the model's own split when it has one, else QM9's seed-0 80/10/10 split;
+    ``qm9`` alone is ``qm9:test``), or any file ASE reads; the first ``subset`` structures of it."""
     if subset is not None and subset < 1:
-        raise IrrepprobeError(f"--subset must be a positive number of molecules, got {subset}")
-    ckpt = load_checkpoint(ckpt_path)
-    config = Config.from_dict(ckpt["config"])
-    indices = ckpt["split"][split]
-    if subset is not None:
-        indices = indices[:subset]
-    if indices.numel() == 0:
-        raise IrrepprobeError(f"the {split} split of {ckpt_path} is empty: nothing to capture")
-    dev = resolve_device(device)
-    model = model_from_checkpoint(ckpt).to(dev)
-    points = find_points(model, layers)
-    out = Path(out) if out else Path(ckpt_path).parent / f"capture-{split}"
+        raise IrrepprobeError(f"--subset must be a positive number of structures, got {subset}")
+    spec = spec or "qm9:test"
+    if spec == "qm9" or spec.startswith("qm9:"):
+        from ..data import load_qm9, make_split
 
-    qm9 = load_qm9(cache_dir or config.data.cache_dir)
-    y = target_values(qm9, config.data.target)
+        split = spec.partition(":")[2] or "test"
+        if split not in QM9_SPLITS:
+            raise IrrepprobeError(f"unknown QM9 split {split!r}; valid: {', '.join(QM9_SPLITS)} (e.g. qm9:test)")
+        qm9 = load_qm9(cache_dir)
+        own = model.info.get("split")
+        indices = own[split] if own else make_split(len(qm9), seed=0)[split]
+        if subset is not None:
+            indices = indices[:subset]
+        if len(indices) == 0:
+            raise IrrepprobeError(f"the {split} split of {'the model' if own else 'QM9'} is empty: nothing to capture")
+        return qm9_structures(qm9, indices, source=f"qm9:{split}")
+    structures = read_structures(spec)
+    return structures.take(np.arange(min(subset, len(structures)))) if subset is not None else structures
+
+
+def structures_of(cap: Capture, cache_dir=None) -> Structures:
+    """The structures a capture was taken over, rebuilt from its source (refused if the file changed)."""
+    source, rows = cap.meta["data"], cap.arrays["index"]
+    if source.startswith("qm9"):
+        from ..data import load_qm9
+
+        return qm9_structures(load_qm9(cache_dir), torch.as_tensor(rows), source=source)
+    path = Path(source)
+    if not path.exists():
+        raise IrrepprobeError(f"the data file of capture {cap.path} is not at {path}")
+    if cap.meta.get("data_sha256") and sha256(path) != cap.meta["data_sha256"]:
+        raise IrrepprobeError(f"{path} is not the data file capture {cap.path} was taken over (its sha256 differs)")
+    return read_structures(path).take(rows)
+
+
+def model_of(cap: Capture, model=None, trust: bool | None = None, device="cpu") -> Loaded:
+    """The model a capture was taken from (or ``model``, a moved copy), refused if it has changed since.
+    The capture's own trust decision holds for the very file it was made with (same sha256)."""
+    source = model or cap.meta["model"]
+    path = Path(source)
+    if path.suffix or path.is_absolute() or path.exists():  # a file, not a name or a factory
+        if not path.exists():
+            raise IrrepprobeError(f"the model of capture {cap.path} is not at {path}: pass --model")
+        if cap.meta.get("model_sha256") and sha256(path) != cap.meta["model_sha256"]:
+            raise IrrepprobeError(f"{path} is not the model capture {cap.path} was taken from (its sha256 differs)")
+    trust = cap.meta.get("trusted", False) if trust is None else trust
+    return load_model(source, cap.meta["adapter"], trust=trust, device=device)
+
+
+def choose_points(model: Loaded, patterns: list[str] | None):
+    refuse_compiled(model.module)
+    points = model.adapter.points(model)
+    names = select([p.name for p in points], patterns) if patterns else model.adapter.default_points(model)
+    by_name = {p.name: p for p in points}
+    return [by_name[n] for n in names]
+
+
+def run_capture(model: Loaded, structures: Structures, points, batch_size: int = 64, nodes_dir=None):
+    """Run ``model`` over ``structures`` under a :class:`Recorder` on ``points``. Gradients stay on for
+    families whose forward needs them (forces by autograd); every reduction is detached, so memory
+    stays bounded. Returns the recorder and the predictions [structures, k]."""
+    adapter, outputs = model.adapter, []
+    grad = torch.enable_grad() if adapter.needs_grad else torch.no_grad()
+    with Recorder(model.module, points, nodes_dir, n_molecules=len(structures)) as rec, grad:
+        for batch in adapter.batches(model, structures, batch_size):
+            rec.begin(batch)
+            outputs.append(adapter.predict(model, batch).detach().double().cpu())
+    return rec, torch.cat(outputs) if outputs else torch.zeros(0, 1, dtype=torch.float64)
+
+
+def capture(model: Loaded, structures: Structures, points: list[str] | None = None, out=None,
+            batch_size: int = 64, save_nodes: bool = False, target: str | None = None,
+            trusted: bool = False) -> Capture:
+    """Capture ``model`` over ``structures`` into ``out`` and return the loaded :class:`Capture`.
+    ``points``: glob patterns (default: the adapter's). ``target``: the label holding the model's own
+    quantity (then errors are stored); None: the capture holds predictions only."""
+    if len(structures) == 0:
+        raise IrrepprobeError("no structures to capture")
+    if out is None:
+        raise IrrepprobeError("give the capture directory (--out)")
+    adapter = model.adapter
+    label = adapter.labels_of(model, structures, target)
+    chosen = choose_points(model, points)
+    out = Path(out)
     t0 = time.time()
-    rec, pred, true, ids = run_capture(model, loader(qm9, y, indices, batch_size), points,
-                                       out / "nodes" if save_nodes else None)
+    rec, pred = run_capture(model, structures, chosen, batch_size, out / "nodes" if save_nodes else None)
     seconds = time.time() - t0
 
     info = {(p, b.name): (b.l, b.parity, b.mul) for p, bl in rec.blocks.items() for b in bl}
     stats = rec.channel_stats()
-    summary = summary_table(stats, info)
-    arrays = {"output": pred.numpy(), "target": true.numpy(), "error": (pred - true).numpy(),
-              "index": ids.numpy(), "n_atoms": qm9.n_atoms[ids].numpy()}
+    elements = structures.elements
+    arrays = {"output": pred.numpy(), "index": np.asarray(structures.ids), "n_atoms": structures.n_atoms.numpy(),
+              "composition": structures.composition(elements)}
+    if label is not None:
+        y = np.asarray(adapter.label_values(model, structures, label), dtype=np.float64)
+        if y.shape != arrays["output"].shape:
+            raise IrrepprobeError(f"label {label!r} has {y.shape[1]} components per structure but the model "
+                                  f"predicts {arrays['output'].shape[1]}")
+        arrays["target"], arrays["error"] = y, arrays["output"] - y
+    for name, v in structures.labels.items():
+        arrays[f"label/{name}"] = np.asarray(v, dtype=np.float64)
     for (p, b, kind), a in rec.molecule_arrays().items():
         arrays[f"mol/{p}/{b}/{kind}"] = a
     for (p, b), s in stats.items():
         for k in ("mean", "var", "min", "max"):
             arrays[f"chan/{p}/{b}/{k}"] = np.asarray(s[k], dtype=np.float64)
+    q = model.quantity
     meta = {
-        "format": "irrepprobe.capture", "format_version": 1,
-        "checkpoint": str(Path(ckpt_path).resolve()), "checkpoint_sha256": sha256(ckpt_path),
-        "config": ckpt["config"], "target": config.data.target, "split": split,
-        "n_molecules": int(indices.numel()), "seconds": round(seconds, 3),
-        "points": {p: {"irreps": str(ir), "blocks": [{"name": b.name, "l": b.l, "parity": b.parity,
-                                                      "mul": b.mul} for b in rec.blocks[p]]}
-                   for p, ir in points.items() if p not in rec.skipped},
-        "skipped": rec.skipped, "layout": "mul_ir", "nodes": bool(save_nodes),
-        "device": str(dev), "versions": versions(),
+        "format": "irrepprobe.capture", "format_version": 2,
+        "adapter": adapter.name, "model": model.source, "model_sha256": model.sha256, "trusted": bool(trusted),
+        "model_summary": adapter.summary(model),
+        "quantity": {"name": q.name, "unit": q.unit, "irreps": q.irreps, "per_atom": q.per_atom},
+        "target": label, "data": structures.source, "data_sha256": structures.sha256,
+        "labels": {k: {"shape": list(v.shape[1:]), "unit": structures.units.get(k, "")}
+                   for k, v in structures.labels.items()},
+        "elements": elements, "n_molecules": len(structures), "seconds": round(seconds, 3),
+        "points": {p.name: {"irreps": str(p.irreps), "module": p.module, "kind": p.kind, "layout": p.layout,
+                            "role": p.role,
+                            "blocks": [{"name": b.name, "l": b.l, "parity": b.parity, "mul": b.mul}
+                                       for b in rec.blocks[p.name]]}
+                   for p in chosen if p.name not in rec.skipped},
+        "skipped": rec.skipped, "nodes": bool(save_nodes), "batch_size": batch_size,
+        "device": str(model.device), "versions": versions(),
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
-    write_capture(out, arrays, meta, summary)
+    if "config" in model.info:  # our checkpoints: what experiments and prune read back
+        meta["config"] = model.info["config"]
+        meta["split"] = structures.source.partition(":")[2] or None
+        meta["checkpoint"], meta["checkpoint_sha256"] = model.source, model.sha256
+    if not meta["points"]:
+        raise IrrepprobeError("no point could be captured: " + "; ".join(f"{k}: {v}" for k, v in rec.skipped.items()))
+    write_capture(out, arrays, meta, summary_table(stats, info))
     return load_capture(out)
 
 
-def checkpoint_of(capture: Capture, checkpoint=None) -> Path:
-    """The checkpoint a capture was taken from (or ``checkpoint``), refused if it has changed since."""
-    path = Path(checkpoint or capture.meta["checkpoint"])
-    if not path.exists():
-        raise IrrepprobeError(f"the checkpoint of capture {capture.path} is not at {path}: pass --checkpoint")
-    if sha256(path) != capture.meta["checkpoint_sha256"]:
-        raise IrrepprobeError(f"{path} is not the checkpoint capture {capture.path} was taken from "
-                              "(its sha256 differs)")
-    return path
+def capture_checkpoint(ckpt_path, split: str = "test", subset: int | None = None, layers=None,
+                       out=None, device: str = "auto", batch_size: int = 64, save_nodes: bool = False,
+                       cache_dir: str | None = None) -> Capture:
+    """Capture one of our checkpoints over its own ``split`` (the first ``subset`` molecules of it) into
+    ``out`` (default ``<checkpoint dir>/capture-<split>``)."""
+    if split not in QM9_SPLITS:
+        raise IrrepprobeError(f"unknown split {split!r}; valid: {', '.join(QM9_SPLITS)}")
+    model = load_model(ckpt_path, "irrepprobe", device=resolve_device(device))
+    structures = resolve_data(f"qm9:{split}", model, subset, cache_dir or model.info["config"]["data"].get("cache_dir"))
+    out = Path(out) if out else Path(ckpt_path).parent / f"capture-{split}"
+    return capture(model, structures, layers, out, batch_size, save_nodes, target=model.quantity.name)
 
 
-def capture_untrained(capture: Capture, out, checkpoint=None, device: str = "auto", batch_size: int = 64,
-                      cache_dir: str | None = None) -> Capture:
-    """Capture, over the same molecules and points, the untrained model of ``capture``'s checkpoint
-    (same config and seed). Writes ``out/untrained.pt`` and the capture ``out/capture``."""
-    out = Path(out)
-    ckpt = load_checkpoint(checkpoint_of(capture, checkpoint))
-    path = save_checkpoint(out / "untrained.pt", **untrained_like(ckpt))
-    return capture_checkpoint(path, split=capture.meta["split"], subset=capture.meta["n_molecules"],
-                              layers=capture.points, out=out / "capture", device=device,
-                              batch_size=batch_size, cache_dir=cache_dir)
+def capture_untrained(cap: Capture, out, seed: int | None = None, model=None, device: str = "auto",
+                      batch_size: int = 64, cache_dir=None, trust: bool | None = None) -> Capture | None:
+    """Capture, over the same structures and points, the untrained model of ``cap`` (same architecture,
+    initialisation ``seed``; None: the family's own choice). None when the family has no untrained
+    control."""
+    trained = model_of(cap, model, trust=trust, device=resolve_device(device))
+    ctl = trained.adapter.untrained(trained, seed)
+    if ctl is None:
+        return None
+    return capture(ctl, structures_of(cap, cache_dir), cap.points, out, batch_size, target=cap.meta["target"],
+                   trusted=cap.meta.get("trusted", False))

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
+
 import torch
 from e3nn import o3
 
@@ -98,6 +100,20 @@ def target_values(qm9: QM9, name: str) -> torch.Tensor:
     if get_target(name).unit == "eV":
         value = value * HARTREE_EV
     return value[:, None]
+
+
+def to_irreps_basis(name: str, values) -> np.ndarray:
+    """A label as stored in :class:`~irrepprobe.data.structures.Structures` (scalars [n], Cartesian
+    vectors [n, 3], 3x3 tensors [n, 3, 3]) -> [n, dim] in the e3nn basis of the target's irreps."""
+    v = torch.as_tensor(np.asarray(values), dtype=torch.float64)
+    if v.dim() == 1:
+        return v[:, None].numpy()
+    if v.shape[1:] == (3,):
+        return (v @ _vector_basis()).numpy()
+    if v.shape[1:] == (3, 3):
+        return torch.einsum("kij,nij->nk", _matrix_basis(), v).numpy()
+    raise IrrepprobeError(f"label {name!r} has shape {tuple(v.shape[1:])} per structure; expected a scalar, "
+                          "a vector (3) or a 3x3 tensor")
 
 
 def to_cartesian(name: str, values: torch.Tensor) -> torch.Tensor:

@@ -1,6 +1,6 @@
 """Capture in, DataFrame out: norms, utilisation, probes, latent structure, similarity."""
 from .correlation import spearman_ci
-from .features import hidden_points, invariant_targets, invariants, point_invariants, scalar_targets, target_table
+from .features import composition, hidden_points, own_quantity, invariant_targets, invariants, point_invariants, scalar_labels, target_table
 from .latent import knn_scores, latent_map, subsample
 from .norms import norms, participation_ratio
 from .probes import (EquivariantProbe, cv_r2, equivariant_probe_scores, equivariant_targets, probe_scores,
@@ -9,6 +9,6 @@ from .similarity import cka_matrix, linear_cka
 from .utilisation import THRESHOLD, ablation, grad_x_activation, utilisation
 
 __all__ = ["THRESHOLD", "EquivariantProbe", "ablation", "cka_matrix", "cv_r2", "equivariant_probe_scores",
-           "equivariant_targets", "grad_x_activation", "hidden_points", "invariant_targets", "invariants",
+           "equivariant_targets", "grad_x_activation", "hidden_points", "composition", "invariant_targets", "own_quantity", "invariants",
            "knn_scores", "latent_map", "linear_cka", "norms", "participation_ratio", "point_invariants",
-           "probe_scores", "ridge_probe", "scalar_targets", "spearman_ci", "subsample", "target_table", "utilisation"]
+           "probe_scores", "ridge_probe", "scalar_labels", "spearman_ci", "subsample", "target_table", "utilisation"]

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-import torch
 from e3nn import o3
 
 from ..capture import Capture
-from ..data import TARGETS, get_target, load_qm9, target_values
-from ..data.qm9 import ELEMENTS
+from ..data import get_target
+from ..errors import IrrepprobeError
 
 
 def invariants(cap: Capture, point: str, block: str) -> np.ndarray:
@@ -38,31 +37,28 @@ def block_info(cap: Capture, point: str, block: str) -> dict:
 
 
 def hidden_points(cap: Capture) -> list[str]:
-    """Captured points other than the one that is the model's per-atom output (the readout), whose
-    irreps are the target's: the layers whose blocks the verdict speaks about."""
+    """Captured points other than the model's per-atom output (the readout): the layers whose blocks
+    the verdict speaks about."""
     pts = cap.points
-    target_irreps = o3.Irreps(get_target(cap.meta["target"]).irreps)
-    if len(pts) > 1 and o3.Irreps(cap.meta["points"][pts[-1]]["irreps"]) == target_irreps:
-        return pts[:-1]
-    return pts
+    hidden = [p for p in pts if cap.meta["points"][p].get("role") != "output"]
+    return hidden or pts
 
 
-def scalar_targets() -> list[str]:
-    return [t.name for t in TARGETS.values() if t.irreps == "1x0e"]
+def scalar_labels(cap: Capture) -> list[str]:
+    """The captured structures' scalar labels (for QM9: every scalar target)."""
+    return [k for k, v in cap.meta.get("labels", {}).items() if not v["shape"]]
 
 
-def _qm9(cap: Capture, qm9=None):
-    return qm9 if qm9 is not None else load_qm9(cap.meta["config"]["data"].get("cache_dir"))
+def label(cap: Capture, name: str) -> np.ndarray:
+    key = f"label/{name}"
+    if key not in cap.arrays:
+        raise IrrepprobeError(f"capture has no label {name!r}")
+    return cap.arrays[key]
 
 
-def composition(cap: Capture, qm9=None) -> np.ndarray:
-    """[molecules, elements] element counts of the captured molecules."""
-    qm9 = _qm9(cap, qm9)
-    idx = torch.as_tensor(cap.arrays["index"])
-    counts = torch.zeros(len(qm9), len(ELEMENTS), dtype=torch.float64)
-    counts.index_put_((qm9.molecule_of_atom(), qm9.species), torch.ones(len(qm9.species), dtype=torch.float64),
-                      accumulate=True)
-    return counts[idx].numpy()
+def composition(cap: Capture) -> np.ndarray:
+    """[structures, elements] element counts of the captured structures (elements: ``meta['elements']``)."""
+    return cap.arrays["composition"]
 
 
 def beyond_composition(values: pd.DataFrame, counts: np.ndarray) -> pd.DataFrame:
@@ -75,21 +71,28 @@ def beyond_composition(values: pd.DataFrame, counts: np.ndarray) -> pd.DataFrame
     return pd.DataFrame(Y - A @ coef, columns=values.columns, index=values.index)
 
 
-def target_table(cap: Capture, names: list[str] | None = None, qm9=None, residual: bool = True) -> pd.DataFrame:
-    """Scalar targets (default: all) of the captured molecules, in capture order; with ``residual``
+def target_table(cap: Capture, names: list[str] | None = None, residual: bool = True) -> pd.DataFrame:
+    """Scalar labels (default: all) of the captured structures, in capture order; with ``residual``
     the part beyond composition (:func:`beyond_composition`)."""
-    qm9 = _qm9(cap, qm9)
-    idx = cap.arrays["index"]
-    df = pd.DataFrame({n: target_values(qm9, n)[idx, 0].numpy() for n in (names or scalar_targets())})
-    return beyond_composition(df, composition(cap, qm9)) if residual else df
+    df = pd.DataFrame({n: label(cap, n) for n in (names if names is not None else scalar_labels(cap))})
+    return beyond_composition(df, composition(cap)) if residual and len(df.columns) else df
 
 
-def invariant_targets(cap: Capture, qm9=None, residual: bool = True) -> pd.DataFrame:
-    """The model's own target as invariants (a scalar itself; the norm of each l > 0 part; with
-    ``residual`` the part beyond composition) and the model's squared error per molecule."""
-    name = cap.meta["target"]
-    irreps = o3.Irreps(get_target(name).irreps)
-    y, err = cap.targets, cap.errors
+def own_quantity(cap: Capture) -> tuple[str, np.ndarray, str]:
+    """The model's own quantity per structure: its label when the capture has one (column name, values
+    [n, k], unit), else the model's prediction (named "... (model)")."""
+    q = cap.meta.get("quantity") or {"name": cap.meta["target"], "unit": get_target(cap.meta["target"]).unit}
+    if "target" in cap.arrays:
+        return cap.meta["target"], cap.targets, q["unit"]
+    return f"{q['name']} (model)", cap.outputs, q["unit"]
+
+
+def invariant_targets(cap: Capture, residual: bool = True) -> pd.DataFrame:
+    """The model's own quantity as invariants (:func:`own_quantity`; a scalar itself, the norm of each
+    l > 0 part; with ``residual`` the part beyond composition) and, where the capture has errors, the
+    model's squared error per structure."""
+    name, y, _ = own_quantity(cap)
+    irreps = o3.Irreps(cap.meta.get("quantity", {}).get("irreps") or get_target(cap.meta["target"]).irreps)
     cols = {}
     for s, (_, ir) in zip(irreps.slices(), irreps):
         if ir.l == 0:
@@ -98,6 +101,7 @@ def invariant_targets(cap: Capture, qm9=None, residual: bool = True) -> pd.DataF
             cols[f"|{name}[{ir}]|"] = np.linalg.norm(y[:, s], axis=1)
     df = pd.DataFrame(cols)
     if residual:
-        df = beyond_composition(df, composition(cap, qm9))
-    df["squared error"] = (err**2).sum(axis=1)
+        df = beyond_composition(df, composition(cap))
+    if "error" in cap.arrays:
+        df["squared error"] = (cap.errors**2).sum(axis=1)
     return df

@@ -20,12 +20,11 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from ..capture import Capture
-from ..data import load_qm9, target_values
+from ..data.targets import to_irreps_basis
 from ..errors import IrrepprobeError
-from .features import block_info, invariants
+from .features import block_info, invariants, label
 
 ALPHAS = np.logspace(-4, 4, 17)
-EQUIVARIANT_TARGETS = {"dipole_vec": ("1o", slice(0, 3)), "polarizability[2e]": ("2e", slice(1, 6))}
 
 
 def ridge_probe(alphas=ALPHAS):
@@ -139,33 +138,39 @@ def probe_scores(cap: Capture, targets: pd.DataFrame, control: Capture | None = 
     return pd.DataFrame(rows)
 
 
-def equivariant_targets(cap: Capture, qm9=None) -> dict[str, np.ndarray]:
-    """The dipole vector (1o) and the traceless polarizability (2e) of the captured molecules, in e3nn's
-    basis (the basis of the model's own features). Caveat, measured: qm9pack's polarizability tensors
-    are not in the frame of the geometries (they align with the molecules' principal axes instead), so
-    no equivariant function of the geometry can fit their 2e part; its probe scores stay near zero."""
-    qm9 = qm9 if qm9 is not None else load_qm9(cap.meta["config"]["data"].get("cache_dir"))
-    idx = cap.arrays["index"]
-    return {"dipole_vec": target_values(qm9, "dipole_vec")[idx].numpy(),
-            "polarizability[2e]": target_values(qm9, "polarizability")[idx, 1:6].numpy()}
+def equivariant_targets(cap: Capture) -> dict[str, tuple[int, np.ndarray]]:
+    """Every vector label (l = 1) and the traceless part of every 3x3 tensor label (l = 2) of the
+    captured structures, in e3nn's basis (the basis of the model's own features): name -> (l, [n, 2l+1]).
+    For QM9: the dipole vector and the polarizability. Caveat, measured: qm9pack's polarizability
+    tensors are not in the frame of the geometries (they align with the molecules' principal axes
+    instead), so no equivariant function of the geometry can fit their 2e part; its probe scores stay
+    near zero."""
+    out = {}
+    for name, info in cap.meta.get("labels", {}).items():
+        if info["shape"] == [3]:
+            out[name] = (1, to_irreps_basis(name, label(cap, name)))
+        elif info["shape"] == [3, 3]:
+            out[f"{name}[2e]"] = (2, to_irreps_basis(name, label(cap, name))[:, 1:6])
+    return out
 
 
-def equivariant_probe_scores(cap: Capture, targets: dict[str, np.ndarray], control: Capture | None = None,
+def equivariant_probe_scores(cap: Capture, targets: dict[str, tuple[int, np.ndarray]], control: Capture | None = None,
                              points=None, folds: int = 5, seed: int = 0) -> pd.DataFrame:
-    """Equivariant probes from the summed channels of every block of the target's irrep (1o for the
-    dipole vector, 2e for the traceless polarizability)."""
+    """Equivariant probes from the summed channels of every block of the target's order l (either
+    parity: models without parity, such as SevenNet's, carry vectors as ``1e``)."""
     _check_control(cap, control)
     rows = []
-    for name, Y in targets.items():
-        irrep = EQUIVARIANT_TARGETS[name][0]
+    for name, (l, Y) in targets.items():
         Y_shuffled = Y[np.random.default_rng(seed).permutation(len(Y))]
         for p in points or cap.points:
-            if irrep not in cap.blocks(p):
-                continue
-            V = cap.pooled(p, irrep, "vector_sum")
-            score = cv_r2(EquivariantProbe(seed=seed), V, Y, folds, seed)
-            shuffled = cv_r2(EquivariantProbe(seed=seed), V, Y_shuffled, folds, seed)
-            untrained = (cv_r2(EquivariantProbe(seed=seed), control.pooled(p, irrep, "vector_sum"), Y, folds, seed)
-                         if control else None)
-            rows += _rows(p, irrep, block_info(cap, p, irrep), [name], score, shuffled, untrained)
-    return pd.DataFrame(rows)
+            for b in cap.blocks(p):
+                if block_info(cap, p, b)["l"] != l:
+                    continue
+                V = cap.pooled(p, b, "vector_sum")
+                score = cv_r2(EquivariantProbe(seed=seed), V, Y, folds, seed)
+                shuffled = cv_r2(EquivariantProbe(seed=seed), V, Y_shuffled, folds, seed)
+                untrained = (cv_r2(EquivariantProbe(seed=seed), control.pooled(p, b, "vector_sum"), Y, folds, seed)
+                             if control else None)
+                rows += _rows(p, b, block_info(cap, p, b), [name], score, shuffled, untrained)
+    return pd.DataFrame(rows, columns=["point", "block", "l", "parity", "target", "r2", "r2_shuffled",
+                                       "r2_untrained", "selectivity"])

@@ -9,7 +9,6 @@ import numpy as np
 import pandas as pd
 
 from ..capture import Capture, capture_untrained, load_capture
-from ..data import get_target, load_qm9
 from ..errors import IrrepprobeError
 from ..fileio import save_csv
 from .. import metrics as M
@@ -24,20 +23,22 @@ INFO_R2, INFO_SELECTIVITY = 0.5, 0.2
 SAME_TARGET_CORR = 0.95
 
 
-def _control(cap: Capture, out: Path, checkpoint, device, log) -> Capture:
-    """The untrained model's capture over the same molecules, reused when already in ``out``."""
+def _control(cap: Capture, out: Path, model, device, log, trust=None) -> Capture | None:
+    """The untrained model's capture over the same structures, reused when already in ``out``; None
+    when the model's family has no untrained control."""
     path = out / "control" / "capture"
     if (path / "meta.json").exists():
         ctl = load_capture(path)
         same = (np.array_equal(ctl.arrays["index"], cap.arrays["index"]) and ctl.points == cap.points
-                and ctl.meta["config"] == cap.meta["config"])
+                and ctl.meta.get("model_sha256") == cap.meta.get("model_sha256")
+                and ctl.meta.get("adapter") == cap.meta.get("adapter"))
         if same:
             log(f"reusing the untrained control capture in {path}")
             return ctl
-    return capture_untrained(cap, out / "control", checkpoint=checkpoint, device=device)
+    return capture_untrained(cap, path, model=model, device=device, trust=trust)
 
 
-def make_report(capture, out=None, checkpoint=None, ablation_molecules: int | None = 1000,
+def make_report(capture, out=None, model=None, trust: bool | None = None, ablation_molecules: int | None = 1000,
                 map_points: int | None = 2000, map_method: str = "umap", map_layers: list[str] | None = None,
                 compare=None, threshold: float = M.THRESHOLD, device: str = "auto", seed: int = 0,
                 command: str | None = None, log=print) -> dict:
@@ -63,28 +64,27 @@ def make_report(capture, out=None, checkpoint=None, ablation_molecules: int | No
         log(f"  {name}: {timings[-1]['seconds']:.1f} s")
 
     meta, target = cap.meta, cap.meta["target"]
-    qm9 = load_qm9(meta["config"]["data"].get("cache_dir"))
     with stage("control capture (untrained model)"):
-        ctl = _control(cap, out, checkpoint, device, log)
+        ctl = _control(cap, out, model, device, log, trust)
     with stage("norms"):
         norms = M.norms(cap)
     with stage("utilisation (ablation, gradient x activation)"):
-        util = M.utilisation(cap, checkpoint, molecules=ablation_molecules, device=device)
-    with stage("probes (ridge, every block x scalar target)"):
-        inv = M.invariant_targets(cap, qm9)  # the own target (beyond composition) and the squared error
-        own = inv.drop(columns=["squared error"])
-        Y = M.target_table(cap, qm9=qm9)
+        util = M.utilisation(cap, model, molecules=ablation_molecules, device=device, trust=trust)
+    with stage("probes (ridge, every block x scalar label)"):
+        inv = M.invariant_targets(cap)  # the own quantity (beyond composition) and the squared error
+        own = inv.drop(columns=["squared error"], errors="ignore")
+        Y = M.target_table(cap)
         Y = pd.concat([Y, own[[c for c in own.columns if c not in Y]]], axis=1)
         probes = M.probe_scores(cap, Y, ctl, seed=seed)
     with stage("probes (equivariant)"):
-        eq = M.equivariant_probe_scores(cap, M.equivariant_targets(cap, qm9), ctl, seed=seed)
+        eq = M.equivariant_probe_scores(cap, M.equivariant_targets(cap), ctl, seed=seed)
     with stage("latent structure (kNN)"):
         knn = M.knn_scores(cap, inv, points=hidden, seed=seed)
     with stage(f"latent maps ({map_method})"):
         maps, n_map = _maps(cap, inv, map_layers or hidden[-1:], map_points, map_method, seed)
     with stage("similarity (CKA)"):
         cka = M.cka_matrix(cap)
-        cka_ctl = M.cka_matrix(cap, ctl)
+        cka_ctl = M.cka_matrix(cap, ctl) if ctl is not None else None
         cka_other = M.cka_matrix(cap, other) if other is not None else None
 
     own_col = own.columns[0]
@@ -96,17 +96,17 @@ def make_report(capture, out=None, checkpoint=None, ablation_molecules: int | No
     for name, df in tables.items():
         save_csv(df, tabs / f"{name}.csv")
     save_csv(cka, tabs / "cka.csv", index=True)
-    save_csv(pd.DataFrame({p: [cka_ctl.loc[p, p]] for p in cap.points}, index=["trained vs untrained"]),
-              tabs / "cka_trained_vs_untrained.csv", index=True)
+    if cka_ctl is not None:
+        save_csv(pd.DataFrame({p: [cka_ctl.loc[p, p]] for p in cap.points}, index=["trained vs untrained"]),
+                 tabs / "cka_trained_vs_untrained.csv", index=True)
     if cka_other is not None:
         save_csv(cka_other, tabs / "cka_compare.csv", index=True)
 
-    cfg = meta["config"]["model"]
-    model_name = Path(meta["checkpoint"]).name
-    t = get_target(target)
-    mae = float(np.abs(cap.errors).mean())
-    head = (f"{model_name}: ls={cfg['ls']} mul={cfg['mul']} layers={cfg['layers']}, target {target} "
-            f"({t.unit}), {meta['split']} split, {meta['n_molecules']} molecules")
+    model_name = Path(meta["model"]).name
+    _, _, unit = M.own_quantity(cap)
+    mae = float(np.abs(cap.errors).mean()) if "error" in cap.arrays else None
+    head = (f"{model_name} ({meta['adapter']}), " + (f"target {target} ({unit})" if target else
+            f"no label of its {meta['quantity']['name']}") + f", {meta['data']}, {meta['n_molecules']} structures")
 
     paths = {}
     sel = probes[probes["target"] == own_col]
@@ -125,10 +125,10 @@ def make_report(capture, out=None, checkpoint=None, ablation_molecules: int | No
     paths["cka"] = F.save(F.cka_heatmap(cka, f"linear CKA between layers\n{head}"), figs, "cka")
     if cka_other is not None:
         paths["cka_compare"] = F.save(F.cka_heatmap(cka_other, f"linear CKA: {model_name} vs "
-                                                    f"{Path(other.meta['checkpoint']).name}",
+                                                    f"{Path(other.meta['model']).name}",
                                                     xlabel=f"point of {other.path.name}"), figs, "cka_compare")
 
-    doc = _document(head, meta, mae, t.unit, verdict, norms, util, probes, eq, knn, cka_ctl, paths, own_col,
+    doc = _document(head, meta, mae, unit, verdict, norms, util, probes, eq, knn, cka_ctl, paths, own_col,
                     threshold, n_map, map_method, ablation_molecules, timings, command)
     save_csv(pd.DataFrame(timings), tabs / "timings.csv")
     md, page = doc.write(out)
@@ -137,16 +137,18 @@ def make_report(capture, out=None, checkpoint=None, ablation_molecules: int | No
 
 
 def _maps(cap, inv, points, n_points, method, seed):
-    idx = M.subsample(len(cap.targets), n_points, seed)
+    idx = M.subsample(len(cap.outputs), n_points, seed)
     tcol = inv.columns[0]
-    err = np.log10(inv["squared error"].to_numpy()[idx] + 1e-12)
-    unit = get_target(cap.meta["target"]).unit
+    _, _, unit = M.own_quantity(cap)
+    second = (("error", np.log10(inv["squared error"].to_numpy()[idx] + 1e-12), f"log10 squared error ({unit}^2)",
+               "magma") if "squared error" in inv else
+              ("size", cap.arrays["n_atoms"][idx].astype(float), "atoms per structure", "magma"))
     maps = []
     for p in points:
         for b in cap.blocks(p):
             xy = M.latent_map(M.invariants(cap, p, b)[idx], method, seed)
-            maps.append({"point": p, "block": b, "xy": xy, "target": (inv[tcol].to_numpy()[idx], f"{tcol} beyond composition ({unit})"),
-                         "error": (err, f"log10 squared error ({unit}^2)")})
+            maps.append({"point": p, "block": b, "xy": xy, "colours": [
+                ("target", inv[tcol].to_numpy()[idx], f"{tcol} beyond composition ({unit})", "viridis"), second]})
     return maps, len(idx)
 
 
@@ -175,13 +177,18 @@ def _verdict(util, probes, eq, hidden, threshold, copies, target) -> dict:
 def _document(head, meta, mae, unit, verdict, norms, util, probes, eq, knn, cka_ctl, paths, own_col, threshold,
               n_map, map_method, ablation_molecules, timings, command) -> Document:
     doc = Document(f"irrepprobe report: {head}")
-    doc.text(f"Capture {meta['checkpoint']} (sha256 {meta['checkpoint_sha256'][:12]}), created {meta['created']}; "
-             f"{meta['split']} MAE of the model on the captured molecules: {mae:.4f} {unit}.")
+    doc.text(meta["model_summary"] + ".")
+    sha = meta.get("model_sha256")
+    doc.text(f"Capture of {meta['model']}" + (f" (sha256 {sha[:12]})" if sha else "") + f" through the "
+             f"{meta['adapter']} adapter over {meta['n_molecules']} structures of {meta['data']}, created "
+             f"{meta['created']}; " + (f"MAE of the model against {meta['target']}: {mae:.4f} {unit}." if mae is not None
+             else f"the data holds no label of the model's {meta['quantity']['name']}, so utilisation measures how "
+             "far ablation moves the model's own prediction."))
     doc.heading("Verdict")
     unused = [f"{p} {b}" for p, b in verdict["unused"]]
     best = verdict["best_other"]
     doc.bullets([
-        f"Unused blocks (zeroing raises the test MAE by less than {threshold:.0%}): "
+        f"Unused blocks (zeroing moves the score by less than {threshold:.0%}): "
         + (", ".join(unused) if unused else "none") + ".",
         "Orders a pruning step would drop (every block of the order unused at every layer, and zeroing "
         "the order everywhere at once also below the threshold): "
@@ -193,40 +200,54 @@ def _document(head, meta, mae, unit, verdict, norms, util, probes, eq, knn, cka_
     ])
     doc.table(verdict["table"], "tables/verdict.csv")
     doc.heading("Utilisation")
-    doc.text(f"Ablation sets a block to zero at its layer, so every later module sees zero (for l > 0 this is "
-             f"also the rotation average), and reports the relative increase of the MAE on the first "
-             f"{int(util['molecules'].iloc[0])} captured molecules. Point 'all' zeroes one order at every layer "
-             f"at once. Gradient x activation is the first-order estimate of the same change, in {unit}.")
+    n_util = int(util["molecules"].iloc[0])
+    score = (f"reports the relative increase of the MAE against {meta['target']} on the first {n_util} captured "
+             "structures" if mae is not None else
+             f"reports how far that moves the model's own prediction on the first {n_util} captured structures: the "
+             f"mean absolute change of its {meta['quantity']['name']}" + (" per atom" if meta["quantity"]["per_atom"]
+             else "") + ", over the mean absolute deviation of that prediction over the same structures (the data "
+             "holds no label of it)")
+    doc.text(f"Ablation sets a block to zero at its point, so every later module sees zero (for l > 0 this is "
+             f"also the rotation average), and {score}. The numbers are about what leaves each point: for a "
+             f"layer with a residual this is the stream, all that layers up to it wrote. Point 'all' zeroes one "
+             f"order at every point at once. Gradient x activation is the first-order estimate of the same "
+             f"change, in {unit}.")
     doc.figure(paths["utilisation"], "Norm share, ablation utilisation and probe selectivity for "
                                      f"{own_col}, per layer and block")
     doc.table(util.drop(columns=["molecules"]), "tables/utilisation.csv")
     doc.heading("Norms")
     doc.table(norms.drop(columns=["mean_sq_norm"]), "tables/norms.csv")
     doc.heading("Probes")
+    control = ("the same probe on the untrained model (same architecture, re-initialised; selectivity = R2 - "
+               "R2 untrained)" if cka_ctl is not None else
+               f"no untrained control: the {meta['adapter']} adapter cannot re-initialise this model, so "
+               "selectivity is not given")
     doc.text("Ridge probes from each block's pooled invariants (per channel: summed and mean value or norm, "
-             "and the norm of the summed vector) to every scalar QM9 target beyond composition (each target "
-             "minus its least-squares fit on element counts: extensive targets are almost all composition, "
-             "which trained and untrained models alike encode); 5-fold out-of-fold R2. "
-             "Controls: the same probe on the untrained model with the same config and seed "
-             "(selectivity = R2 - R2 untrained) and on shuffled targets (r2_shuffled, expected near 0).")
+             "and the norm of the summed vector) to every scalar label of the data and the model's own quantity, "
+             "beyond composition (each minus its least-squares fit on element counts: extensive quantities are "
+             "almost all composition, which trained and untrained models alike encode); 5-fold out-of-fold R2. "
+             f"Controls: {control}; and shuffled labels (r2_shuffled, expected near 0).")
     doc.figure(paths["probes"], "Probe R2 and selectivity for the last layer's blocks")
-    doc.text("Equivariant probes: the target as a weighted sum of a block's summed channels (scalar weights, "
-             "so the probe rotates with the molecule); R2 against zero, the only equivariant constant. "
-             "qm9pack's polarizability tensors are not in the frame of the geometries, so the 2e probe "
-             "cannot succeed on that target whatever the block holds.")
+    doc.text("Equivariant probes: every vector label from the l=1 blocks and the traceless part of every 3x3 "
+             "label from the l=2 blocks (either parity), as a weighted sum of a block's summed channels (scalar "
+             "weights, so the probe rotates with the structure); R2 against zero, the only equivariant constant."
+             + (" qm9pack's polarizability tensors are not in the frame of the geometries, so the 2e probe "
+                "cannot succeed on that label whatever the block holds." if meta["data"].startswith("qm9") else "")
+             + ("" if len(eq) else " The data holds no vector or tensor label: no equivariant probe."))
     doc.table(eq, "tables/probes_equivariant.csv")
     doc.heading("Latent structure")
-    doc.text("k-nearest-neighbour regression (k=10, standardised invariants, 5-fold) of the target beyond "
-             "composition and of "
-             "the model's squared error from each block; maps of " f"{n_map} molecules (a random subsample "
-             f"when the capture holds more) by {map_method}.")
+    doc.text(f"k-nearest-neighbour regression (k=10, standardised invariants, 5-fold) of {own_col} beyond "
+             "composition" + (" and of the model's squared error" if mae is not None else "") + " from each "
+             f"block; maps of {n_map} structures (a random subsample when the capture holds more) by {map_method}.")
     doc.table(knn.pivot_table(index=["point", "block"], columns="target", values="knn_r2").reset_index(),
               "tables/latent_knn.csv")
-    doc.figure(paths["maps"], "Latent maps per block coloured by target and squared error")
+    doc.figure(paths["maps"], "Latent maps per block coloured by the own quantity and "
+                              + ("squared error" if mae is not None else "size"))
     doc.heading("Similarity")
     doc.figure(paths["cka"], "Linear CKA between layers (z-scored pooled invariants)")
-    doc.text("CKA of each layer with the same layer of the untrained model: " + ", ".join(
-        f"{p} {cka_ctl.loc[p, p]:.2f}" for p in cka_ctl.index) + ".")
+    if cka_ctl is not None:
+        doc.text("CKA of each layer with the same layer of the untrained model: " + ", ".join(
+            f"{p} {cka_ctl.loc[p, p]:.2f}" for p in cka_ctl.index) + ".")
     if "cka_compare" in paths:
         doc.figure(paths["cka_compare"], "Linear CKA with the compared model's layers")
     doc.heading("How this report was made")
@@ -234,6 +255,7 @@ def _document(head, meta, mae, unit, verdict, norms, util, probes, eq, knn, cka_
         doc.text(f"Command: `{command}`")
     doc.text(f"irrepprobe {meta['versions'].get('irrepprobe', '?')}, torch {meta['versions'].get('torch', '?')}, "
              f"e3nn {meta['versions'].get('e3nn', '?')}. Every table is in tables/ as CSV, every figure in "
-             "figures/ as PNG and SVG; the untrained control capture is in control/.")
+             "figures/ as PNG and SVG" + ("; the untrained control capture is in control/." if cka_ctl is not None
+                                          else "."))
     doc.table(pd.DataFrame(timings), None)
     return doc

@@ -74,12 +74,11 @@ def probe_heatmap(r2_grid, sel_grid, title: str):
 
 
 def latent_maps(maps: list[dict], title: str):
-    """``maps``: one dict per block with ``block``, ``xy`` [n, 2], ``target`` (values, label) and
-    ``error`` (values, label)."""
+    """``maps``: one dict per block with ``block``, ``xy`` [n, 2] and ``colours``: two
+    (name, values, label, colour map) to colour the points by."""
     fig, axes = plt.subplots(len(maps), 2, figsize=(10, 4.2 * len(maps)), squeeze=False)
     for row, m in zip(axes, maps):
-        for ax, key, cmap in ((row[0], "target", "viridis"), (row[1], "error", "magma")):
-            values, label = m[key]
+        for ax, (key, values, label, cmap) in zip(row, m["colours"]):
             lo, hi = np.percentile(values, [2, 98])
             sc = ax.scatter(m["xy"][:, 0], m["xy"][:, 1], c=values, s=4, cmap=cmap, vmin=lo, vmax=hi, linewidths=0)
             fig.colorbar(sc, ax=ax, label=label)

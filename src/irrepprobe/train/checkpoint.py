@@ -74,14 +74,15 @@ def model_from_checkpoint(ckpt: dict[str, Any] | str | os.PathLike, map_location
     return model.eval()
 
 
-def untrained_like(ckpt: dict[str, Any]) -> dict[str, Any]:
-    """The checkpoint's model before training: same config, same seed, hence the same initial weights
-    that training started from; the fitted output ``scale`` and ``atom_ref`` are kept so that outputs
-    stay in target units. The control for every probe score."""
+def untrained_like(ckpt: dict[str, Any], seed: int | None = None) -> dict[str, Any]:
+    """The checkpoint's model before training: same config and (``seed`` None) the same seed, hence the
+    same initial weights that training started from; another ``seed`` gives another initialisation.
+    The fitted output ``scale`` and ``atom_ref`` are kept so that outputs stay in target units. The
+    control for every probe score."""
     from ..models import build_model
 
     config = Config.from_dict(ckpt["config"])
-    torch.manual_seed(config.train.seed)
+    torch.manual_seed(config.train.seed if seed is None else seed)
     state = build_model(config).state_dict()
     for key in ("scale", "atom_ref"):
         state[key] = ckpt["model"][key].clone()

@@ -1,0 +1,155 @@
+"""The adapter protocol: what capture, metrics and report need to know about a model family.
+
+An :class:`Adapter` loads a model (with an explicit trust decision), names its capture points
+(:class:`Point`: module, irreps, node or edge, layout, how to read the tensor out of the module's output
+and write a changed one back), turns :class:`~irrepprobe.data.structures.Structures` into the model's own
+batches (:class:`Batch`), predicts the quantity that ablation and probes use, and gives an untrained
+control and a summary. Everything above ``adapters/`` sees a model only through a :class:`Loaded`.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterator
+
+import torch
+from e3nn import o3
+
+from ..errors import IrrepprobeError
+
+KINDS = ("node", "edge")
+
+
+def _identity_read(out):
+    return out
+
+
+def _identity_write(out, x):
+    return x
+
+
+@dataclass
+class Point:
+    """One capture point: the output of ``module`` (a dotted ``named_modules()`` name)."""
+
+    name: str  # stable dotted name a user selects with a glob, e.g. "layers.2", "3_equivariant_gate"
+    module: str  # the module whose forward output holds the tensor
+    irreps: o3.Irreps
+    kind: str = "node"  # "node": one row per atom; "edge": one row per edge
+    layout: str = "mul_ir"  # "mul_ir", "ir_mul" or "mul_first" (see capture.layouts)
+    read: Callable[[Any], torch.Tensor] = _identity_read  # module output -> tensor
+    write: Callable[[Any, torch.Tensor], Any] = _identity_write  # (module output, new tensor) -> output
+    role: str = "stream"  # "stream" (what leaves a layer), "update" (a layer's own contribution), "input", "output"
+
+    def __post_init__(self):
+        self.irreps = o3.Irreps(self.irreps)
+        if self.kind not in KINDS:
+            raise IrrepprobeError(f"point {self.name}: kind must be node or edge, got {self.kind!r}")
+
+
+@dataclass
+class Batch:
+    """A batch in the model's own input format, with what capture needs to pool its rows."""
+
+    inputs: Any  # what the model's forward takes
+    atom_batch: torch.Tensor  # [atoms] structure (0..n-1 within the batch) of each atom
+    rows: torch.Tensor  # [n] positions of the batch's structures in the Structures it came from
+    edge_batch: torch.Tensor | None = None  # [edges] structure of each edge, when the adapter knows the graph
+
+    @property
+    def n_structures(self) -> int:
+        return int(self.rows.numel())
+
+    @property
+    def n_atoms(self) -> int:
+        return int(self.atom_batch.numel())
+
+    @property
+    def n_edges(self) -> int | None:
+        return None if self.edge_batch is None else int(self.edge_batch.numel())
+
+
+@dataclass
+class Quantity:
+    """What :meth:`Adapter.predict` returns per structure."""
+
+    name: str  # "energy", or our model's target ("u0_atom", "dipole_vec", ...)
+    unit: str
+    irreps: str = "1x0e"
+    per_atom: bool = False  # True: extensive, compared per atom when no label is given
+
+
+@dataclass
+class Loaded:
+    """A loaded model and everything the adapter learned while loading it."""
+
+    module: torch.nn.Module
+    adapter: "Adapter"
+    source: str  # the path, or the name the family's package resolved
+    sha256: str | None  # of the model file
+    quantity: Quantity
+    info: dict = field(default_factory=dict)  # family-specific: config, cutoff, elements, split, ...
+
+    @property
+    def device(self) -> torch.device:
+        p = next(self.module.parameters(), None)
+        return p.device if p is not None else torch.device("cpu")
+
+
+class Adapter:
+    """One model family. Subclasses override what differs; the defaults suit e3nn-style modules."""
+
+    name = "base"
+    needs_grad = False  # True: the forward computes forces by autograd, so capture keeps grad on
+
+    def accepts(self, source: str) -> bool:
+        """Whether ``--format auto`` should pick this adapter for ``source`` (cheap, no unpickling)."""
+        return False
+
+    def load(self, source: str, trust: bool = False, device: str | torch.device = "cpu") -> Loaded:
+        raise NotImplementedError
+
+    def points(self, model: Loaded) -> list[Point]:
+        """Every point this adapter can capture, in forward order."""
+        raise NotImplementedError
+
+    def default_points(self, model: Loaded) -> list[str]:
+        """Names of the points captured when the user names none: the node features leaving each layer."""
+        return [p.name for p in self.points(model)]
+
+    def batches(self, model: Loaded, structures, batch_size: int = 64) -> Iterator[Batch]:
+        raise NotImplementedError
+
+    def predict(self, model: Loaded, batch: Batch) -> torch.Tensor:
+        """[structures, k] the model's :attr:`Loaded.quantity` for each structure of ``batch``."""
+        raise NotImplementedError
+
+    def forces(self, model: Loaded, batch: Batch) -> torch.Tensor | None:
+        """[atoms, 3] forces of the last :meth:`predict` call where the family computes them."""
+        return None
+
+    def untrained(self, model: Loaded, seed: int | None = None) -> Loaded | None:
+        """Same architecture, re-initialised (the control for probes), or None when impossible.
+        ``seed`` None: the family's own choice (ours: the run's seed, i.e. the weights training began from)."""
+        return None
+
+    def summary(self, model: Loaded) -> str:
+        raise NotImplementedError
+
+    def labels_of(self, model: Loaded, structures, target: str | None) -> str | None:
+        """The label of ``structures`` that holds the model's own quantity, or None (then utilisation
+        measures how far ablation moves the prediction instead of the error)."""
+        if target is None:
+            return None
+        if target not in structures.labels:
+            have = ", ".join(structures.labels) or "none"
+            raise IrrepprobeError(f"the data has no label {target!r}; its labels: {have}")
+        return target
+
+    def label_values(self, model: Loaded, structures, name: str):
+        """[n, k] the label ``name`` in the basis of :meth:`predict`'s output (default: as stored)."""
+        v = structures.labels[name]
+        return v.reshape(len(v), -1)
+
+
+def parameters(module: torch.nn.Module) -> int:
+    return sum(p.numel() for p in module.parameters())
