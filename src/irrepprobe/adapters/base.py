@@ -38,7 +38,9 @@ class Point:
     layout: str = "mul_ir"  # "mul_ir", "ir_mul" or "mul_first" (see capture.layouts)
     read: Callable[[Any], torch.Tensor] = _identity_read  # module output -> tensor
     write: Callable[[Any, torch.Tensor], Any] = _identity_write  # (module output, new tensor) -> output
-    role: str = "stream"  # "stream" (what leaves a layer), "update" (a layer's own contribution), "input", "output"
+    # "stream" (what leaves a layer), "update" (a layer's own contribution before its residual), "input"
+    # (embeddings), "inner" (inside a layer), "output" (the per-atom output, not a hidden block)
+    role: str = "stream"
 
     def __post_init__(self):
         self.irreps = o3.Irreps(self.irreps)
@@ -100,6 +102,9 @@ class Adapter:
 
     name = "base"
     needs_grad = False  # True: the forward computes forces by autograd, so capture keeps grad on
+    # True: predict returns an output still in the autograd graph (attribution sets it for its pass;
+    # families whose force step frees the graph keep it only when asked, as it costs memory)
+    keep_graph = False
 
     def accepts(self, source: str) -> bool:
         """Whether ``--format auto`` should pick this adapter for ``source`` (cheap, no unpickling)."""

@@ -63,7 +63,7 @@ def model_of(cap: Capture, model=None, trust: bool | None = None, device="cpu") 
     The capture's own trust decision holds for the very file it was made with (same sha256)."""
     source = model or cap.meta["model"]
     path = Path(source)
-    if path.suffix or path.is_absolute() or path.exists():  # a file, not a name or a factory
+    if ":" not in str(source) and (path.suffix or path.is_absolute() or path.exists()):  # a file, not a name or factory
         if not path.exists():
             raise IrrepprobeError(f"the model of capture {cap.path} is not at {path}: pass --model")
         if cap.meta.get("model_sha256") and sha256(path) != cap.meta["model_sha256"]:
@@ -148,7 +148,7 @@ def capture(model: Loaded, structures: Structures, points: list[str] | None = No
         "device": str(model.device), "versions": versions(),
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
-    if "config" in model.info:  # our checkpoints: what experiments and prune read back
+    if adapter.name == "irrepprobe":  # our checkpoints: what experiments and prune read back
         meta["config"] = model.info["config"]
         meta["split"] = structures.source.partition(":")[2] or None
         meta["checkpoint"], meta["checkpoint_sha256"] = model.source, model.sha256

@@ -95,6 +95,18 @@ def grad_x_activation(model: Loaded, batches, points) -> pd.DataFrame:
     multi-component output the norm over components), in the output's units."""
     parts = {p.name: blocks(p.irreps) for p in points}
     sq, n = defaultdict(float), 0
+    adapter, keep = model.adapter, model.adapter.keep_graph
+    adapter.keep_graph = True
+    try:
+        _attribute(model, batches, points, parts, sq)
+    finally:
+        adapter.keep_graph = keep
+    n = sum(b.n_structures for b in batches)
+    return pd.DataFrame([{"point": p.name, "block": b.name, "grad_x_activation": np.sqrt(sq[(p.name, b.name)] / n)}
+                         for p in points for b in parts[p.name]])
+
+
+def _attribute(model: Loaded, batches, points, parts, sq) -> None:
     for batch in batches:
         store: dict[str, torch.Tensor] = {}
         with hooked(model.module, keeping(points, store)), torch.enable_grad():
@@ -116,9 +128,6 @@ def grad_x_activation(model: Loaded, batches, points) -> pd.DataFrame:
                     per[(p.name, b.name)] = per[(p.name, b.name)] + mol.double() ** 2
         for key, v in per.items():
             sq[key] += float(v.sum())
-        n += pred.shape[0]
-    return pd.DataFrame([{"point": p.name, "block": b.name, "grad_x_activation": np.sqrt(sq[(p.name, b.name)] / n)}
-                         for p in points for b in parts[p.name]])
 
 
 def utilisation(cap: Capture, model=None, molecules: int | None = 2000, device: str = "auto",

@@ -1,0 +1,393 @@
+"""SevenNet (``sevenn``): pretrained names (``7net-0``, ``7net-l3i5``, ...) and ``.pth`` checkpoints.
+
+A SevenNet model is an ``AtomGraphSequential`` whose modules pass one ``AtomGraphData`` dict along
+and write into it: node features live in ``data["x"]`` (``mul_ir`` e3nn layout), the self-connection
+branch in ``data["self_cont_tmp"]``, the edge radial embedding and spherical harmonics in
+``data["edge_embedding"]`` and ``data["edge_attr"]``, the per-atom energy in ``data["atomic_energy"]``.
+Each :class:`~irrepprobe.adapters.base.Point` reads its tensor out of that dict and writes a changed
+one back, so the forward hook returns the same dict. Every point sits on its own module (the spherical
+harmonics on ``edge_embedding.spherical``, the per-edge messages on ``{t}_convolution.convolution``).
+
+One interaction layer ``t`` computes ``gate(SI2(conv(SI1(x))) + SC(x))``: ``{t}_self_interaction_2``
+is the layer's own update (role ``update``), ``{t}_equivariant_gate`` the features leaving the layer
+(``stream``); the self-connection branch, ``SI1``, the aggregated messages and the pre-gate sum have
+role ``inner``. With parity off (every pretrained SevenNet) vectors are ``1e`` and l=1 is in e3nn's
+basis (Cartesian x, y, z): a rotation ``R`` acts on it as ``o3.Irreps("1e").D_from_matrix(R) == R``.
+
+Forces come from autograd with respect to the edge vectors, so :meth:`SevenNetAdapter.predict` runs
+under ``torch.enable_grad()`` itself; the force module frees the graph unless ``keep_graph`` is set.
+Checkpoints are pickles: nothing is unpickled without ``trust``, and :meth:`accepts` reads raw bytes only.
+"""
+from __future__ import annotations
+
+import copy
+import os
+import warnings
+import zipfile
+from contextlib import contextmanager
+from pathlib import Path
+
+import torch
+
+from ..data.structures import sha256
+from ..errors import IrrepprobeError
+from .base import Adapter, Batch, Loaded, Point, Quantity, parameters
+from .files import _describe, check_file, kind_of, refuse_untrusted, torch_load
+
+# sevenn's config keys; a checkpoint's pickle names them as plain strings
+_MARKERS = (b"num_convolution_layer", b"model_state_dict")
+_ONE_OF = (b"self_connection_type", b"interaction_type", b"irreps_manual")
+_HEAD_BYTES = 8 << 20  # how much of a checkpoint's pickle accepts() reads (sevenn's: ~50 kB)
+_NEEDS_SEVENN = "loading SevenNet models needs the sevenn package: pip install sevenn"
+
+
+def _sevenn():
+    try:
+        import sevenn  # noqa: F401
+        import sevenn.util
+    except ImportError:
+        raise IrrepprobeError(_NEEDS_SEVENN) from None
+    return sevenn
+
+
+class _NotLocal(Exception):
+    pass
+
+
+@contextmanager
+def _no_download():
+    """sevenn's name resolution, minus its download of a checkpoint the package does not ship."""
+    import sevenn.util as su
+
+    def refuse(path, url):
+        raise _NotLocal(path, url)
+
+    saved = su.download_checkpoint
+    su.download_checkpoint = refuse
+    try:
+        yield su
+    finally:
+        su.download_checkpoint = saved
+
+
+def resolve_name(name: str) -> tuple[str | None, str | None]:
+    """(path, None) for a pretrained name whose checkpoint is on disk, (None, why) for a known name
+    whose checkpoint is not, (None, None) for no SevenNet name. Never downloads, never unpickles."""
+    try:
+        import sevenn.util  # noqa: F401
+    except ImportError:
+        return None, None
+    with _no_download() as su:
+        try:
+            return su.pretrained_name_to_path(str(name)), None
+        except ValueError:
+            return None, None
+        except _NotLocal as e:
+            path, url = e.args
+            return None, (f"the SevenNet checkpoint {name!r} is not shipped with this sevenn package; download "
+                          f"it{' from ' + url if url else ''} to {path} or ~/.cache/sevennet, or give the "
+                          "file's path")
+        except FileNotFoundError as e:
+            return None, f"the SevenNet checkpoint {name!r} is missing from the sevenn package ({e})"
+
+
+def _pickle_bytes(path: Path) -> bytes | None:
+    kind = kind_of(path)
+    if kind == "torch-zip":
+        try:
+            with zipfile.ZipFile(path) as z:
+                member = next(n for n in z.namelist() if n.endswith("data.pkl"))
+                with z.open(member) as f:
+                    return f.read(_HEAD_BYTES)
+        except (zipfile.BadZipFile, OSError, StopIteration, RuntimeError):
+            return None
+    if kind == "pickle":
+        with open(path, "rb") as f:
+            return f.read(_HEAD_BYTES)
+    return None
+
+
+def _is_deployed(path: Path) -> bool:
+    """A TorchScript model written by ``sevenn deploy`` (its extra files name sevenn's metadata)."""
+    try:
+        with zipfile.ZipFile(path) as z:
+            names = z.namelist()
+    except (zipfile.BadZipFile, OSError):
+        return False
+    return (any(n.endswith("extra/chemical_symbols_to_index") for n in names)
+            and any(n.endswith("extra/cutoff") for n in names))
+
+
+def looks_like_checkpoint(path) -> bool:
+    """Whether the raw bytes of ``path``'s pickle name sevenn's config keys (no unpickling)."""
+    raw = _pickle_bytes(Path(path))
+    return raw is not None and all(m in raw for m in _MARKERS) and any(m in raw for m in _ONE_OF)
+
+
+class SevenNetAdapter(Adapter):
+    name = "sevenn"
+    needs_grad = True
+
+    def __init__(self):
+        # True: the force module keeps the autograd graph (create_graph), so that the energy returned by
+        # predict can be differentiated again (attribution); costs time and memory
+        self.keep_graph = False
+        self._last: tuple[Batch, torch.Tensor] | None = None
+
+    # ---------------------------------------------------------------- finding and loading
+
+    def accepts(self, source: str) -> bool:
+        path = Path(str(source))
+        if path.is_file():
+            kind = kind_of(path)
+            if kind == "torchscript":
+                return _is_deployed(path)  # accepted so that load() can say what to give instead
+            return kind in ("torch-zip", "pickle") and looks_like_checkpoint(path)
+        if path.exists() or os.sep in str(source) or str(source).endswith((".pth", ".pt")):
+            return False
+        found, why = resolve_name(str(source))
+        return found is not None or why is not None
+
+    def _resolve(self, source: str) -> tuple[Path, str | None]:
+        """(file, pretrained name or None)."""
+        path = Path(str(source))
+        if path.exists() or os.sep in str(source) or str(source).endswith((".pth", ".pt")):
+            return check_file(path), None
+        _sevenn()
+        found, why = resolve_name(str(source))
+        if why:
+            raise IrrepprobeError(why)
+        if found is None:
+            import sevenn.util as su
+
+            raise IrrepprobeError(f"{source} is neither a file nor a SevenNet pretrained name; names: "
+                                  f"{', '.join(su.get_available_pretrained_models())}")
+        return check_file(found), str(source)
+
+    def load(self, source: str, trust: bool = False, device: str | torch.device = "cpu") -> Loaded:
+        path, pretrained = self._resolve(source)
+        kind = kind_of(path)
+        if kind == "torchscript":
+            raise IrrepprobeError(f"{path} is a TorchScript file (a deployed SevenNet model), which takes no hooks: "
+                                  "give the .pth checkpoint it was deployed from")
+        if kind not in ("torch-zip", "pickle"):
+            raise IrrepprobeError(f"{path} is not a PyTorch file ({_describe(kind)})")
+        what = f"the SevenNet checkpoint {pretrained!r}" if pretrained else "this model file"
+        refuse_untrusted(path, trust, what)  # before anything below unpickles
+        _sevenn()
+        from sevenn.checkpoint import SevenNetCheckpoint
+
+        obj = torch_load(path, trust, what)  # damaged or truncated files say so here
+        if not (isinstance(obj, dict) and isinstance(obj.get("config"), dict) and obj["config"]
+                and isinstance(obj.get("model_state_dict"), dict) and obj["model_state_dict"]):
+            raise IrrepprobeError(f"{path} is not a SevenNet checkpoint: it holds no sevenn config and model "
+                                  "weights")
+        del obj
+        cp = SevenNetCheckpoint(str(path))  # sevenn's own reading of the checkpoint (config patches, rebuild)
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                config = cp.config
+                module = cp.build_model()  # e3nn tensor products (no cuEquivariance, FlashTP, oeq)
+            config.update({"cuequivariance_config": {"use": False}, "use_flash_tp": False, "use_oeq": False})
+        except Exception as e:  # a config or weights that this sevenn cannot rebuild
+            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            raise IrrepprobeError(f"sevenn cannot rebuild the model in {path} ({type(e).__name__}: "
+                                  f"{first[:160]})") from None
+        return self._loaded(module.to(device), config, pretrained or str(path.resolve()), sha256(path),
+                            pretrained=pretrained, path=str(path.resolve()))
+
+    def _loaded(self, module, config: dict, source: str, digest: str | None, **extra) -> Loaded:
+        module.eval()
+        cutoff = float(config["cutoff"])
+        layers = int(config["num_convolution_layer"])
+        gates = [module._modules[f"{t}_equivariant_gate"].gate.irreps_out for t in range(layers)]
+        hidden = max(gates, key=lambda ir: ir.lmax)
+        modal_map = config.get("_modal_map") or None
+        modal = min(modal_map, key=modal_map.get) if modal_map else None
+        info = {
+            "config": config,  # what untrained() rebuilds from
+            "cutoff": cutoff,
+            "lmax": int(hidden.lmax),
+            "is_parity": bool(config.get("is_parity", False)),
+            "channel": int(config.get("channel", hidden.count("0e"))),
+            "layers": layers,
+            "irreps_hidden": str(hidden),
+            "irreps_layers": [str(ir) for ir in gates],
+            "elements": sorted(int(z) for z in module.type_map) if module.type_map else [],
+            "sevenn_version": config.get("version"),
+            "modal": modal,  # multi-fidelity models: the modality evaluated (change before batches())
+            "modalities": list(modal_map) if modal_map else [],
+        }
+        info.update(extra)
+        return Loaded(module, self, source, digest, Quantity("energy", "eV", "1x0e", per_atom=True), info=info)
+
+    # ---------------------------------------------------------------- points
+
+    def points(self, model: Loaded) -> list[Point]:
+        m = model.module
+        mods = m._modules
+        pts: list[Point] = []
+        for name, mod in mods.items():
+            cls = type(mod).__name__
+            if cls == "EdgeEmbedding":
+                pts.append(Point(f"{name}.spherical", f"{name}.spherical", mod.spherical.irreps_out, kind="edge",
+                                 role="input"))
+                pts.append(Point(name, name, f"{mod.basis_function.num_basis}x0e", kind="edge", role="input",
+                                 read=_key("edge_embedding"), write=_put("edge_embedding")))
+            elif name == "onehot_to_feature_x":
+                pts.append(_x(name, mod.irreps_out, "input"))
+            elif name.endswith("_self_connection_intro"):
+                pts.append(Point(name, name, mod.irreps_out, role="inner", read=_key("self_cont_tmp"),
+                                 write=_put("self_cont_tmp")))
+            elif name.endswith("_self_interaction_1"):
+                pts.append(_x(name, mod.irreps_out, "inner"))
+            elif name.endswith("_convolution") and cls == "IrrepsConvolution":
+                tp = mod.convolution
+                pts.append(Point(f"{name}.convolution", f"{name}.convolution", tp.irreps_out, kind="edge",
+                                 role="inner"))
+                pts.append(_x(name, tp.irreps_out, "inner"))
+            elif name.endswith("_self_interaction_2"):
+                pts.append(_x(name, mod.irreps_out, "update"))
+            elif name.endswith("_self_connection_outro"):
+                t = name.split("_", 1)[0]
+                pts.append(_x(name, mods[f"{t}_equivariant_gate"].gate.irreps_in, "inner"))
+            elif name.endswith("_equivariant_gate"):
+                pts.append(_x(name, mod.gate.irreps_out, "stream"))
+            elif name == "reduce_input_to_hidden":
+                pts.append(_x(name, mod.irreps_out, "inner"))
+            elif name in ("reduce_hidden_to_energy", "readout_FCN"):
+                pts.append(Point(name, name, "1x0e", role="inner", read=_key("scaled_atomic_energy"),
+                                 write=_put("scaled_atomic_energy")))
+            elif name == "rescale_atomic_energy":
+                pts.append(Point(name, name, "1x0e", role="output", read=_key("atomic_energy"),
+                                 write=_put("atomic_energy")))
+        return pts
+
+    def default_points(self, model: Loaded) -> list[str]:
+        return [p.name for p in self.points(model)
+                if p.kind == "node" and (p.role == "stream" or p.name == "onehot_to_feature_x")]
+
+    # ---------------------------------------------------------------- data
+
+    def graphs(self, model: Loaded, structures, rows) -> list:
+        """sevenn's own graphs (as its ASE calculator builds them) of the structures at ``rows``."""
+        from sevenn.atom_graph_data import AtomGraphData
+        from sevenn.train.dataload import unlabeled_atoms_to_graph
+
+        cutoff, modal = model.info["cutoff"], model.info.get("modal")
+        out = []
+        for r in rows:
+            g = AtomGraphData.from_numpy_dict(unlabeled_atoms_to_graph(structures.atoms(int(r)), cutoff))
+            if modal is not None:
+                g["data_modality"] = modal
+            out.append(g)
+        return out
+
+    def batches(self, model: Loaded, structures, batch_size: int = 64):
+        from torch_geometric.data import Batch as PygBatch
+
+        _sevenn()
+        self._check_elements(model, structures)
+        for start in range(0, len(structures), batch_size):
+            rows = torch.arange(start, min(start + batch_size, len(structures)))
+            pyg = PygBatch.from_data_list(self.graphs(model, structures, rows.tolist())).to(model.device)
+            atom_batch = pyg.batch
+            edge_batch = atom_batch[pyg.edge_index[0]]
+            yield Batch(pyg, atom_batch, rows, edge_batch)
+
+    def _check_elements(self, model: Loaded, structures) -> None:
+        known = set(model.info.get("elements") or [])
+        if not known:
+            return
+        missing = sorted({int(z) for z in torch.unique(structures.numbers)} - known)
+        if missing:
+            from ase.data import chemical_symbols
+
+            names = ", ".join(chemical_symbols[z] if z < len(chemical_symbols) else str(z) for z in missing)
+            raise IrrepprobeError(f"this SevenNet model knows {len(known)} elements; the data also has {names}")
+
+    # ---------------------------------------------------------------- prediction
+
+    def predict(self, model: Loaded, batch: Batch) -> torch.Tensor:
+        data = copy.copy(batch.inputs)  # the model writes into its input: keep the batch as it was
+        data["edge_vec"] = batch.inputs["edge_vec"].detach()  # a fresh leaf for the force gradient
+        if "cell_volume" in data:
+            data["cell_volume"] = batch.inputs["cell_volume"].clone()  # clamped in place by force_output
+        force = model.module._modules.get("force_output")
+        was = force.training if force is not None else False
+        if force is not None and self.keep_graph:
+            force.training = True  # create_graph: the graph survives the force gradient
+        try:
+            with torch.enable_grad():
+                out = model.module(data)
+        finally:
+            if force is not None:
+                force.training = was
+        energy = out["inferred_total_energy"].reshape(-1, 1)
+        forces = out["inferred_force"] if "inferred_force" in out else None
+        self._last = (batch, None if forces is None else forces.detach())
+        return energy if self.keep_graph else energy.detach()
+
+    def forces(self, model: Loaded, batch: Batch) -> torch.Tensor | None:
+        if self._last is None or self._last[0] is not batch:
+            self.predict(model, batch)
+        return self._last[1]
+
+    # ---------------------------------------------------------------- control and summary
+
+    def untrained(self, model: Loaded, seed: int | None = None) -> Loaded:
+        """The same architecture rebuilt by sevenn's builder from the checkpoint's config, every learned
+        weight re-drawn under ``torch.manual_seed(seed)`` (the global RNG state is restored afterwards).
+        What training does not learn is copied from the trained model: the element map, the per-element
+        energy shift and scale and the convolutions' neighbour-count denominators (the config holds a 0
+        placeholder for those, which would divide by zero), so energies stay finite and in eV."""
+        from sevenn.model_build import build_E3_equivariant_model
+
+        config = copy.deepcopy(model.info["config"])
+        with torch.random.fork_rng(devices=[]), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            torch.manual_seed(0 if seed is None else seed)
+            module = build_E3_equivariant_model(config)
+        trained = dict(model.module.named_parameters())
+        with torch.no_grad():
+            for name, p in module.named_parameters():
+                fixed = (not p.requires_grad or name.startswith("rescale_atomic_energy.")
+                         or name.endswith("_convolution.denominator"))
+                if fixed and name in trained and trained[name].shape == p.shape:
+                    p.copy_(trained[name])
+        extra = {k: model.info[k] for k in ("pretrained", "path") if k in model.info}
+        loaded = self._loaded(module.to(model.device), config, model.source, model.sha256, untrained=True,
+                              seed=seed, **extra)
+        loaded.info["modal"] = model.info.get("modal")
+        return loaded
+
+    def summary(self, model: Loaded) -> str:
+        info = model.info
+        src = info.get("pretrained") or Path(model.source).name
+        fname = Path(info.get("path") or model.source).name
+        parity = "on (O(3))" if info["is_parity"] else "off (SO(3): vectors are 1e)"
+        last = info["irreps_layers"][-1]
+        modal = f", modality {info['modal']} of {', '.join(info['modalities'])}" if info.get("modal") else ""
+        return (f"SevenNet {src} ({fname}, trained with sevenn {info.get('sevenn_version')}): NequIP-style "
+                f"gated interaction layers with linear self-connections; orders l=0..{info['lmax']}, parity "
+                f"{parity}; channels per order {info['irreps_hidden']} ({info['layers']} layers, the last "
+                f"leaving {last}); cutoff {info['cutoff']:g} A; {len(info['elements'])} elements{modal}; "
+                f"{parameters(model.module):,} parameters" + (" (untrained)" if info.get("untrained") else ""))
+
+
+def _key(key: str):
+    def read(out):
+        return out[key]
+    return read
+
+
+def _put(key: str):
+    def write(out, x):
+        out[key] = x
+        return out
+    return write
+
+
+def _x(name: str, irreps, role: str) -> Point:
+    return Point(name, name, irreps, role=role, read=_key("x"), write=_put("x"))

@@ -1,0 +1,212 @@
+"""The SevenNet adapter on the real pretrained SevenNet-0 and real QM9 molecules (no mocks)."""
+import copy
+import os
+import warnings
+
+import numpy as np
+import pytest
+import torch
+
+pytest.importorskip("sevenn")
+
+from e3nn import o3  # noqa: E402
+
+from irrepprobe.adapters import detect, get_adapter  # noqa: E402
+from irrepprobe.capture import hooked  # noqa: E402
+from irrepprobe.capture.layouts import blocks, split  # noqa: E402
+from irrepprobe.data.structures import qm9_structures  # noqa: E402
+from irrepprobe.errors import IrrepprobeError  # noqa: E402
+
+ROWS = torch.arange(100, 108)
+
+
+@pytest.fixture(scope="module")
+def adapter():
+    return get_adapter("sevenn")
+
+
+@pytest.fixture(scope="module")
+def seven(adapter):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return adapter.load("7net-0", trust=True)
+
+
+@pytest.fixture(scope="module")
+def mols(qm9):
+    return qm9_structures(qm9, ROWS)
+
+
+def run_hooked(adapter, model, batch, points, edit=None):
+    """predict with a forward hook on each point that keeps its tensor (and, with ``edit``, replaces
+    it through Point.write)."""
+    seen = {}
+
+    def make(p):
+        def hook(module, args, out):
+            x = p.read(out)
+            if edit is not None and p.name in edit:
+                x = edit[p.name](x)
+                out = p.write(out, x)
+            seen[p.name] = x.detach()
+            return out
+        return hook
+
+    with hooked(model.module, {p.module: make(p) for p in points}):
+        energy = adapter.predict(model, batch)
+    return energy, seen
+
+
+def pooled(x, index, n):
+    return torch.zeros(n, *x.shape[1:], dtype=x.dtype).index_add_(0, index, x)
+
+
+def test_points_match_real_tensors_and_batches_are_sevenns_own(adapter, seven, mols):
+    assert adapter.name == "sevenn" and adapter.needs_grad
+    assert detect("7net-0").name == "sevenn" and detect(seven.info["path"]).name == "sevenn"
+    assert seven.quantity.name == "energy" and seven.quantity.unit == "eV" and seven.quantity.per_atom
+    assert seven.info["lmax"] == 2 and seven.info["layers"] == 5 and seven.info["cutoff"] == 5.0
+    assert not seven.info["is_parity"] and len(seven.sha256) == 64
+    text = adapter.summary(seven)
+    assert "7net-0" in text and "128x0e+64x1e+32x2e" in text and "parameters" in text
+
+    batches = list(adapter.batches(seven, mols, batch_size=3))
+    assert [b.n_structures for b in batches] == [3, 3, 2]
+    assert torch.equal(torch.cat([b.rows for b in batches]), torch.arange(8))
+    b = next(adapter.batches(seven, mols, batch_size=8))
+    assert b.inputs["pos"].dtype == torch.float32 and b.n_atoms == int(mols.n_atoms.sum())
+    assert torch.equal(b.atom_batch, mols.structure_of_atom())
+    assert torch.equal(b.edge_batch, b.atom_batch[b.inputs["edge_index"][1]])  # edges never cross molecules
+
+    points = adapter.points(seven)
+    names = [p.name for p in points]
+    assert len(set(names)) == len(names) and len({p.module for p in points}) == len(points)
+    energy, seen = run_hooked(adapter, seven, b, points)
+    for p in points:
+        rows = b.n_atoms if p.kind == "node" else b.n_edges
+        assert seen[p.name].shape == (rows, p.irreps.dim), p.name
+        assert p.layout == "mul_ir"
+    default = adapter.default_points(seven)
+    assert default == ["onehot_to_feature_x"] + [f"{t}_equivariant_gate" for t in range(5)]
+    kinds = {p.name: p.kind for p in points}
+    assert all(kinds[n] == "node" for n in default)
+    assert kinds["edge_embedding.spherical"] == "edge" and kinds["0_convolution.convolution"] == "edge"
+    roles = {p.name: p.role for p in points}
+    assert roles["onehot_to_feature_x"] == "input" and roles["2_self_interaction_2"] == "update"
+    assert roles["rescale_atomic_energy"] == "output"
+    # the last per-atom energies sum to the predicted totals
+    assert torch.allclose(pooled(seen["rescale_atomic_energy"], b.atom_batch, 8), energy, atol=1e-4)
+
+    # the same energies and forces as sevenn's own ASE calculator, one molecule at a time
+    from sevenn.calculator import SevenNetCalculator
+
+    calc = SevenNetCalculator(copy.deepcopy(seven.module), file_type="model_instance", device="cpu")
+    forces = adapter.forces(seven, b)
+    assert energy.shape == (8, 1) and forces.shape == (b.n_atoms, 3)
+    i = 5
+    atoms = mols.atoms(i)
+    atoms.calc = calc
+    assert abs(atoms.get_potential_energy() - float(energy[i])) < 1e-3
+    a, c = int(mols.ptr[i]), int(mols.ptr[i + 1])
+    assert np.allclose(atoms.get_forces(), forces[a:c].numpy(), atol=1e-4)
+
+
+def test_default_points_are_rotation_equivariant(adapter, seven, mols):
+    torch.manual_seed(0)
+    R = o3.rand_matrix()
+    points = [p for p in adapter.points(seven) if p.name in adapter.default_points(seven)]
+    b = next(adapter.batches(seven, mols, batch_size=8))
+    br = next(adapter.batches(seven, mols.rotated(R), batch_size=8))
+    e0, seen0 = run_hooked(adapter, seven, b, points)
+    e1, seen1 = run_hooked(adapter, seven, br, points)
+    assert torch.allclose(e0, e1, rtol=1e-5, atol=0)
+    checked_vectors = 0
+    for p in points:
+        parts0, parts1 = split(seen0[p.name], p.irreps), split(seen1[p.name], p.irreps)
+        for name, x0 in parts0.items():
+            x1 = parts1[name]
+            n0 = pooled(x0.norm(dim=-1), b.atom_batch, 8)  # per-channel norms summed over atoms
+            n1 = pooled(x1.norm(dim=-1), b.atom_batch, 8)
+            assert (n1 - n0).abs().max() <= 1e-5 * n0.abs().max() + 1e-12, (p.name, name)
+            s0, s1 = pooled(x0, b.atom_batch, 8), pooled(x1, b.atom_batch, 8)
+            if name == "0e":
+                assert (s1 - s0).abs().max() <= 1e-5 * s0.abs().max(), p.name
+            elif name == "1e":  # e3nn's basis: the pooled vectors rotate with D(R) (== R for 1e)
+                D = o3.Irreps("1e").D_from_matrix(R)
+                assert (s1 - s0 @ D.T).abs().max() <= 1e-5 * s0.abs().max(), p.name
+                checked_vectors += 1
+    assert checked_vectors == 4  # layers 0-3 carry vectors; the last layer leaves scalars only
+
+
+def test_zeroing_a_block_through_read_write_changes_the_energy(adapter, seven, mols):
+    points = {p.name: p for p in adapter.points(seven)}
+    b = next(adapter.batches(seven, mols, batch_size=8))
+    base = adapter.predict(seven, b)
+
+    def zero(point, block):
+        cols = next(bl.index for bl in blocks(point.irreps) if bl.name == block)
+
+        def edit(x):
+            mask = torch.ones(x.shape[-1], dtype=x.dtype)
+            mask[cols] = 0
+            return x * mask
+        return edit
+
+    for name, block in [("2_equivariant_gate", "1e"), ("edge_embedding.spherical", "2e"),
+                        ("1_self_interaction_2", "0e")]:
+        p = points[name]
+        energy, seen = run_hooked(adapter, seven, b, [p], edit={name: zero(p, block)})
+        assert seen[name][:, next(bl.index for bl in blocks(p.irreps) if bl.name == block)].abs().max() == 0
+        assert torch.isfinite(energy).all() and (energy - base).abs().max() > 1e-3, name
+    assert torch.equal(adapter.predict(seven, b), base)  # hooks gone, batch untouched
+
+
+def test_pickles_are_refused_without_trust_and_never_unpickled(adapter, tmp_path):
+    marker = tmp_path / "PWNED"
+
+    class Evil:
+        def __reduce__(self):
+            # names sevenn's config keys, so that accepts() (raw bytes) takes it for a SevenNet checkpoint
+            return os.system, (f"touch {marker} # num_convolution_layer model_state_dict self_connection_type",)
+
+    evil = tmp_path / "x.pth"
+    torch.save(Evil(), evil)
+    assert adapter.accepts(str(evil))  # raw bytes only
+    for source in (str(evil), "7net-0"):
+        with pytest.raises(IrrepprobeError, match="--trust") as err:
+            adapter.load(source)
+        assert "\n" not in str(err.value) and "run code" in str(err.value)
+    assert not marker.exists()
+
+    plain = tmp_path / "weights.pth"
+    torch.save({"w": torch.zeros(3)}, plain)
+    assert not adapter.accepts(str(plain)) and not adapter.accepts("7net-nonexistent")
+    with pytest.raises(IrrepprobeError, match="not a SevenNet checkpoint"):
+        adapter.load(str(plain), trust=True)
+    torn = tmp_path / "torn.pth"
+    from sevenn._const import SEVENNET_0_11Jul2024
+
+    torn.write_bytes(open(SEVENNET_0_11Jul2024, "rb").read()[:200_000])
+    with pytest.raises(IrrepprobeError, match="torn.pth"):
+        adapter.load(str(torn), trust=True)
+    with pytest.raises(IrrepprobeError, match="7net-0"):
+        adapter.load("7net-nonexistent", trust=True)
+    assert not marker.exists()
+
+
+def test_untrained_control_is_finite_and_differs(adapter, seven, mols):
+    b = next(adapter.batches(seven, mols, batch_size=8))
+    trained = adapter.predict(seven, b)
+    control = adapter.untrained(seven, seed=0)
+    assert control.info["untrained"] and "(untrained)" in adapter.summary(control)
+    assert [p.name for p in adapter.points(control)] == [p.name for p in adapter.points(seven)]
+    energy = adapter.predict(control, b)
+    assert torch.isfinite(energy).all() and (energy - trained).abs().max() > 1e-2
+    again = dict(adapter.untrained(seven, seed=0).module.named_parameters())
+    for name, p in control.module.named_parameters():  # the seed fixes the weights
+        assert torch.equal(p, again[name]), name
+    fixed = dict(seven.module.named_parameters())  # what training does not learn is kept
+    assert torch.equal(control.module.get_parameter("rescale_atomic_energy.shift"),
+                       fixed["rescale_atomic_energy.shift"])
+    assert not torch.equal(control.module.get_parameter("2_self_interaction_2.linear.weight"),
+                           fixed["2_self_interaction_2.linear.weight"])
