@@ -102,3 +102,72 @@ def test_norms_table_has_effective_ranks_within_bounds(ckpt, tmp_path):
     assert ((df["effective_rank"] >= 1 - 1e-9) & (df["effective_rank"] <= df["mul"] + 1e-9)).all()
     cka = cka_matrix(cap)
     assert np.allclose(np.diag(cka.to_numpy()), 1.0)
+
+
+@pytest.fixture(scope="module")
+def example(qm9):
+    model = load_model(example_checkpoint(), "irrepprobe")
+    structures = qm9_structures(qm9, torch.arange(3000, 3048))
+    batches = list(model.adapter.batches(model, structures, 16))
+    points = [p for p in model.adapter.points(model) if p.name.startswith("layers.")]
+    return model, structures, batches, points
+
+
+def test_mean_and_zero_ablation_agree_for_l_above_0_and_differ_for_l0(example):
+    model, structures, batches, points = example
+    base = predictions(model, batches)
+    scorer = Scorer(base, structures.labels["u0_atom"][:, None], structures.n_atoms.numpy(), False)
+    t = ablation(model, batches, points, scorer, orders=False, interventions=("zero", "mean"), n_boot=50)
+    t = t.set_index(["point", "block", "intervention"])["utilisation"]
+    for point in ("layers.0", "layers.1"):
+        assert t[(point, "1o", "zero")] == pytest.approx(t[(point, "1o", "mean")], abs=1e-9)
+        assert t[(point, "2e", "zero")] == pytest.approx(t[(point, "2e", "mean")], abs=1e-9)
+        assert abs(t[(point, "0e", "zero")] - t[(point, "0e", "mean")]) > 0.1
+
+
+def test_resampled_blocks_come_from_other_structures_rotated(example):
+    from irrepprobe.capture import blocks as blocks_of
+    from irrepprobe.metrics.interventions import Intervention, activations
+
+    model, structures, batches, points = example
+    acts = activations(model, batches, points)
+    p = points[0]
+    act = Intervention("resample", points, acts, batches, seed=1)
+    act.index = 0
+    b1 = next(b for b in blocks_of(p.irreps) if b.name == "1o")
+    donor = act._donor(p, [b1], batches[0].n_atoms)
+    mine = acts[0][p.name][:, b1.index].reshape(-1, b1.mul, 3)
+    got = donor[:, b1.index].reshape(-1, b1.mul, 3)
+    nxt = acts[1][p.name][:, b1.index].reshape(-1, b1.mul, 3)
+    # structure 0 of batch 0 takes structure 1 of batch 1: same channel norms, other directions
+    n0, start1 = int(batches[0].atom_batch.eq(0).sum()), int(batches[1].atom_batch.eq(0).sum())
+    n1 = int(batches[1].atom_batch.eq(1).sum())
+    rows = [start1 + k % n1 for k in range(n0)]
+    assert torch.allclose(got[:n0].norm(dim=-1), nxt[rows].norm(dim=-1), atol=1e-5)
+    assert not torch.allclose(got[:n0], nxt[rows], atol=1e-3)
+    assert not torch.allclose(got[:n0].norm(dim=-1), mine[:n0].norm(dim=-1), atol=1e-3)
+
+
+def test_scale_free_score_does_not_change_when_the_output_is_scaled():
+    from irrepprobe.metrics.interventions import paired_bootstrap
+
+    rng = np.random.default_rng(0)
+    target = rng.normal(size=(200, 1))
+    comp = target + rng.normal(size=(200, 1))
+    base = torch.tensor(target + 0.2 * rng.normal(size=(200, 1)))
+    ablated = torch.tensor(target + 0.5 * rng.normal(size=(200, 1)))
+    scores = []
+    for c in (1.0, 37.0):
+        s = Scorer(c * base, c * target, np.full(200, 10), False, c * comp)
+        scores.append(paired_bootstrap(s.base_per, s.per_structure(c * ablated), s.scale, 200, 0))
+    assert np.allclose(scores[0], scores[1])
+    assert scores[0][1] < scores[0][0] < scores[0][2] and 0 < scores[0][0] < 1
+
+
+def test_blocks_the_readout_cannot_read_are_unreachable(example):
+    from irrepprobe.metrics import reachable
+
+    model, structures, _, points = example
+    reach = reachable(model, structures, points, n=8)
+    assert not reach[("layers.2", "1o")] and not reach[("layers.2", "2e")]
+    assert reach[("layers.2", "0e")] and reach[("layers.1", "1o")] and reach[("layers.0", "2e")]

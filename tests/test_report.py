@@ -34,9 +34,17 @@ def test_report_renders_with_every_figure_and_table(report):
 
 
 def test_report_finds_the_unused_last_layer_blocks_and_controls_its_probes(report):
-    v = report["verdict"]
-    assert ["layers.2", "1o"] in v["unused"] and ["layers.2", "2e"] in v["unused"]
-    assert ["layers.2", "0e"] not in v["unused"]
+    v = report["verdict"]  # the readout is linear: the last layer's l > 0 blocks reach nothing
+    assert ["layers.2", "1o"] in v["unreachable"] and ["layers.2", "2e"] in v["unreachable"]
+    assert ["layers.2", "1o"] not in v["unused"] and ["layers.2", "0e"] not in v["unused"]
+    table = v["table"].set_index(["point", "block"])
+    assert table.loc[("layers.2", "2e"), "verdict"] == "unreachable by construction"
+    assert {"zero", "mean", "resample"} <= set(table.columns)
+    assert list(v["sweep"]["threshold"]) == ["1%", "2%", "5%", "10%"]
+    util = report["tables"]["utilisation"]
+    assert set(util["intervention"]) == {"zero", "mean", "resample"}
+    assert (util["scale_free_low"] <= util["scale_free"] + 1e-12).all()
+    assert (util["scale_free"] <= util["scale_free_high"] + 1e-12).all()
     probes = report["tables"]["probes"]
     assert probes["r2_untrained"].notna().all()
     assert np.allclose(probes["selectivity"], probes["r2"] - probes["r2_untrained"])

@@ -128,8 +128,10 @@ def cmd_prune(args) -> int:
     from .prune import prune
     from .report.compare import prune_report
 
-    if bool(args.drop_l) == bool(args.auto):
-        raise IrrepprobeError("give --drop-l L[,L...] or --auto")
+    if args.drop_l and args.auto:
+        raise IrrepprobeError("give --drop-l L[,L...] or --auto, not both")
+    if not args.drop_l and not args.auto:
+        raise IrrepprobeError("give --drop-l L[,L...] (orders to drop) or --auto (the orders found unused)")
     drop = None
     if args.drop_l:
         try:
@@ -235,12 +237,23 @@ def _export(args) -> int:
     return 0
 
 
+def _with_parents(add_parser, parents):
+    """Every subcommand also takes the options of ``parents`` (``--debug`` after the subcommand too)."""
+    def add(*args, **kwargs):
+        return add_parser(*args, parents=parents, **kwargs)
+    return add
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="irrepprobe",
         description="Which irreducible representations does a trained equivariant network use?")
     p.add_argument("--debug", action="store_true", help="show tracebacks instead of one-line errors")
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
+    debug = argparse.ArgumentParser(add_help=False)
+    debug.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
+                       help="show tracebacks instead of one-line errors")
+    sub.add_parser = _with_parents(sub.add_parser, [debug])
 
     def config_args(sp):
         sp.add_argument("config", nargs="?", help="YAML config with sections data, model, train")

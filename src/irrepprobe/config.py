@@ -159,7 +159,12 @@ def load_config(path, overrides: list[str] = ()) -> Config:
             raw = yaml.safe_load(f) or {}
     except FileNotFoundError:
         raise IrrepprobeError(f"config file not found: {path}") from None
-    except (OSError, yaml.YAMLError) as e:
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        problem = getattr(e, "problem", None) or str(e).splitlines()[0]
+        raise IrrepprobeError(f"config {path} is not valid YAML{where}: {problem}") from None
+    except OSError as e:
         raise IrrepprobeError(f"cannot read config {path}: {str(e).splitlines()[0]}") from None
     cfg = Config.from_dict(raw)
     return apply_overrides(cfg, overrides)

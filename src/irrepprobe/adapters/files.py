@@ -14,7 +14,7 @@ PICKLE_PROTOCOLS = bytes(range(2, 6))
 
 def kind_of(path) -> str:
     """"torchscript", "torch-zip" (torch.save archive), "pickle" (legacy torch.save or plain pickle),
-    "text", "empty" or "unknown"."""
+    "broken-zip" (an archive cut short), "text", "empty" or "unknown"."""
     path = Path(path)
     with open(path, "rb") as f:
         head = f.read(64)
@@ -31,13 +31,15 @@ def kind_of(path) -> str:
         if any(n.endswith("data.pkl") for n in names):
             return "torch-zip"
         return "zip"
-    if head[0] == 0x80 and head[1] in PICKLE_PROTOCOLS:
+    if head.startswith(b"PK\x03\x04"):
+        return "broken-zip"  # a zip's start without its central directory: cut short
+    if head[0] == 0x80 and len(head) > 1 and head[1] in PICKLE_PROTOCOLS:
         return "pickle"
     try:
-        head.decode("utf-8")
-        return "text"
+        text = head.decode("utf-8")
     except UnicodeDecodeError:
         return "unknown"
+    return "text" if all(c.isprintable() or c in "\n\r\t" for c in text) else "unknown"
 
 
 def check_file(path) -> Path:
@@ -65,7 +67,7 @@ def torch_load(path, trust: bool, what: str = "this model file"):
         raise IrrepprobeError(f"{path} is a TorchScript file, which takes no hooks: give the eager model's "
                               "checkpoint instead")
     if kind not in ("torch-zip", "pickle"):
-        raise IrrepprobeError(f"{path} is not a PyTorch file ({_describe(kind)})")
+        raise IrrepprobeError(f"{path} is not a PyTorch file ({describe(kind)})")
     refuse_untrusted(path, trust, what)
     try:
         return torch.load(path, map_location="cpu", weights_only=False)
@@ -74,6 +76,9 @@ def torch_load(path, trust: bool, what: str = "this model file"):
         raise IrrepprobeError(f"{path} is a damaged or truncated PyTorch file ({first})") from None
 
 
-def _describe(kind: str) -> str:
+def describe(kind: str) -> str:
+    """Why a file of ``kind`` is not a model file, in words."""
     return {"text": "it is a text file", "empty": "it is empty", "zip": "it is a zip archive without a pickle",
+            "torchscript": "it is a TorchScript file, which takes no hooks",
+            "broken-zip": "it is a truncated or damaged torch archive",
             "unknown": "its bytes are neither a torch archive nor a pickle"}.get(kind, kind)

@@ -32,7 +32,7 @@ import torch
 from ..data.structures import sha256
 from ..errors import IrrepprobeError
 from .base import Adapter, Batch, Loaded, Point, Quantity, parameters
-from .files import _describe, check_file, kind_of, refuse_untrusted, torch_load
+from .files import describe, check_file, kind_of, refuse_untrusted, torch_load
 
 # sevenn's config keys; a checkpoint's pickle names them as plain strings
 _MARKERS = (b"num_convolution_layer", b"model_state_dict")
@@ -171,7 +171,7 @@ class SevenNetAdapter(Adapter):
             raise IrrepprobeError(f"{path} is a TorchScript file (a deployed SevenNet model), which takes no hooks: "
                                   "give the .pth checkpoint it was deployed from")
         if kind not in ("torch-zip", "pickle"):
-            raise IrrepprobeError(f"{path} is not a PyTorch file ({_describe(kind)})")
+            raise IrrepprobeError(f"{path} is not a PyTorch file ({describe(kind)})")
         what = f"the SevenNet checkpoint {pretrained!r}" if pretrained else "this model file"
         refuse_untrusted(path, trust, what)  # before anything below unpickles
         _sevenn()

@@ -11,6 +11,7 @@ import torch
 from ..adapters import Loaded, load_model
 from ..data.structures import Structures, qm9_structures, read_structures, sha256
 from ..errors import IrrepprobeError
+from ..progress import progress
 from ..train.checkpoint import versions
 from ..train.distributed import resolve_device
 from .hooks import Recorder, refuse_compiled, select
@@ -35,12 +36,16 @@ def resolve_data(spec: str | None, model: Loaded, subset: int | None = None, cac
         own = model.info.get("split")
         indices = own[split] if own else make_split(len(qm9), seed=0)[split]
         if subset is not None:
+            if subset > len(indices):
+                raise IrrepprobeError(f"--subset {subset} is more than the {len(indices)} molecules of the {split} split")
             indices = indices[:subset]
         if len(indices) == 0:
             raise IrrepprobeError(f"the {split} split of {'the model' if own else 'QM9'} is empty: nothing to capture")
         return qm9_structures(qm9, indices, source=f"qm9:{split}")
     structures = read_structures(spec)
-    return structures.take(np.arange(min(subset, len(structures)))) if subset is not None else structures
+    if subset is not None and subset > len(structures):
+        raise IrrepprobeError(f"--subset {subset} is more than the {len(structures)} structures in {spec}")
+    return structures.take(np.arange(subset)) if subset is not None else structures
 
 
 def structures_of(cap: Capture, cache_dir=None) -> Structures:
@@ -87,9 +92,12 @@ def run_capture(model: Loaded, structures: Structures, points, batch_size: int =
     adapter, outputs = model.adapter, []
     grad = torch.enable_grad() if adapter.needs_grad else torch.no_grad()
     with Recorder(model.module, points, nodes_dir, n_molecules=len(structures)) as rec, grad:
+        bar = progress(total=len(structures), desc="capture", unit="structure")
         for batch in adapter.batches(model, structures, batch_size):
+            bar.update(batch.n_structures)
             rec.begin(batch)
             outputs.append(adapter.predict(model, batch).detach().double().cpu())
+    bar.close()
     return rec, torch.cat(outputs) if outputs else torch.zeros(0, 1, dtype=torch.float64)
 
 

@@ -52,6 +52,12 @@ class Capture:
     summary: pd.DataFrame
     arrays: dict[str, np.ndarray]
 
+    def __repr__(self) -> str:
+        m = self.meta
+        return (f"Capture({str(self.path)!r}: {m.get('adapter', 'irrepprobe')} model {m.get('model', m.get('checkpoint'))}, "
+                f"{m['n_molecules']} structures of {m.get('data', m.get('split'))}, points {', '.join(self.points)}, "
+                f"{len(self.arrays)} arrays)")
+
     @property
     def points(self) -> list[str]:
         return list(self.meta["points"])

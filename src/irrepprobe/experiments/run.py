@@ -53,6 +53,8 @@ def measure(ckpt: Path, out: Path, molecules: int | None = 1000, subset: int | N
     knn = knn_scores(cap, invariant_targets(cap), points=points, k=k)
     nrm = norms(cap)
     target = knn[knn["target"] != "squared error"]
+    per_block = util[util["point"] != "all"].drop_duplicates(["point", "block"])
+    blocks = per_block[per_block["reachable"]]
     y = cap.targets
     mae = float(np.abs(cap.errors).mean())
     summary = {
@@ -63,8 +65,10 @@ def measure(ckpt: Path, out: Path, molecules: int | None = 1000, subset: int | N
         "test_mae_relative": mae / float(np.abs(y - y.mean(0)).mean()),
         "knn_r2_target": float(target["knn_r2"].mean()),
         "knn_r2_error": float(knn[knn["target"] == "squared error"]["knn_r2"].mean()),
-        "unused_blocks": int((~util[util["point"] != "all"]["used"]).sum()),
-        "blocks": int((util["point"] != "all").sum()),
+        # reachable blocks only: one unreachable by construction is neither used nor unused
+        "unused_blocks": int((~blocks["used"]).sum()),
+        "blocks": len(blocks),
+        "unreachable_blocks": int((~per_block["reachable"]).sum()),
     }
     save_csv(util, out / "metrics" / "utilisation.csv")
     save_csv(knn, out / "metrics" / "knn.csv")

@@ -6,9 +6,10 @@ from .norms import norms, participation_ratio
 from .probes import (EquivariantProbe, cv_r2, equivariant_probe_scores, equivariant_targets, probe_scores,
                      ridge_probe)
 from .similarity import cka_matrix, linear_cka
-from .utilisation import THRESHOLD, ablation, grad_x_activation, utilisation
+from .interventions import INTERVENTIONS
+from .utilisation import THRESHOLD, ablation, grad_x_activation, reachable, utilisation, verdicts
 
-__all__ = ["THRESHOLD", "EquivariantProbe", "ablation", "cka_matrix", "cv_r2", "equivariant_probe_scores",
+__all__ = ["INTERVENTIONS", "THRESHOLD", "EquivariantProbe", "ablation", "cka_matrix", "cv_r2", "equivariant_probe_scores",
            "equivariant_targets", "grad_x_activation", "hidden_points", "composition", "invariant_targets", "own_quantity", "invariants",
            "knn_scores", "latent_map", "linear_cka", "norms", "participation_ratio", "point_invariants",
-           "probe_scores", "ridge_probe", "scalar_labels", "spearman_ci", "subsample", "target_table", "utilisation"]
+           "probe_scores", "ridge_probe", "scalar_labels", "spearman_ci", "subsample", "target_table", "reachable", "utilisation", "verdicts"]

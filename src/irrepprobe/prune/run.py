@@ -45,7 +45,11 @@ def prune(ckpt, out, drop: list[int] | None = None, seeds: int = 1, threshold: f
     ckpt, out = Path(ckpt), Path(out)
     if seeds < 1:
         raise IrrepprobeError(f"--seeds must be at least 1, got {seeds}")
+    if not 0 < threshold < 1:
+        raise IrrepprobeError(f"--threshold must be a fraction between 0 and 1, got {threshold:g}")
     config = Config.from_dict(load_checkpoint(ckpt)["config"])
+    if drop is not None:
+        pruned_config(config, drop)  # refuses l = 0 and orders the model lacks before any work is done
     base_row, base_util, base_cap = _measure("full", config.train.seed, ckpt, out / "baseline", molecules)
     if drop is None:
         drop = orders_to_drop(base_util, threshold, hidden_points(base_cap))

@@ -47,6 +47,8 @@ def make_report(capture, out=None, model=None, trust: bool | None = None, ablati
     cap = capture if isinstance(capture, Capture) else load_capture(capture)
     out = Path(out) if out else cap.path / "report"
     figs, tabs = out / "figures", out / "tables"
+    if not 0 < threshold < 1:
+        raise IrrepprobeError(f"--threshold must be a fraction between 0 and 1, got {threshold:g}")
     if map_method not in M.latent.MAP_METHODS:
         raise IrrepprobeError(f"unknown map method {map_method!r}; valid: {', '.join(M.latent.MAP_METHODS)}")
     hidden = M.hidden_points(cap)
@@ -69,7 +71,8 @@ def make_report(capture, out=None, model=None, trust: bool | None = None, ablati
     with stage("norms"):
         norms = M.norms(cap)
     with stage("utilisation (ablation, gradient x activation)"):
-        util = M.utilisation(cap, model, molecules=ablation_molecules, device=device, trust=trust)
+        util = M.utilisation(cap, model, molecules=ablation_molecules, device=device, trust=trust,
+                             interventions=M.INTERVENTIONS, threshold=threshold, seed=seed)
     with stage("probes (ridge, every block x scalar label)"):
         inv = M.invariant_targets(cap)  # the own quantity (beyond composition) and the squared error
         own = inv.drop(columns=["squared error"], errors="ignore")
@@ -110,10 +113,14 @@ def make_report(capture, out=None, model=None, trust: bool | None = None, ablati
 
     paths = {}
     sel = probes[probes["target"] == own_col]
-    util_rows = util[util["point"] != "all"]
+    zero = util[(util["point"] != "all") & (util["intervention"] == "zero")].assign(
+        percent=lambda d: 100 * d["scale_free"],
+        mark=lambda d: np.where(~d["reachable"], "unreachable", np.where(~d["used"], "unused", "")))
     paths["utilisation"] = F.save(F.utilisation_heatmap(
-        F.grid(norms, "norm_share", hidden), F.grid(util_rows, "utilisation", hidden),
-        F.grid(sel, "selectivity", hidden), head, own_col, threshold), figs, "utilisation_heatmap")
+        F.grid(norms, "norm_share", hidden), F.grid(zero, "percent", hidden), F.grid(sel, "selectivity", hidden),
+        head, own_col, threshold, marks=F.grid(zero, "mark", hidden).replace("", np.nan),
+        unit="% of what the model learned beyond composition" if mae is not None else "% of the prediction's spread"),
+        figs, "utilisation_heatmap")
     last = hidden[-1]
     pl = probes[probes["point"] == last]
     r2g = pl.pivot_table(index="target", columns="block", values="r2").reindex(columns=F.block_order(pl["block"]))
@@ -157,9 +164,18 @@ def _same_target(Y: pd.DataFrame, own: str) -> list[str]:
     return sorted(corr[corr >= SAME_TARGET_CORR].index)
 
 
+SWEEP = (0.01, 0.02, 0.05, 0.10)
+
+
+def _interval(r) -> str:
+    return f"{100 * r.scale_free:.1f}% [{100 * r.scale_free_low:.1f}, {100 * r.scale_free_high:.1f}]"
+
+
 def _verdict(util, probes, eq, hidden, threshold, copies, target) -> dict:
-    per_block = util[util["point"].isin(hidden)]
-    unused = per_block[per_block["utilisation"] < threshold]
+    rows_all = util[util["point"].isin(hidden)]
+    per_block = rows_all.drop_duplicates(["point", "block"])
+    unreachable = per_block[~per_block["reachable"]]
+    unused = per_block[per_block["reachable"] & ~per_block["used"]]
     drop = orders_to_drop(util, threshold, hidden)
     both = pd.concat([probes, eq], ignore_index=True)
     both = both[both["point"].isin(hidden) & ~both["target"].isin(copies) & (both["target"] != target)]
@@ -168,10 +184,24 @@ def _verdict(util, probes, eq, hidden, threshold, copies, target) -> dict:
     rows = []
     for r in per_block.itertuples():
         carried = info[(info["point"] == r.point) & (info["block"] == r.block)]["target"].tolist()
-        rows.append({"point": r.point, "block": r.block, "l": r.l, "utilisation": r.utilisation,
-                     "used": r.utilisation >= threshold, "carries (other targets)": ", ".join(carried)})
-    return {"unused": unused[["point", "block"]].values.tolist(), "drop": drop, "best_other": best,
-            "table": pd.DataFrame(rows), "copies": copies}
+        row = {"point": r.point, "block": r.block, "l": r.l}
+        for k in rows_all[(rows_all["point"] == r.point) & (rows_all["block"] == r.block)].itertuples():
+            row[k.intervention] = _interval(k)
+        row["verdict"] = "unreachable by construction" if not r.reachable else ("used" if r.used else "unused")
+        row["carries (other targets)"] = ", ".join(carried)
+        rows.append(row)
+    joint = util[util["point"] == "all"]
+    sweep = []
+    for t in SWEEP:
+        used = M.verdicts(util, t)
+        blocks = util[util["point"].isin(hidden) & util["reachable"] & ~used].drop_duplicates(["point", "block"])
+        sweep.append({"threshold": f"{100 * t:g}%", "unused blocks": ", ".join(f"{p} {b}" for p, b in
+                                                                           blocks[["point", "block"]].values) or "none",
+                      "orders to drop": ", ".join(f"l={l}" for l in orders_to_drop(util, t, hidden)) or "none"})
+    return {"unused": unused[["point", "block"]].values.tolist(),
+            "unreachable": unreachable[["point", "block"]].values.tolist(), "drop": drop, "best_other": best,
+            "table": pd.DataFrame(rows), "copies": copies, "sweep": pd.DataFrame(sweep),
+            "joint": joint[["block", "intervention", "scale_free", "scale_free_low", "scale_free_high"]]}
 
 
 def _document(head, meta, mae, unit, verdict, norms, util, probes, eq, knn, cka_ctl, paths, own_col, threshold,
@@ -186,10 +216,14 @@ def _document(head, meta, mae, unit, verdict, norms, util, probes, eq, knn, cka_
              "far ablation moves the model's own prediction."))
     doc.heading("Verdict")
     unused = [f"{p} {b}" for p, b in verdict["unused"]]
+    unreachable = [f"{p} {b}" for p, b in verdict["unreachable"]]
     best = verdict["best_other"]
     doc.bullets([
-        f"Unused blocks (zeroing moves the score by less than {threshold:.0%}): "
-        + (", ".join(unused) if unused else "none") + ".",
+        f"Unused blocks (the 95% interval of the scale-free utilisation below {threshold:.0%} under every "
+        "intervention: zero, mean and resample): " + (", ".join(unused) if unused else "none") + ".",
+        "Unreachable by construction (no gradient from any output, on the data and on randomly displaced "
+        "atoms: nothing downstream reads them), neither used nor unused and left out of every count: "
+        + (", ".join(unreachable) if unreachable else "none") + ".",
         "Orders a pruning step would drop (every block of the order unused at every layer, and zeroing "
         "the order everywhere at once also below the threshold): "
         + (", ".join(f"l={l}" for l in verdict["drop"]) if verdict["drop"] else "none") + ".",
@@ -199,6 +233,8 @@ def _document(head, meta, mae, unit, verdict, norms, util, probes, eq, knn, cka_
                      for r in best.itertuples()) if len(best) else "none") + ".",
     ])
     doc.table(verdict["table"], "tables/verdict.csv")
+    doc.text("How the verdict moves with the threshold:")
+    doc.table(verdict["sweep"], "tables/verdict_thresholds.csv")
     doc.heading("Utilisation")
     n_util = int(util["molecules"].iloc[0])
     score = (f"reports the relative increase of the MAE against {meta['target']} on the first {n_util} captured "
@@ -207,11 +243,19 @@ def _document(head, meta, mae, unit, verdict, norms, util, probes, eq, knn, cka_
              f"mean absolute change of its {meta['quantity']['name']}" + (" per atom" if meta["quantity"]["per_atom"]
              else "") + ", over the mean absolute deviation of that prediction over the same structures (the data "
              "holds no label of it)")
-    doc.text(f"Ablation sets a block to zero at its point, so every later module sees zero (for l > 0 this is "
-             f"also the rotation average), and {score}. The numbers are about what leaves each point: for a "
-             f"layer with a residual this is the stream, all that layers up to it wrote. Point 'all' zeroes one "
-             f"order at every point at once. Gradient x activation is the first-order estimate of the same "
-             f"change, in {unit}.")
+    scale_free = ("the share of what the model learned beyond a least-squares fit on element counts, "
+                  "(MAE ablated - MAE) / (MAE of the composition fit - MAE)" if mae is not None else
+                  "the shift itself, already relative to the spread")
+    doc.text(f"Ablation replaces a block at its point, so every later module sees the replacement, and {score}. "
+             "Three interventions: zero; mean (the per-channel mean over the data for l = 0; for l > 0 the "
+             "rotation average, zero, so mean and zero agree there); resample (the block of another structure, "
+             "atom by atom, randomly rotated for l > 0). Each row says which (`intervention`). Next to the raw "
+             f"relative change (`utilisation`), a scale-free score (`scale_free`): {scale_free}, with a 95% "
+             "paired bootstrap interval over structures (1,000 resamples). The numbers are about what leaves each "
+             "point: for a layer with a residual this is the stream, all that layers up to it wrote. Point 'all' "
+             "replaces one order at every point at once. Gradient x activation is the first-order estimate of "
+             f"the zero ablation's change, in {unit}; `max_abs_grad` and `reachable` come from the reachability "
+             "check.")
     doc.figure(paths["utilisation"], "Norm share, ablation utilisation and probe selectivity for "
                                      f"{own_col}, per layer and block")
     doc.table(util.drop(columns=["molecules"]), "tables/utilisation.csv")

@@ -32,7 +32,10 @@ def grid(df: pd.DataFrame, value: str, rows: list[str], row_col: str = "point") 
     return g.reindex(index=rows, columns=block_order(df["block"]))
 
 
-def _heat(ax, g: pd.DataFrame, title: str, unit: str, cmap: str, vmin=None, vmax=None, fmt="{:.2f}"):
+def _heat(ax, g: pd.DataFrame, title: str, unit: str, cmap: str, vmin=None, vmax=None, fmt="{:.2f}",
+          marks: pd.DataFrame | None = None):
+    """A heatmap with each cell's value written in it (black or white by the cell colour's luminance);
+    ``marks``: a grid of words written under the value (e.g. "unused")."""
     data = g.to_numpy(dtype=float)
     masked = np.ma.masked_invalid(data)
     cm = plt.get_cmap(cmap).with_extremes(bad="#dddddd")
@@ -41,22 +44,26 @@ def _heat(ax, g: pd.DataFrame, title: str, unit: str, cmap: str, vmin=None, vmax
     ax.set_yticks(range(g.shape[0]), g.index)
     ax.set_xlabel("block (l and parity)")
     ax.set_title(title, fontsize=10)
-    lo, hi = im.get_clim()
     for i in range(data.shape[0]):
         for j in range(data.shape[1]):
-            if np.isfinite(data[i, j]):
-                dark = (data[i, j] - lo) / (hi - lo + 1e-12) > 0.6 if cmap != "RdBu_r" else abs(data[i, j]) > 0.6 * max(abs(lo), abs(hi))
-                ax.text(j, i, fmt.format(data[i, j]), ha="center", va="center", fontsize=8,
-                        color="white" if dark else "black")
+            mark = marks.iat[i, j] if marks is not None and isinstance(marks.iat[i, j], str) else ""
+            if not np.isfinite(data[i, j]) and not mark:
+                continue
+            r, gr, b, _ = cm(im.norm(data[i, j])) if np.isfinite(data[i, j]) else (0.87, 0.87, 0.87, 1)
+            text = (fmt.format(data[i, j]) if np.isfinite(data[i, j]) else "") + (f"\n{mark}" if mark else "")
+            ax.text(j, i, text.strip(), ha="center", va="center", fontsize=7 if mark else 8,
+                    color="white" if 0.299 * r + 0.587 * gr + 0.114 * b < 0.5 else "black")
     ax.figure.colorbar(im, ax=ax, label=unit, fraction=0.046, pad=0.04)
 
 
-def utilisation_heatmap(norm_grid, util_grid, sel_grid, title: str, target: str, threshold: float):
-    fig, axes = plt.subplots(1, 3, figsize=(15, 0.55 * len(norm_grid) + 2.6))
+def utilisation_heatmap(norm_grid, util_grid, sel_grid, title: str, target: str, threshold: float,
+                        marks: pd.DataFrame | None = None, unit: str = "% of what the model learned beyond composition"):
+    """Norm share, utilisation (percent, with unused and unreachable cells marked) and selectivity."""
+    fig, axes = plt.subplots(1, 3, figsize=(15, 0.62 * len(norm_grid) + 2.6))
     _heat(axes[0], norm_grid, "norm share", "fraction of the layer's mean squared norm", "viridis", 0, 1)
-    top = max(1.0, float(np.nanmax(util_grid.to_numpy(dtype=float))) if util_grid.size else 1.0)
-    _heat(axes[1], util_grid, f"ablation utilisation (unused below {threshold:g})",
-          "relative increase of test MAE when zeroed", "magma_r", 0, top)
+    top = max(100.0, float(np.nanmax(util_grid.to_numpy(dtype=float))) if util_grid.size else 100.0)
+    _heat(axes[1], util_grid, f"utilisation, zeroed (unused: interval below {100 * threshold:g}%)",
+          unit, "magma_r", 0, top, fmt="{:.0f}%", marks=marks)
     _heat(axes[2], sel_grid, f"probe selectivity for {target}", "R2 trained - R2 untrained", "RdBu_r", -1, 1)
     for ax in axes[1:]:
         ax.set_yticklabels([])

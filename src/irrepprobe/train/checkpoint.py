@@ -40,6 +40,11 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
         raise IrrepprobeError(f"checkpoint not found: {path}")
     if path.is_dir():
         raise IrrepprobeError(f"{path} is a directory; give the checkpoint file (e.g. {path}/best.pt)")
+    from ..adapters.files import describe, kind_of
+
+    kind = kind_of(path)
+    if kind not in ("torch-zip", "pickle"):
+        raise IrrepprobeError(f"{path} is not an irrepprobe checkpoint ({describe(kind)})")
     try:
         ckpt = torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError:
@@ -49,7 +54,7 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
         ) from None
     except Exception as e:
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise IrrepprobeError(f"{path} is not a readable checkpoint ({first})") from None
+        raise IrrepprobeError(f"{path} is a damaged or truncated PyTorch file ({first})") from None
     if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
         raise IrrepprobeError(f"{path} is not an irrepprobe checkpoint")
     if ckpt.get("format_version", 0) > FORMAT_VERSION:

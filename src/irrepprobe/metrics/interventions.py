@@ -1,0 +1,137 @@
+"""Interventions on a block, and scores with paired bootstrap intervals over structures.
+
+An ablation replaces one block at one point, for the rest of the forward pass, by a baseline:
+
+* ``zero``: zeros;
+* ``mean``: the per-channel mean over the data for l = 0; for l > 0 the rotation average, which is zero;
+* ``resample``: the block of another structure of the data (atom by atom, cycling over its atoms),
+  randomly rotated for l > 0 with the Wigner-D matrices of the block, so that equivariance holds and the
+  replacement carries no information about the structure it lands in.
+
+Each replacement runs over the same structures as the unablated model, so scores are paired: a
+bootstrap over structures resamples both sides together.
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+from e3nn import o3
+
+from ..adapters import Loaded
+from ..capture import blocks, from_mul_ir, hooked, keeping, to_mul_ir
+
+INTERVENTIONS = ("zero", "mean", "resample")
+
+
+def activations(model: Loaded, batches, points) -> list[dict[str, torch.Tensor]]:
+    """Per batch, each point's tensor in ``mul_ir`` (detached): the donors of ``resample`` and the
+    data of ``mean``."""
+    out = []
+    grad = torch.enable_grad() if model.adapter.needs_grad else torch.no_grad()
+    for batch in batches:
+        store: dict[str, torch.Tensor] = {}
+        with hooked(model.module, keeping(points, store)), grad:
+            model.adapter.predict(model, batch)
+        out.append({p.name: to_mul_ir(store[p.name], p.irreps, p.layout).detach() for p in points if p.name in store})
+    return out
+
+
+def channel_means(acts: list[dict[str, torch.Tensor]], points) -> dict[str, torch.Tensor]:
+    """Per point, the mean over all rows of every l = 0 column, zero for l > 0 columns."""
+    means = {}
+    for p in points:
+        rows = [a[p.name] for a in acts if p.name in a]
+        if not rows:
+            continue
+        total = torch.cat(rows).double().mean(0)
+        scalar = torch.zeros(p.irreps.dim, dtype=torch.bool)
+        for b in blocks(p.irreps):
+            if b.l == 0:
+                scalar[b.index] = True
+        means[p.name] = torch.where(scalar, total, torch.zeros_like(total))
+    return means
+
+
+class Intervention:
+    """Builds the hooks that replace the named blocks of each point under one intervention, batch by
+    batch (``resample`` draws its donors from the next batch)."""
+
+    def __init__(self, kind: str, points, acts, batches, seed: int = 0):
+        if kind not in INTERVENTIONS:
+            from ..errors import IrrepprobeError
+
+            raise IrrepprobeError(f"unknown intervention {kind!r}; valid: {', '.join(INTERVENTIONS)}")
+        self.kind, self.points = kind, {p.name: p for p in points}
+        self.acts, self.batches, self.seed = acts, batches, seed
+        self.means = channel_means(acts, points) if kind == "mean" else None
+        self.index = 0  # the batch being run
+
+    def hooks(self, replace: dict[str, list[str]]):
+        out = []
+        for name, names in replace.items():
+            p = self.points[name]
+            parts = {b.name: b for b in blocks(p.irreps)}
+            chosen = [parts[n] for n in names]
+            cols = torch.cat([b.index for b in chosen])
+            out.append((p.module, self._hook(p, chosen, cols)))
+        return out
+
+    def _hook(self, p, chosen, cols):
+        def hook(module, args, output):
+            x = to_mul_ir(p.read(output), p.irreps, p.layout)
+            new = x.clone()
+            c = cols.to(x.device)
+            if self.kind == "zero":
+                new[:, c] = 0
+            elif self.kind == "mean":
+                new[:, c] = self.means[p.name].to(x)[c]
+            else:
+                new[:, c] = self._donor(p, chosen, x.shape[0]).to(x)[:, c]
+            return p.write(output, from_mul_ir(new, p.irreps, p.layout))
+        return hook
+
+    def _donor(self, p, chosen, rows: int) -> torch.Tensor:
+        """Rows of the next batch's structures (structure i takes structure i + 1's; with one batch, its
+        neighbour's), cycled over their atoms (or edges), each structure's l > 0 blocks rotated by its own
+        random rotation."""
+        b = self.index
+        here, there = self.batches[b], self.batches[(b + 1) % len(self.batches)]
+        donor = self.acts[(b + 1) % len(self.batches)][p.name]
+        kind = p.kind
+        mine = here.atom_batch if kind == "node" else here.edge_batch
+        theirs = there.atom_batch if kind == "node" else there.edge_batch
+        mine, theirs = mine.cpu(), theirs.cpu()
+        n_mine, n_theirs = here.n_structures, there.n_structures
+        count_t = torch.bincount(theirs, minlength=n_theirs)
+        start_t = torch.cumsum(count_t, 0) - count_t
+        count_m = torch.bincount(mine, minlength=n_mine)
+        start_m = torch.cumsum(count_m, 0) - count_m
+        src = (mine + 1) % n_theirs  # another structure, also when the donor batch is this one
+        k = torch.arange(rows) - start_m[mine]  # the row's place within its structure
+        take = start_t[src] + k % count_t[src].clamp(min=1)
+        out = donor[take].clone()
+        gen = torch.Generator().manual_seed(self.seed * 100_003 + b)
+        q = torch.randn(n_mine, 4, generator=gen, dtype=torch.float64)  # uniform random rotations
+        R = o3.quaternion_to_matrix(q / q.norm(dim=1, keepdim=True))
+        for blk in chosen:
+            if blk.l == 0:
+                continue
+            D = o3.Irrep(blk.l, blk.parity).D_from_matrix(R).to(out.dtype)  # [structures, 2l+1, 2l+1]
+            v = out[:, blk.index].reshape(rows, blk.mul, blk.dim)
+            out[:, blk.index] = torch.einsum("rij,rcj->rci", D[mine], v).reshape(rows, -1)
+        return out
+
+
+def paired_bootstrap(per_base: np.ndarray, per_ablated: np.ndarray, denominator, n_boot: int = 1000,
+                     seed: int = 0, level: float = 0.95) -> tuple[float, float, float]:
+    """``(mean(ablated) - mean(base)) / denominator(rows)`` with a percentile interval from resampling
+    structures (both sides together). ``denominator(rows)`` gives the scale on a resample."""
+    rng = np.random.default_rng(seed)
+    n = len(per_base)
+    point = (per_ablated.mean() - per_base.mean()) / denominator(np.arange(n))
+    draws = np.empty(n_boot)
+    for i in range(n_boot):
+        rows = rng.integers(0, n, n)
+        draws[i] = (per_ablated[rows].mean() - per_base[rows].mean()) / denominator(rows)
+    lo, hi = np.percentile(draws, [100 * (1 - level) / 2, 100 * (1 + level) / 2])
+    return float(point), float(lo), float(hi)
