@@ -44,7 +44,7 @@ def test_norm_shares_sum_to_one_and_files_exist(ckpt, tmp_path):
     assert {"arrays.npz", "meta.json", "summary.csv"} <= {p.name for p in (tmp_path / "c").iterdir()}
     shares = cap.summary.groupby("point")["norm_share"].sum()
     assert torch.allclose(torch.tensor(shares.values), torch.ones(len(shares), dtype=torch.float64))
-    assert cap.points == ["embedding", "layers.0", "layers.1", "readout"]
+    assert cap.points == ["embedding", "layers.0", "layers.1.update", "layers.1", "readout"]
     assert cap.meta["n_molecules"] == 30 and len(cap.meta["checkpoint_sha256"]) == 64
     assert cap.pooled("layers.1", "1o", "vector_sum").shape == (30, 8, 3)
     assert cap.pooled("layers.1", "0e", "value_mean").shape == (30, 8)

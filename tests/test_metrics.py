@@ -171,3 +171,23 @@ def test_blocks_the_readout_cannot_read_are_unreachable(example):
     reach = reachable(model, structures, points, n=8)
     assert not reach[("layers.2", "1o")] and not reach[("layers.2", "2e")]
     assert reach[("layers.2", "0e")] and reach[("layers.1", "1o")] and reach[("layers.0", "2e")]
+
+
+def test_update_and_stream_are_told_apart_on_a_planted_model(example):
+    """Layer 1's own update to 2e planted to zero: ablating layers.1.update 2e changes nothing, ablating
+    the stream (which still holds what layer 0 wrote into 2e) does."""
+    model, structures, batches, _ = example
+    layer = model.module.layers[1]
+    with torch.no_grad():
+        for lin in (layer.linear, layer.self_connection):
+            for _, ins, w in lin.weight_views(yield_instruction=True):
+                if lin.irreps_out[ins.i_out].ir == o3.Irrep("2e"):
+                    w.zero_()
+    points = [p for p in model.adapter.points(model) if p.name in ("layers.1.update", "layers.1")]
+    assert [p.role for p in points] == ["update", "stream"]
+    base = predictions(model, batches)
+    scorer = Scorer(base, structures.labels["u0_atom"][:, None], structures.n_atoms.numpy(), False)
+    t = ablation(model, batches, points, scorer, orders=False, n_boot=50).set_index(["point", "block"])
+    assert t.loc[("layers.1.update", "2e"), "utilisation"] == pytest.approx(0, abs=1e-9)
+    assert t.loc[("layers.1", "2e"), "utilisation"] > 0.05
+    assert t.loc[("layers.1.update", "0e"), "utilisation"] > 0.05

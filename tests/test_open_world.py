@@ -20,7 +20,7 @@ def _capture_and_report(tmp_path, *argv):
     assert main(["capture", *map(str, argv), "--out", str(tmp_path / "cap"), "--device", "cpu"]) == 0
     cap = load_capture(tmp_path / "cap")
     assert main(["report", str(tmp_path / "cap"), "--out", str(tmp_path / "rep"), "--map-method", "pca",
-                 "--device", "cpu"]) == 0
+                 "--device", "cpu", "--ablation-molecules", "12"]) == 0
     return cap, tmp_path / "rep"
 
 
@@ -32,7 +32,8 @@ def test_sevenn_capture_and_report_without_labels_of_its_energy(xyz, tmp_path):
     assert cap.points[0] == "onehot_to_feature_x" and "4_equivariant_gate" in cap.points
     util = pd.read_csv(rep / "tables" / "utilisation.csv")
     assert (util["score"] == "shift").all() and util["utilisation"].notna().all()
-    assert util.set_index(["point", "block"]).loc[("0_equivariant_gate", "0e"), "utilisation"] > 0.05
+    zero = util[util["intervention"] == "zero"].set_index(["point", "block"])
+    assert zero.loc[("0_equivariant_gate", "0e"), "utilisation"] > 0.05
     eq = pd.read_csv(rep / "tables" / "probes_equivariant.csv")
     assert set(eq[eq["target"] == "dipole_vec"]["block"]) == {"1e"}  # vectors without parity are probed
     md = (rep / "report.md").read_text()

@@ -48,6 +48,8 @@ class IrrepprobeAdapter(Adapter):
         net = model.module
         pts = [Point("embedding", "embedding", net.embedding.irreps_out, role="input")]
         for i, layer in enumerate(net.layers):
+            if layer.residual:  # what the layer itself adds, before the stream (x + update)
+                pts.append(Point(f"layers.{i}.update", f"layers.{i}.update", layer.irreps_out, role="update"))
             pts.append(Point(f"layers.{i}", f"layers.{i}", layer.irreps_out, role="stream"))
         pts.append(Point("readout", "readout", net.readout.irreps_out, role="output"))
         return pts

@@ -152,6 +152,7 @@ def capture(model: Loaded, structures: Structures, points: list[str] | None = No
                             "blocks": [{"name": b.name, "l": b.l, "parity": b.parity, "mul": b.mul}
                                        for b in rec.blocks[p.name]]}
                    for p in chosen if p.name not in rec.skipped},
+        "point_order": [p.name for p in chosen if p.name not in rec.skipped],
         "skipped": rec.skipped, "nodes": bool(save_nodes), "batch_size": batch_size,
         "device": str(model.device), "versions": versions(),
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),

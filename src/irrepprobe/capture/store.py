@@ -60,7 +60,8 @@ class Capture:
 
     @property
     def points(self) -> list[str]:
-        return list(self.meta["points"])
+        """Point names in forward order (``meta.json`` keeps its keys sorted, so the order is stored)."""
+        return list(self.meta.get("point_order") or self.meta["points"])
 
     def blocks(self, point: str) -> list[str]:
         return [b["name"] for b in self.meta["points"][point]["blocks"]]

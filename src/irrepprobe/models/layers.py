@@ -88,6 +88,9 @@ class Interaction(nn.Module):
         self.linear = o3.Linear(mid_sorted.simplify(), irreps_pre)
         self.self_connection = o3.Linear(self.irreps_in, irreps_pre) if self_connection else None
         self.residual = residual and self.irreps_in == self.irreps_out
+        # the layer's own contribution before the residual adds it to the stream: a named point for
+        # capture and ablation (no parameters, so checkpoints are unchanged)
+        self.update = nn.Identity()
 
     def forward(self, x, sh, radial, edge_index):
         src, dst = edge_index
@@ -99,6 +102,7 @@ class Interaction(nn.Module):
             out = out + self.self_connection(x)
         if self.gate is not None:
             out = self.gate(out)
+        out = self.update(out)
         return x + out if self.residual else out
 
 
