@@ -1,0 +1,96 @@
+"""reports/sevenn/README.md from the two model reports that analyses/sevenn/run.sh wrote.
+
+    python analyses/sevenn/summarise.py
+"""
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pandas as pd
+
+ROOT = Path(__file__).resolve().parents[2]
+
+MODELS = ("7net-0", "7net-l3i5")
+OUT = ROOT / "reports" / "sevenn"
+
+
+def _md(df: pd.DataFrame) -> str:
+    cols = [str(c) for c in df.columns]
+    rows = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    rows += ["| " + " | ".join(f"{x:.3f}" if isinstance(x, float) else str(x) for x in r) + " |"
+             for r in df.itertuples(index=False)]
+    return "\n".join(rows)
+
+
+def _software() -> str:
+    import os
+    import platform
+    from importlib.metadata import version
+
+    pkgs = ", ".join(f"{p} {version(p)}" for p in ("irrepprobe", "sevenn", "torch", "e3nn", "ase"))
+    return f"{os.cpu_count()} CPU cores ({platform.machine()}), no GPU; Python {platform.python_version()}, {pkgs}"
+
+
+def _cell(r) -> str:
+    return f"{100 * r.scale_free:.1f} [{100 * r.scale_free_low:.1f}, {100 * r.scale_free_high:.1f}]"
+
+
+def per_order(util: pd.DataFrame) -> pd.DataFrame:
+    """Per point (layer) and block: the scale-free utilisation (%) with its interval under each
+    intervention, and the verdict."""
+    rows = []
+    for (point, block), g in util.groupby(["point", "block"], sort=False):
+        row = {"point": point, "block": block}
+        for r in g.itertuples():
+            row[r.intervention] = _cell(r)
+        first = g.iloc[0]
+        row["verdict"] = ("-" if point == "all" else "unreachable" if not first["reachable"]
+                          else "used" if first["used"] else "unused")
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def dipole(eq: pd.DataFrame) -> pd.DataFrame:
+    d = eq[eq["target"] == "dipole_vec"][["point", "block", "r2", "r2_untrained", "selectivity", "r2_shuffled"]]
+    return d.round(3)
+
+
+def main() -> None:
+    lines = ["# What a pretrained universal potential uses on organic molecules: SevenNet on QM9", ""]
+    meta = {}
+    for name in MODELS:
+        rep = OUT / name
+        if not (rep / "tables" / "utilisation.csv").exists():
+            print(f"missing {rep}: run analyses/sevenn/run.sh first", file=sys.stderr)
+            continue
+        cap_meta = json.loads((ROOT / "experiments" / "sevenn" / name / "meta.json").read_text())
+        meta[name] = cap_meta
+        util = pd.read_csv(rep / "tables" / "utilisation.csv")
+        eq = pd.read_csv(rep / "tables" / "probes_equivariant.csv")
+        timings = pd.read_csv(rep / "tables" / "timings.csv")
+        lines += [f"## {name}", "", cap_meta["model_summary"] + ".", "",
+                  f"Captured over {cap_meta['n_molecules']} molecules of {cap_meta['data']} in "
+                  f"{cap_meta['seconds']:.0f} s; report in {timings['seconds'].sum() / 60:.0f} min "
+                  f"([report.md]({name}/report.md), [report.html]({name}/report.html)). Ablation on the first "
+                  f"{int(util['molecules'].iloc[0])} molecules.", "",
+                  "Scale-free utilisation in % (mean absolute change of the predicted energy per atom over its "
+                  "mean absolute deviation across the molecules; QM9 holds no PBE energies, so this is how far "
+                  "ablation moves SevenNet's own prediction, not its error), 95% paired bootstrap interval:", "",
+                  _md(per_order(util)), "",
+                  "Dipole vector (QM9's Mulliken dipole) from the l=1 (1e) blocks by an equivariant linear probe, "
+                  "next to the same probe on the untrained model (same architecture, re-initialised):", "",
+                  _md(dipole(eq)), ""]
+    lines += ["## How this was made", "",
+              "`bash analyses/sevenn/run.sh` (captures: `irrepprobe capture MODEL --format sevenn --data qm9:test "
+              "--subset 2000 --trust --batch-size 32 --out experiments/sevenn/MODEL`; reports: `irrepprobe report "
+              "experiments/sevenn/MODEL --out reports/sevenn/MODEL --ablation-molecules N`, N = 500 for 7net-0, 200 for 7net-l3i5), then "
+              "`python analyses/sevenn/summarise.py`.", "",
+              f"Machine and software: {_software()}."]
+    (OUT / "README.md").write_text("\n".join(lines) + "\n")
+    print(f"-> {OUT / 'README.md'}")
+
+
+if __name__ == "__main__":
+    main()
