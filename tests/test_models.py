@@ -2,7 +2,7 @@ import pytest
 import torch
 from e3nn import o3
 
-from irrepprobe.data import collate, load_qm9, target_values
+from irrepprobe.data import collate, target_values
 from irrepprobe.data.graphs import MoleculeDataset
 from irrepprobe.models import PRESETS, build_model, num_parameters, preset
 

@@ -5,7 +5,6 @@ import torch
 
 from irrepprobe.cli import main
 from irrepprobe.data.structures import qm9_structures, read_structures, write_extxyz
-from irrepprobe.errors import IrrepprobeError
 from irrepprobe.examples import example_checkpoint
 
 

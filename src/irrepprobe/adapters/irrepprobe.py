@@ -5,7 +5,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from e3nn import o3
 
 from ..data.qm9 import ATOMIC_NUMBERS, ELEMENTS
 from ..data.structures import sha256

@@ -26,7 +26,7 @@ from ..capture import Capture, blocks, hooked, keeping, model_of, structures_of,
 from ..train.distributed import resolve_device
 from ..progress import progress
 from .features import hidden_points
-from .interventions import INTERVENTIONS, Intervention, activations, paired_bootstrap
+from .interventions import Intervention, activations, paired_bootstrap
 
 # A block is "unused" when ablating it moves the score by less than 5 %. Ablation moves the error
 # of a block the model relies on by tens to thousands of per cent; 5 % sits well below that and near

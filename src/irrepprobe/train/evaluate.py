@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import pandas as pd
-import torch
 from e3nn import o3
 
 from ..config import Config
