@@ -308,7 +308,8 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--trust", action="store_true",
                     help="allow unpickling the model file (a capture made with --trust already allows its own file)")
     sp.add_argument("--threshold", type=float, default=0.05,
-                    help="a block is unused when zeroing it raises the test MAE by less than this fraction")
+                    help="a block is unused when the upper end of its scale-free utilisation interval is below "
+                         "this fraction under every intervention")
     sp.add_argument("--ablation-molecules", type=int, default=1000,
                     help="molecules for ablation and attribution (first N captured; 0 = all)")
     sp.add_argument("--map-points", type=int, default=2000, help="molecules per latent map (0 = all)")

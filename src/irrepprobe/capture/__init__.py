@@ -1,5 +1,5 @@
 """Per-irrep activations of a trained model: hooks, block slicing, streaming reductions, capture files."""
-from .hooks import Recorder, find_points, hooked, keeping, refuse_compiled, replacing, select, zeroing
+from .hooks import Recorder, find_points, hooked, keeping, refuse_compiled, replacing, select
 from .layouts import Block, blocks, from_mul_ir, split, to_mul_ir
 from .run import (capture, capture_checkpoint, capture_untrained, choose_points, model_of, resolve_data, run_capture,
                   structures_of)
@@ -8,4 +8,4 @@ from .store import Capture, load_capture, summary_table
 __all__ = ["Block", "Capture", "Recorder", "blocks", "capture", "capture_checkpoint", "capture_untrained",
            "choose_points", "find_points", "from_mul_ir", "hooked", "keeping", "load_capture", "model_of",
            "refuse_compiled", "replacing", "resolve_data", "run_capture", "select", "split", "structures_of",
-           "summary_table", "to_mul_ir", "zeroing"]
+           "summary_table", "to_mul_ir"]

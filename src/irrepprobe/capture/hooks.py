@@ -116,22 +116,6 @@ def replacing(points, replace: dict[str, Callable[[torch.Tensor], torch.Tensor]]
     return [(by_name[n].module, make(by_name[n], fn)) for n, fn in replace.items()]
 
 
-def zeroing(points, zero: dict[str, list[str]]) -> list[tuple[str, Callable]]:
-    """Hooks that set the named blocks of each point to zero, so that every later module sees them
-    zeroed (for l > 0 zero is also the rotation average: zero- is mean-ablation)."""
-    by_name = {p.name: p for p in as_points(points)}
-
-    def mask_of(point, names):
-        parts = {b.name: b for b in blocks(by_name[point].irreps)}
-        unknown = [n for n in names if n not in parts]
-        if unknown:
-            raise IrrepprobeError(f"{point} has no block {unknown[0]!r}; its blocks: {', '.join(parts)}")
-        mask = torch.ones(by_name[point].irreps.dim)
-        mask[torch.cat([parts[n].index for n in names])] = 0
-        return lambda x: x * mask.to(x.device, x.dtype)
-    return replacing(points, {p: mask_of(p, names) for p, names in zero.items() if names})
-
-
 def keeping(points, store: dict[str, torch.Tensor]) -> list[tuple[str, Callable]]:
     """Hooks that keep each point's tensor (in the point's own layout, still in the autograd graph) in
     ``store``."""

@@ -18,7 +18,8 @@ import torch
 from e3nn import o3
 
 from ..adapters import Loaded
-from ..capture import blocks, from_mul_ir, hooked, keeping, to_mul_ir
+from ..capture import blocks, hooked, keeping, replacing, to_mul_ir
+from ..errors import IrrepprobeError
 
 INTERVENTIONS = ("zero", "mean", "resample")
 
@@ -58,8 +59,6 @@ class Intervention:
 
     def __init__(self, kind: str, points, acts, batches, seed: int = 0):
         if kind not in INTERVENTIONS:
-            from ..errors import IrrepprobeError
-
             raise IrrepprobeError(f"unknown intervention {kind!r}; valid: {', '.join(INTERVENTIONS)}")
         self.kind, self.points = kind, {p.name: p for p in points}
         self.acts, self.batches, self.seed = acts, batches, seed
@@ -67,18 +66,22 @@ class Intervention:
         self.index = 0  # the batch being run
 
     def hooks(self, replace: dict[str, list[str]]):
-        out = []
+        """Hooks (through :func:`~irrepprobe.capture.replacing`) that replace the blocks ``replace``
+        names at each point."""
+        fns = {}
         for name, names in replace.items():
             p = self.points[name]
             parts = {b.name: b for b in blocks(p.irreps)}
+            unknown = [n for n in names if n not in parts]
+            if unknown:
+                raise IrrepprobeError(f"{name} has no block {unknown[0]!r}; its blocks: {', '.join(parts)}")
             chosen = [parts[n] for n in names]
-            cols = torch.cat([b.index for b in chosen])
-            out.append((p.module, self._hook(p, chosen, cols)))
-        return out
+            fns[name] = self._replacement(p, chosen, torch.cat([b.index for b in chosen]))
+        return replacing(list(self.points.values()), fns)
 
-    def _hook(self, p, chosen, cols):
-        def hook(module, args, output):
-            x = to_mul_ir(p.read(output), p.irreps, p.layout)
+    def _replacement(self, p, chosen, cols):
+        """[rows, dim] in ``mul_ir`` -> the same with the ``cols`` of ``chosen`` blocks replaced."""
+        def fn(x):
             new = x.clone()
             c = cols.to(x.device)
             if self.kind == "zero":
@@ -87,8 +90,8 @@ class Intervention:
                 new[:, c] = self.means[p.name].to(x)[c]
             else:
                 new[:, c] = self._donor(p, chosen, x.shape[0]).to(x)[:, c]
-            return p.write(output, from_mul_ir(new, p.irreps, p.layout))
-        return hook
+            return new
+        return fn
 
     def _donor(self, p, chosen, rows: int) -> torch.Tensor:
         """Rows of the next batch's structures (structure i takes structure i + 1's; with one batch, its

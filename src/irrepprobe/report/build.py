@@ -224,8 +224,8 @@ def _document(head, meta, mae, unit, verdict, norms, util, probes, eq, knn, cka_
         "Unreachable by construction (no gradient from any output, on the data and on randomly displaced "
         "atoms: nothing downstream reads them), neither used nor unused and left out of every count: "
         + (", ".join(unreachable) if unreachable else "none") + ".",
-        "Orders a pruning step would drop (every block of the order unused at every layer, and zeroing "
-        "the order everywhere at once also below the threshold): "
+        "Orders a pruning step would drop (every reachable block of the order unused at every layer, and "
+        "the order replaced everywhere at once unused too): "
         + (", ".join(f"l={l}" for l in verdict["drop"]) if verdict["drop"] else "none") + ".",
         f"Information about targets the model was not trained on (probe R2 >= {INFO_R2} and selectivity "
         f">= {INFO_SELECTIVITY}; {', '.join(verdict['copies']) or 'none'} count as the model's own target): "
