@@ -29,6 +29,16 @@ def sha256(path) -> str:
     return h.hexdigest()
 
 
+def atoms_of(ptr: torch.Tensor, rows) -> torch.Tensor:
+    """The atom indices of structures ``rows`` (in that order), where structure ``i`` owns atoms
+    ``ptr[i]:ptr[i+1]``."""
+    rows = torch.as_tensor(rows, dtype=torch.long)
+    counts = ptr[rows + 1] - ptr[rows]
+    start = torch.repeat_interleave(ptr[rows], counts)
+    offset = torch.arange(int(counts.sum())) - torch.repeat_interleave(torch.cumsum(counts, 0) - counts, counts)
+    return start + offset
+
+
 @dataclass
 class Structures:
     """``n`` structures; structure ``i`` owns atoms ``ptr[i]:ptr[i+1]``."""
@@ -63,12 +73,11 @@ class Structures:
     def composition(self, elements: list[int] | None = None) -> np.ndarray:
         """[n, elements] counts of each element per structure."""
         elements = elements or self.elements
-        col = {z: k for k, z in enumerate(elements)}
+        z, mol = self.numbers.numpy(), self.structure_of_atom().numpy()
+        known = np.isin(z, elements)
         counts = np.zeros((len(self), len(elements)))
-        mol = self.structure_of_atom().numpy()
-        for z, m in zip(self.numbers.tolist(), mol):
-            if z in col:
-                counts[m, col[z]] += 1
+        order = np.argsort(elements)  # column of each atom's element, in the order of ``elements``
+        np.add.at(counts, (mol[known], order[np.searchsorted(np.asarray(elements)[order], z[known])]), 1)
         return counts
 
     def scalar_labels(self) -> list[str]:
@@ -78,8 +87,7 @@ class Structures:
         """The structures at positions ``rows`` (in that order)."""
         rows = torch.as_tensor(np.asarray(rows), dtype=torch.long)
         counts = self.n_atoms[rows]
-        atoms = torch.cat([torch.arange(int(self.ptr[r]), int(self.ptr[r + 1])) for r in rows.tolist()]) \
-            if len(rows) else torch.zeros(0, dtype=torch.long)
+        atoms = atoms_of(self.ptr, rows)
         r = rows.numpy()
         return Structures(self.numbers[atoms], self.pos[atoms], torch.cat([torch.zeros(1, dtype=torch.long),
                           counts.cumsum(0)]), self.cell[rows], self.pbc[rows], self.ids[r],
@@ -188,8 +196,7 @@ def qm9_structures(qm9, indices=None, source: str = "qm9") -> Structures:
 
     idx = torch.arange(len(qm9)) if indices is None else torch.as_tensor(indices, dtype=torch.long)
     counts = qm9.n_atoms[idx]
-    atoms = torch.cat([torch.arange(int(qm9.ptr[i]), int(qm9.ptr[i + 1])) for i in idx.tolist()]) \
-        if len(idx) else torch.zeros(0, dtype=torch.long)
+    atoms = atoms_of(qm9.ptr, idx)
     labels, units = {}, {}
     for t in TARGETS.values():
         if t.irreps == "1x0e":

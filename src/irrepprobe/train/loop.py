@@ -15,6 +15,7 @@ from torch.utils.data.distributed import DistributedSampler
 
 from ..config import Config
 from ..data import get_target, load_qm9, loader, make_split, radius_graph, target_values
+from ..data.structures import atoms_of
 from ..errors import IrrepprobeError
 from ..fileio import save_json, save_text
 from ..models import build_model, fit_output_stats
@@ -112,7 +113,7 @@ def _train(config, out, state, device, is_dist, rank, world_size, main, progress
     torch.manual_seed(t.seed)
     model = build_model(config)
     train_idx = split["train"]
-    atoms = torch.cat([torch.arange(qm9.ptr[i], qm9.ptr[i + 1]) for i in train_idx.tolist()])
+    atoms = atoms_of(qm9.ptr, train_idx)
     ptr = torch.cat([torch.zeros(1, dtype=torch.long), torch.cumsum(qm9.n_atoms[train_idx], 0)])
     fit_output_stats(model, qm9.species[atoms], ptr, y[train_idx])
     if init is not None and state is None:
