@@ -63,6 +63,50 @@ def test_spearman_finds_a_planted_monotone_relation_and_not_noise():
     assert "too few runs" in verdict(spearman_ci(x[:5], x[:5] ** 3, n_boot=100))
 
 
+def _planted_runs(within_slope: float, between: float, seed: int = 0) -> pd.DataFrame:
+    """3 targets x 6 configurations x 3 seeds: latent and error each shifted by ``between`` times the
+    target's index (a between-target artefact), and error = ``within_slope`` * latent + noise within."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for t in range(3):
+        for c in range(6):
+            base = rng.normal()
+            for s in range(3):
+                x = base + 0.1 * rng.normal()
+                rows.append({"target": f"t{t}", "config": f"t{t}-c{c}", "seed": s,
+                             "latent": x + between * t,
+                             "test_mae": within_slope * x + 0.3 * rng.normal() + between * t})
+    return pd.DataFrame(rows).assign(test_mae_relative=lambda d: d["test_mae"])
+
+
+def test_a_planted_within_target_correlation_is_found_and_a_between_target_artefact_is_not():
+    from irrepprobe.metrics.correlation import latent_vs_error, leave_one_config_out
+
+    artefact = latent_vs_error(_planted_runs(0.0, 10.0), "latent", n_boot=500).set_index("runs")
+    pooled = artefact.loc["pooled across targets (artefact-prone)"]
+    assert pooled["rho"] > 0.5 and pooled["ci_low"] > 0  # what pooling over targets would have claimed
+    inside = artefact.loc["within targets"]
+    assert inside["ci_low"] < 0 < inside["ci_high"] and inside["groups"] == 18
+    planted = latent_vs_error(_planted_runs(-1.0, 10.0), "latent", n_boot=500).set_index("runs")
+    assert planted.loc["within targets", "ci_high"] < 0
+    assert all(planted.loc[f"target t{t}", "ci_high"] < 0 for t in range(3))
+    # a configuration's error is predicted better by the latent line than by the others' mean only when planted
+    loco = leave_one_config_out(_planted_runs(-1.0, 10.0), "latent")
+    assert len(loco) == 18 and loco["error_latent"].mean() < 0.6 * loco["error_mean"].mean()
+    none = leave_one_config_out(_planted_runs(0.0, 10.0), "latent")
+    assert none["error_latent"].mean() > 0.9 * none["error_mean"].mean()
+
+
+def test_bootstrap_over_configurations_is_wider_than_over_runs_when_seeds_repeat_a_configuration():
+    rng = np.random.default_rng(1)
+    x = np.repeat(rng.normal(size=6), 5) + 0.01 * rng.normal(size=30)  # 6 configurations x 5 near-equal seeds
+    y = x + 0.8 * np.repeat(rng.normal(size=6), 5)
+    runs = spearman_ci(x, y, n_boot=500)
+    configs = spearman_ci(x, y, n_boot=500, groups=np.repeat(np.arange(6), 5))
+    assert configs["groups"] == 6 and runs["groups"] == 30
+    assert configs["ci_high"] - configs["ci_low"] > runs["ci_high"] - runs["ci_low"]
+
+
 def test_grid_runs_a_rerun_does_no_work_and_the_report_has_the_correlation(tmp_path):
     grid = load_grid(_grid(tmp_path))
     logs = []

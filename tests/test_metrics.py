@@ -67,6 +67,37 @@ def test_cka_is_one_for_a_layer_with_itself_and_ignores_rotation_and_scale():
     assert linear_cka(X, rng.normal(size=(200, 8))) < 0.2
 
 
+def test_debiased_cka_is_about_zero_for_independent_features_and_composition_is_regressed_out():
+    from irrepprobe.metrics import debiased_cka
+    from irrepprobe.metrics.similarity import random_baseline, residualise
+
+    X, Y = rng.normal(size=(200, 50)), rng.normal(size=(200, 50))
+    assert abs(debiased_cka(X, Y)) < 0.05
+    assert linear_cka(X, Y) > 0.15  # the small-sample bias the debiased estimator removes
+    Q, _ = np.linalg.qr(rng.normal(size=(50, 50)))
+    assert debiased_cka(X, 2.0 * X @ Q) == pytest.approx(1.0)
+    assert abs(random_baseline(X)) < 0.05
+    # two featurisations that share only the element counts: similar raw, unrelated once composition is out
+    C = rng.poisson(3.0, size=(200, 5)).astype(float)
+    A, B = C @ rng.normal(size=(5, 30)), C @ rng.normal(size=(5, 30))
+    A, B = A + 0.3 * rng.normal(size=A.shape), B + 0.3 * rng.normal(size=B.shape)
+    assert debiased_cka(A, B) > 0.3
+    assert abs(debiased_cka(residualise(A, C), residualise(B, C))) < 0.05
+
+
+def test_control_task_shuffles_labels_only_among_molecules_of_equal_composition():
+    from irrepprobe.metrics.probes import shuffle_within
+
+    comp = np.repeat(np.eye(4), [1, 5, 7, 9], axis=0)  # four compositions, one of them a singleton
+    Y = rng.normal(size=(22, 2))
+    out = shuffle_within(Y, comp, seed=0)
+    for k in range(4):
+        rows = np.flatnonzero(comp[:, k] == 1)
+        assert sorted(map(tuple, out[rows])) == sorted(map(tuple, Y[rows]))  # a permutation within the group
+    assert not np.allclose(out, Y)
+    assert np.allclose(out[0], Y[0])  # a singleton keeps its own label
+
+
 def test_participation_ratio_counts_directions():
     assert participation_ratio(np.c_[rng.normal(size=500), np.zeros(500)]) == pytest.approx(1.0)
     assert participation_ratio(rng.normal(size=(5000, 4))) == pytest.approx(4.0, rel=0.05)
@@ -85,6 +116,11 @@ def test_ablating_a_block_the_readout_ignores_is_unused_and_its_l0_block_is_not(
     assert abs(table.loc[(last, "2e"), "utilisation"]) < 1e-6
     assert table.loc[(last, "0e"), "utilisation"] > THRESHOLD
     assert ("all", "l=1") in table.index and ("all", "l=2") in table.index
+    joint = table.loc["all"].reset_index().set_index(["block", "intervention"])["mae"]
+    # true removal also switches off the paths from the order's spherical harmonics, which zeroing the
+    # order's blocks leaves in place (l = 2 here); for l = 1 nothing else reads them
+    assert abs(joint[("l=2", "removed")] - joint[("l=2", "zero")]) > 1e-4 * joint[("l=2", "zero")]
+    assert joint[("l=1", "removed")] == pytest.approx(joint[("l=1", "zero")], rel=1e-6)
     assert (table["score"] == "error").all()
     gxa = grad_x_activation(model, batches, points).set_index(["point", "block"])["grad_x_activation"]
     assert gxa[(last, "1o")] == 0 and gxa[(last, "0e")] > 0

@@ -85,7 +85,7 @@ def test_warm_start_computes_what_the_full_model_computes_without_the_dropped_or
 
     from irrepprobe.data import loader, target_values
     from irrepprobe.models import build_model
-    from irrepprobe.prune.warm import warm_start
+    from irrepprobe.models.orders import warm_start
 
     cfg = smoke_config(**{"model.ls": ls, "data.target": target, "model.avg_neighbors": 6.0, "model.layers": 3})
     torch.manual_seed(0)

@@ -1,4 +1,5 @@
 import numpy as np
+import pandas as pd
 import pytest
 from matplotlib import image
 
@@ -42,13 +43,22 @@ def test_report_finds_the_unused_last_layer_blocks_and_controls_its_probes(repor
     assert {"zero", "mean", "resample"} <= set(table.columns)
     assert list(v["sweep"]["threshold"]) == ["1%", "2%", "5%", "10%"]
     util = report["tables"]["utilisation"]
-    assert set(util["intervention"]) == {"zero", "mean", "resample"}
+    assert set(util["intervention"]) == {"zero", "mean", "resample", "removed"}
+    assert set(util.loc[util["intervention"] == "removed", "block"]) == {"l=1", "l=2"}
     assert (util["scale_free_low"] <= util["scale_free"] + 1e-12).all()
     assert (util["scale_free"] <= util["scale_free_high"] + 1e-12).all()
     probes = report["tables"]["probes"]
-    assert probes["r2_untrained"].notna().all()
+    assert probes["r2_untrained"].notna().all() and (probes["controls"] == 5).all()
+    assert (probes["r2_untrained_sd"] > 0).any() and (probes["r2_untrained_max"] >= probes["r2_untrained"]).all()
     assert np.allclose(probes["selectivity"], probes["r2"] - probes["r2_untrained"])
+    assert (probes["above_controls"] == (probes["r2"] > probes["r2_untrained_max"])).all()
     assert probes["r2_shuffled"].median() < 0.1
+    assert probes["r2_control_task"].notna().all()
+    for k in range(1, 5):
+        assert (report["out"] / "control" / f"seed{k}" / "meta.json").exists()
+    cka = pd.read_csv(report["out"] / "tables" / "cka_trained_vs_untrained.csv")
+    assert {"debiased_cka", "random_baseline", "linear_cka_raw"} <= set(cka.columns)
+    assert (cka["random_baseline"].abs() < 0.1).all()
 
 
 def test_report_command_and_bad_input(report, tmp_path, capsys):

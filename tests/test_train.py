@@ -15,7 +15,8 @@ from irrepprobe.train import evaluate, load_checkpoint, model_from_checkpoint, t
 @pytest.fixture(scope="module")
 def smoke_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("smoke")
-    result = train(smoke_config(**{"train.epochs": 4}), out, progress=False, log=lambda *a: None)
+    result = train(smoke_config(**{"train.epochs": 4, "train.keep_epochs": [0, 2, 4]}), out, progress=False,
+                   log=lambda *a: None)
     return out, result
 
 
@@ -155,3 +156,33 @@ def test_ddp_two_cpu_processes(tmp_path):
     assert "processes=2" in proc.stdout
     ckpt = load_checkpoint(out / "best.pt")
     assert len(ckpt["history"]) == 2 and ckpt["metrics"]["test_mae"] > 0
+
+
+def test_kept_checkpoints_feed_dynamics_and_epoch_zero_is_the_untrained_control(smoke_run, tmp_path, capsys):
+    import numpy as np
+
+    from irrepprobe.report.dynamics import dynamics
+
+    out, _ = smoke_run
+    assert sorted(p.name for p in (out / "epochs").iterdir()) == ["epoch0000.pt", "epoch0002.pt", "epoch0004.pt"]
+    assert load_checkpoint(out / "epochs" / "epoch0004.pt")["model"].keys() == load_checkpoint(out / "last.pt")["model"].keys()
+    res = dynamics(out, out=tmp_path / "dyn", subset=40, molecules=40, log=lambda *a: None)
+    table = res["table"]
+    assert sorted(table["epoch"].unique()) == [0, 2, 4]
+    # epoch 0 is the very initialisation the untrained control re-draws: selectivity exactly 0
+    assert np.allclose(table.loc[table["epoch"] == 0, "selectivity"], 0, atol=1e-9)
+    assert not np.allclose(table.loc[table["epoch"] == 4, "selectivity"], 0, atol=1e-3)
+    assert (tmp_path / "dyn" / "figures" / "dynamics.png").stat().st_size > 10_000
+    # a second call reuses every epoch's numbers
+    stamp = (tmp_path / "dyn" / "epoch0002" / "blocks.csv").stat().st_mtime_ns
+    dynamics(out, out=tmp_path / "dyn", subset=40, molecules=40, log=lambda *a: None)
+    assert (tmp_path / "dyn" / "epoch0002" / "blocks.csv").stat().st_mtime_ns == stamp
+    capsys.readouterr()
+    assert main(["dynamics", str(tmp_path)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "keep_epochs" in err[0]
+
+
+def test_keep_epochs_must_be_epoch_numbers():
+    with pytest.raises(IrrepprobeError, match="train.keep_epochs"):
+        smoke_config(**{"train.epochs": 4, "train.keep_epochs": [5]})

@@ -95,16 +95,25 @@ def write_summary(u0, dip, unused, eq_u0, eq_dip, cmd, seconds, u0_grid, dip_gri
     tag = (lambda df: df.assign(config="dipole " + df["config"]))  # the two grids share config names
     runs = pd.concat([u0["runs"], tag(dip["runs"])], ignore_index=True)
     util = pd.concat([u0["utilisation"], tag(dip["utilisation"])], ignore_index=True)
-    per_order = (util[util["point"] != "all"].groupby(["config", "l"])["utilisation"].agg(["mean", "max"])
+    per_block = util[(util["point"] != "all") & (util["intervention"] == "zero") & util["reachable"]]
+    per_order = (per_block.groupby(["config", "l"])["scale_free"].agg(["mean", "max"])
                  .unstack("l").round(3))
     per_order.columns = [f"{s} util l={l}" for s, l in per_order.columns]
-    joint = util[util["point"] == "all"].groupby(["config", "l"])["utilisation"].mean().unstack("l").round(3)
-    joint.columns = [f"joint util l={l}" for l in joint.columns]
+    joint = util[(util["point"] == "all") & util["intervention"].isin(["zero", "removed"])]
+    joint = joint.groupby(["config", "intervention", "l"])["scale_free"].mean().unstack(["intervention", "l"])
+    joint = joint.sort_index(axis=1, level=[1, 0])
+    joint.columns = [f"{'zeroed' if i == 'zero' else 'removed'} l={l}" for i, l in joint.columns]
+    joint = (100 * joint).round(1)
+    latent = pd.concat([pd.read_csv(REPORTS / "u0" / "tables" / "runs.csv"),
+                        pd.read_csv(REPORTS / "dipole" / "tables" / "runs.csv").assign(
+                            config=lambda d: "dipole " + d["config"])])
+    runs = runs.drop(columns=["latent"], errors="ignore").merge(latent[["run", "config", "latent"]],
+                                                                 on=["run", "config"], how="left")
     table = (runs.groupby("config", sort=False)
              .agg(target=("target", "first"), ls=("ls", lambda s: str(s.iloc[0])), params=("params", "first"),
                   seeds=("seed", "size"), test_mae=("test_mae", _mean_std),
                   unused_blocks=("unused_blocks", "mean"), blocks=("blocks", "first"),
-                  latent=("knn_r2_target", "mean"))
+                  unreachable=("unreachable_blocks", "mean"), latent=("latent", "mean"))
              .join(joint, on="config").reset_index())
     save_csv(table, REPORTS / "tables" / "study.csv")
     save_csv(per_order.reset_index(), REPORTS / "tables" / "utilisation_per_order.csv")
@@ -121,20 +130,33 @@ def write_summary(u0, dip, unused, eq_u0, eq_dip, cmd, seconds, u0_grid, dip_gri
              "per block) under `u0/models/` and `dipole/models/`.")
     doc.heading("Per configuration")
     doc.text("Test MAE in eV (U0) and in Debye per component (dipole), mean ± std over seeds. Unused blocks: "
-             f"ablation utilisation below {THRESHOLD:g} (zeroing the block raises the MAE by less than 5%), mean "
-             "count per run out of `blocks`. Joint utilisation: every layer's order l zeroed at once (relative "
-             "MAE increase, mean over seeds). Latent: kNN R2 of the target, mean over hidden blocks.")
+             "reachable blocks whose scale-free utilisation (the share of what the model learned beyond the "
+             "composition baseline that the ablation takes away) has a 95% interval entirely below "
+             f"{THRESHOLD:.0%} under zero, mean and resample ablation; mean count per run out of `blocks` "
+             "(reachable blocks: the embedding, each layer's update and stream); `unreachable`: blocks no output "
+             "depends on by construction, in neither count. Zeroed l / removed l: the scale-free utilisation "
+             "(%, mean over seeds) of every layer's order-l blocks zeroed at once, and of the order truly removed "
+             "(spherical harmonics and every path through it switched off). Latent: kNN R2 of the target, "
+             "mean over the same stream blocks in every configuration.")
     doc.table(table, "tables/study.csv")
     doc.heading("Orders unused in every seed, and the retraining without them")
     doc.table(unused, "tables/unused_orders.csv")
     doc.heading("Does the l=1 part of a U0 model carry the dipole?")
     doc.text("Equivariant probe of the dipole vector from each 1o block (R2 against zero, 5-fold, scalar weights), "
-             "the same probe on the untrained model, and the difference (selectivity); seed 0.")
-    doc.table(dip1[["model", "config", "point", "block", "r2", "r2_untrained", "selectivity"]],
-              "tables/dipole_probes.csv")
+             "the same probe on 5 untrained initialisations (mean, sd), the difference (selectivity), whether R2 "
+             "beats every initialisation, and the control task (dipoles shuffled among molecules of equal "
+             "composition); seed 0.")
+    dip1 = dip1.round(3)
+    doc.table(dip1[["model", "config", "point", "block", "r2", "r2_untrained", "r2_untrained_sd", "selectivity",
+                    "above_controls", "r2_control_task"]], "tables/dipole_probes.csv")
     doc.heading("Latent structure against test error (all U0 runs)")
-    doc.table(corr[["runs", "n", "rho", "ci_low", "ci_high"]])
-    doc.bullets(list(corr["verdict"]))
+    doc.text("Latent structure over the same stream blocks in every configuration; bootstrap over "
+             "configurations (seeds of one configuration drawn together); leave-one-configuration-out: is a "
+             "configuration's error predicted better by a line in latent structure than by the others' mean?")
+    doc.table(corr[["runs", "n", "groups", "rho", "ci_low", "ci_high"]])
+    loco = pd.read_csv(REPORTS / "u0" / "tables" / "leave_one_config_out.csv")
+    from irrepprobe.metrics.correlation import loco_verdict
+    doc.bullets(list(corr["verdict"]) + [loco_verdict(loco)])
     save_text(doc.markdown(REPORTS) + "\n" + provenance(cmd, times, seconds, SIZES), REPORTS / "README.md")
     print(f"-> {REPORTS / 'README.md'}")
 

@@ -121,6 +121,16 @@ def cmd_report(args) -> int:
     return 0
 
 
+def cmd_dynamics(args) -> int:
+    from .report.dynamics import dynamics
+
+    res = dynamics(args.run, out=args.out, subset=args.subset or None,
+                   molecules=args.ablation_molecules or None, device=args.device, seed=args.seed,
+                   command=_command(args))
+    print(f"{res['table']['epoch'].nunique()} epochs -> {res['report_html']}")
+    return 0
+
+
 def cmd_prune(args) -> int:
     from pathlib import Path
 
@@ -319,6 +329,16 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--device", choices=["auto", "cpu", "cuda"])
     sp.add_argument("--seed", type=int, default=0)
     sp.set_defaults(func=cmd_report)
+
+    sp = sub.add_parser("dynamics", help="utilisation and probe selectivity per block over a run's kept checkpoints")
+    sp.add_argument("run", help="a training run directory trained with train.keep_epochs")
+    sp.add_argument("--out", help="output directory (default RUN/dynamics)")
+    sp.add_argument("--subset", type=int, default=500, help="test molecules captured per epoch (0 = all)")
+    sp.add_argument("--ablation-molecules", type=int, default=200,
+                    help="molecules for ablation (first N captured; 0 = all)")
+    sp.add_argument("--device", default="cpu", choices=["auto", "cpu", "cuda"])
+    sp.add_argument("--seed", type=int, default=0)
+    sp.set_defaults(func=cmd_dynamics)
 
     sp = sub.add_parser("prune", help="drop unused orders, retrain, compare test error and latent structure")
     sp.add_argument("checkpoint")

@@ -52,6 +52,8 @@ class TrainConfig:
     seed: int = 0
     device: str = "auto"
     max_steps: int | None = None  # stop an epoch after this many optimiser steps (quick runs)
+    # epochs whose checkpoint is kept as epochs/epoch{N}.pt (0: before training), for `irrepprobe dynamics`
+    keep_epochs: list = field(default_factory=list)
 
 
 @dataclass
@@ -133,6 +135,8 @@ class Config:
                "train.device", "auto, cpu or cuda")
         _check(t.max_steps is None or _int(t.max_steps) and t.max_steps >= 1, "train.max_steps",
                "a positive integer or null")
+        _check(isinstance(t.keep_epochs, list) and all(_int(e) and 0 <= e <= t.epochs for e in t.keep_epochs),
+               "train.keep_epochs", f"a list of epoch numbers from 0 (before training) to train.epochs ({t.epochs})")
         return self
 
     def muls(self) -> dict[int, int]:

@@ -137,6 +137,11 @@ class Adapter:
         ``seed`` None: the family's own choice (ours: the run's seed, i.e. the weights training began from)."""
         return None
 
+    def without_orders(self, model: Loaded, drop: list[int]) -> Loaded | None:
+        """The model with the orders in ``drop`` removed everywhere (spherical harmonics and every path
+        through them), or None when the family cannot build it or the output needs the order."""
+        return None
+
     def summary(self, model: Loaded) -> str:
         raise NotImplementedError
 

@@ -85,6 +85,17 @@ class IrrepprobeAdapter(Adapter):
         ckpt = untrained_like(model.info["checkpoint"], seed=seed)
         return self._loaded(model_from_checkpoint(ckpt).to(model.device), ckpt, model.source, model.sha256)
 
+    def without_orders(self, model: Loaded, drop: list[int]) -> Loaded | None:
+        from ..models.orders import config_without, without_orders
+
+        try:
+            config_without(model.module.config, drop)
+        except IrrepprobeError:  # l = 0, or an order the output needs
+            return None
+        net = without_orders(model.module, drop)
+        ckpt = {**model.info["checkpoint"], "config": net.config.to_dict()}
+        return self._loaded(net, ckpt, model.source, model.sha256)
+
     def summary(self, model: Loaded) -> str:
         cfg = model.info["config"]
         m = cfg["model"]

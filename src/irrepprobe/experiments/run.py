@@ -12,7 +12,7 @@ import pandas as pd
 from ..capture import capture_checkpoint, load_capture
 from ..config import Config
 from ..fileio import save_csv, save_json
-from ..metrics import hidden_points, invariant_targets, knn_scores, norms, utilisation
+from ..metrics import INTERVENTIONS, hidden_points, invariant_targets, knn_scores, norms, utilisation
 from ..models import build_model, num_parameters
 from ..train import train
 
@@ -42,14 +42,14 @@ def train_run(config: Config, out: Path, log=print, init=None) -> Path:
 
 def measure(ckpt: Path, out: Path, molecules: int | None = 1000, subset: int | None = None,
             k: int = 10, device: str = "cpu") -> dict:
-    """Capture ``ckpt`` into ``out/capture`` (kept if there) and write ``out/metrics/``: utilisation,
-    kNN latent structure per block, norms and ``summary.json`` (test error, parameters, scores)."""
+    """Capture ``ckpt`` into ``out/capture`` (kept if there) and write ``out/metrics/``: utilisation
+    (every intervention, and order removal), kNN latent structure per block (5 subsamples), norms and ``summary.json`` (test error, parameters, scores)."""
     out = Path(out)
     cap = load_capture(out / "capture") if (out / "capture" / "meta.json").exists() else \
         capture_checkpoint(ckpt, subset=subset, out=out / "capture", device=device)
     config = Config.from_dict(cap.meta["config"])
     points = hidden_points(cap)
-    util = utilisation(cap, ckpt, molecules=molecules, device=device)
+    util = utilisation(cap, ckpt, molecules=molecules, device=device, interventions=INTERVENTIONS)
     knn = knn_scores(cap, invariant_targets(cap), points=points, k=k)
     nrm = norms(cap)
     target = knn[knn["target"] != "squared error"]

@@ -17,19 +17,36 @@ MAP_METHODS = ("umap", "phate", "pca")
 
 
 def knn_scores(cap: Capture, targets: pd.DataFrame, points=None, k: int = 10, folds: int = 5,
-               seed: int = 0) -> pd.DataFrame:
+               seed: int = 0, repeats: int = 5, fraction: float = 0.8) -> pd.DataFrame:
     """Out-of-fold R2 of a k-nearest-neighbour regressor (standardised invariants, Euclidean) for each
-    column of ``targets`` (e.g. :func:`invariant_targets`: the target and the squared error)."""
+    column of ``targets`` (e.g. :func:`invariant_targets`: the target and the squared error), on
+    ``repeats`` random subsamples of ``fraction`` of the structures (column ``repeat``), so that the
+    score comes with its own sampling spread (:func:`knn_summary`). ``repeats=1, fraction=1``: one
+    score on all structures."""
     Y = targets.to_numpy(np.float64)
+    subsets = [np.arange(len(Y))] if repeats == 1 and fraction >= 1 else \
+        [subsample(len(Y), int(round(fraction * len(Y))), seed + r) for r in range(repeats)]
     rows = []
     for p in points or cap.points:
+        role = cap.meta["points"][p].get("role", "")
         for b in cap.blocks(p):
-            model = make_pipeline(StandardScaler(), KNeighborsRegressor(min(k, len(Y) - len(Y) // folds - 1)))
-            scores = cv_r2(model, invariants(cap, p, b), Y, folds, seed)
+            X = invariants(cap, p, b)
             info = block_info(cap, p, b)
-            rows += [{"point": p, "block": b, "l": info["l"], "parity": "e" if info["parity"] == 1 else "o",
-                      "target": name, "knn_r2": s, "k": k} for name, s in zip(targets.columns, scores)]
+            for r, idx in enumerate(subsets):
+                n_train = len(idx) - len(idx) // folds
+                model = make_pipeline(StandardScaler(), KNeighborsRegressor(min(k, n_train - 1)))
+                scores = cv_r2(model, X[idx], Y[idx], folds, seed + r)
+                rows += [{"point": p, "role": role, "block": b, "l": info["l"],
+                          "parity": "e" if info["parity"] == 1 else "o", "target": name, "repeat": r,
+                          "knn_r2": s, "k": k} for name, s in zip(targets.columns, scores)]
     return pd.DataFrame(rows)
+
+
+def knn_summary(knn: pd.DataFrame) -> pd.DataFrame:
+    """One row per (point, block, target): the mean kNN R2 over the repeats and its standard deviation."""
+    keys = [c for c in ("point", "role", "block", "l", "parity", "target") if c in knn]
+    return (knn.groupby(keys, sort=False)["knn_r2"].agg(knn_r2="mean", knn_r2_sd="std", repeats="size")
+            .reset_index())
 
 
 def subsample(n: int, size: int | None, seed: int = 0) -> np.ndarray:

@@ -6,8 +6,15 @@
   channels. Its weights are scalars, so rotating the input rotates the prediction: it cannot invent
   direction information that the block does not carry.
 
-Scores are out-of-fold R2 (K-fold over molecules). Controls: the same probe on the untrained model of
-the same config and seed (``r2_untrained``; selectivity = r2 - r2_untrained) and on shuffled targets.
+Scores are out-of-fold R2 (K-fold over molecules). Controls:
+
+* control models: the same probe on several untrained initialisations of the same architecture
+  (``r2_untrained``: their mean, ``r2_untrained_sd`` and ``r2_untrained_max``); selectivity =
+  r2 - r2_untrained, and ``above_controls`` when r2 beats every initialisation;
+* a control task (Hewitt and Liang 2019): the labels shuffled within groups of structures of equal
+  composition (``r2_control_task``), which keeps all a probe could read from element counts and breaks
+  what the geometry says; ``selectivity_task`` = r2 - r2_control_task;
+* shuffled labels (``r2_shuffled``, expected near 0).
 """
 from __future__ import annotations
 
@@ -106,35 +113,58 @@ class EquivariantProbe(RegressorMixin, BaseEstimator):
         return equivariant_r2(np.asarray(Y, np.float64), self.predict(V))
 
 
-def _check_control(cap: Capture, control: Capture | None) -> None:
-    if control is not None and not np.array_equal(cap.arrays["index"], control.arrays["index"]):
-        raise IrrepprobeError("the control capture holds other molecules than the capture: capture both "
-                              "over the same split and subset")
+def _controls(cap: Capture, control) -> list[Capture]:
+    controls = [] if control is None else [control] if isinstance(control, Capture) else list(control)
+    for c in controls:
+        if not np.array_equal(cap.arrays["index"], c.arrays["index"]):
+            raise IrrepprobeError("the control capture holds other molecules than the capture: capture both "
+                                  "over the same split and subset")
+    return controls
 
 
-def _rows(point, block, info, names, scores, shuffled, untrained):
+def shuffle_within(Y: np.ndarray, groups: np.ndarray, seed: int = 0) -> np.ndarray:
+    """``Y`` with its rows permuted within each group of equal ``groups`` rows (e.g. element counts)."""
+    rng = np.random.default_rng(seed)
+    _, label = np.unique(np.asarray(groups), axis=0, return_inverse=True)
+    out = Y.copy()
+    for g in np.unique(label):
+        rows = np.flatnonzero(label.ravel() == g)
+        out[rows] = Y[rng.permutation(rows)]
+    return out
+
+
+def _rows(point, block, info, names, scores, shuffled, task, untrained):
+    """``untrained``: [controls, targets] scores (possibly no controls)."""
+    u = np.asarray(untrained, float).reshape(-1, len(names)) if len(untrained) else np.full((1, len(names)), np.nan)
     for k, name in enumerate(names):
-        u = untrained[k] if untrained is not None else np.nan
+        mean = float(np.mean(u[:, k]))
         yield {"point": point, "block": block, "l": info["l"], "parity": "e" if info["parity"] == 1 else "o",
-               "target": name, "r2": scores[k], "r2_shuffled": shuffled[k], "r2_untrained": u,
-               "selectivity": scores[k] - u}
+               "target": name, "r2": scores[k], "r2_shuffled": shuffled[k], "r2_control_task": task[k],
+               "selectivity_task": scores[k] - task[k], "r2_untrained": mean,
+               "r2_untrained_sd": float(np.std(u[:, k], ddof=1)) if len(u) > 1 else np.nan,
+               "r2_untrained_max": float(np.max(u[:, k])), "selectivity": scores[k] - mean,
+               "above_controls": bool(len(untrained)) and bool(scores[k] > np.max(u[:, k])),
+               "controls": len(untrained)}
 
 
-def probe_scores(cap: Capture, targets: pd.DataFrame, control: Capture | None = None, points=None,
+def probe_scores(cap: Capture, targets: pd.DataFrame, control=None, points=None,
                  folds: int = 5, seed: int = 0) -> pd.DataFrame:
     """Ridge probes from each block's invariants to every column of ``targets`` (one row per captured
-    molecule): out-of-fold R2, R2 on shuffled targets, R2 on the untrained ``control`` and selectivity."""
-    _check_control(cap, control)
+    molecule): out-of-fold R2, and the controls of the module docstring (``control``: one untrained
+    capture or a list of them, over the same structures)."""
+    controls = _controls(cap, control)
     Y = targets.to_numpy(np.float64)
     Y_shuffled = Y[np.random.default_rng(seed).permutation(len(Y))]
+    Y_task = shuffle_within(Y, cap.arrays["composition"], seed)
     rows = []
     for p in points or cap.points:
         for b in cap.blocks(p):
             X = invariants(cap, p, b)
             scores = cv_r2(ridge_probe(), X, Y, folds, seed)
             shuffled = cv_r2(ridge_probe(), X, Y_shuffled, folds, seed)
-            untrained = cv_r2(ridge_probe(), invariants(control, p, b), Y, folds, seed) if control else None
-            rows += _rows(p, b, block_info(cap, p, b), list(targets.columns), scores, shuffled, untrained)
+            task = cv_r2(ridge_probe(), X, Y_task, folds, seed)
+            untrained = [cv_r2(ridge_probe(), invariants(c, p, b), Y, folds, seed) for c in controls]
+            rows += _rows(p, b, block_info(cap, p, b), list(targets.columns), scores, shuffled, task, untrained)
     return pd.DataFrame(rows)
 
 
@@ -154,23 +184,27 @@ def equivariant_targets(cap: Capture) -> dict[str, tuple[int, np.ndarray]]:
     return out
 
 
-def equivariant_probe_scores(cap: Capture, targets: dict[str, tuple[int, np.ndarray]], control: Capture | None = None,
+def equivariant_probe_scores(cap: Capture, targets: dict[str, tuple[int, np.ndarray]], control=None,
                              points=None, folds: int = 5, seed: int = 0) -> pd.DataFrame:
     """Equivariant probes from the summed channels of every block of the target's order l (either
-    parity: models without parity, such as SevenNet's, carry vectors as ``1e``)."""
-    _check_control(cap, control)
+    parity: models without parity, such as SevenNet's, carry vectors as ``1e``), with the controls of
+    the module docstring."""
+    controls = _controls(cap, control)
     rows = []
     for name, (l, Y) in targets.items():
         Y_shuffled = Y[np.random.default_rng(seed).permutation(len(Y))]
+        Y_task = shuffle_within(Y, cap.arrays["composition"], seed)
         for p in points or cap.points:
             for b in cap.blocks(p):
                 if block_info(cap, p, b)["l"] != l:
                     continue
                 V = cap.pooled(p, b, "vector_sum")
-                score = cv_r2(EquivariantProbe(seed=seed), V, Y, folds, seed)
-                shuffled = cv_r2(EquivariantProbe(seed=seed), V, Y_shuffled, folds, seed)
-                untrained = (cv_r2(EquivariantProbe(seed=seed), control.pooled(p, b, "vector_sum"), Y, folds, seed)
-                             if control else None)
-                rows += _rows(p, b, block_info(cap, p, b), [name], score, shuffled, untrained)
-    return pd.DataFrame(rows, columns=["point", "block", "l", "parity", "target", "r2", "r2_shuffled",
-                                       "r2_untrained", "selectivity"])
+                probe = (lambda V_, Y_: cv_r2(EquivariantProbe(seed=seed), V_, Y_, folds, seed))
+                untrained = [probe(c.pooled(p, b, "vector_sum"), Y) for c in controls]
+                rows += _rows(p, b, block_info(cap, p, b), [name], probe(V, Y), probe(V, Y_shuffled),
+                              probe(V, Y_task), untrained)
+    return pd.DataFrame(rows, columns=COLUMNS)
+
+
+COLUMNS = ["point", "block", "l", "parity", "target", "r2", "r2_shuffled", "r2_control_task", "selectivity_task",
+           "r2_untrained", "r2_untrained_sd", "r2_untrained_max", "selectivity", "above_controls", "controls"]

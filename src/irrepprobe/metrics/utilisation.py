@@ -94,9 +94,9 @@ def ablation(model: Loaded, batches, points, scorer: Scorer, orders: bool = True
              interventions=("zero",), seed: int = 0, n_boot: int = 1000) -> pd.DataFrame:
     """Per (point, block, intervention): the score with the block replaced, raw and scale-free with a
     paired bootstrap interval over structures. With ``orders``, also each order l > 0 replaced at every
-    point at once (point ``"all"``), which is what removing the order would take away (a redundant copy
-    in another layer cannot stand in)."""
-    base = scorer.score(scorer.base)
+    point at once (point ``"all"``: a redundant copy in another layer cannot stand in) and, where the
+    family can build it, the order truly removed (intervention ``removed``: spherical harmonics and
+    every path through the order switched off, which joint replacement leaves in place)."""
     acts = activations(model, batches, points) if set(interventions) - {"zero"} else None
     rows = []
     by_order = defaultdict(lambda: defaultdict(list))
@@ -112,16 +112,23 @@ def ablation(model: Loaded, batches, points, scorer: Scorer, orders: bool = True
         act = Intervention(kind, points, acts, batches, seed)
         for point, block, l, parity, replace in targets:
             bar.update()
-            pred = _run(model, batches, act, replace)
-            per = scorer.per_structure(pred)
-            value = float(per.mean())
-            free, lo, hi = paired_bootstrap(scorer.base_per, per, scorer.scale, n_boot, seed)
-            rows.append({"point": point, "block": block, "l": l, "parity": parity, "intervention": kind,
-                         "score": scorer.kind, "mae": value, "base_mae": base,
-                         "utilisation": scorer.relative(value, base), "scale_free": free,
-                         "scale_free_low": lo, "scale_free_high": hi})
+            per = scorer.per_structure(_run(model, batches, act, replace))
+            rows.append(_row(point, block, l, parity, kind, scorer, per, seed, n_boot))
     bar.close()
+    for l in sorted(k for k in by_order if k > 0) if orders else []:
+        removed = model.adapter.without_orders(model, [l])
+        if removed is not None:
+            per = scorer.per_structure(predictions(removed, batches))
+            rows.append(_row("all", f"l={l}", l, "", "removed", scorer, per, seed, n_boot))
     return pd.DataFrame(rows)
+
+
+def _row(point, block, l, parity, kind, scorer: Scorer, per: np.ndarray, seed: int, n_boot: int) -> dict:
+    base, value = scorer.score(scorer.base), float(per.mean())
+    free, lo, hi = paired_bootstrap(scorer.base_per, per, scorer.scale, n_boot, seed)
+    return {"point": point, "block": block, "l": l, "parity": parity, "intervention": kind,
+            "score": scorer.kind, "mae": value, "base_mae": base, "utilisation": scorer.relative(value, base),
+            "scale_free": free, "scale_free_low": lo, "scale_free_high": hi}
 
 
 

@@ -2,11 +2,8 @@
 from __future__ import annotations
 
 import pandas as pd
-from e3nn import o3
 
-from ..config import Config
-from ..data import get_target
-from ..errors import IrrepprobeError
+from ..models.orders import config_without
 
 
 def orders_to_drop(util: pd.DataFrame, threshold: float, points: list[str] | None = None) -> list[int]:
@@ -32,23 +29,5 @@ def orders_to_drop(util: pd.DataFrame, threshold: float, points: list[str] | Non
     return drop
 
 
-def pruned_config(config: Config, drop: list[int]) -> Config:
-    """``config`` without the orders in ``drop``: gone from the spherical harmonics and from the hidden
-    irreps. Refuses l = 0, orders the model does not have, and orders its output needs."""
-    drop = sorted({int(l) for l in drop})
-    ls = sorted(config.model.ls)
-    if 0 in drop:
-        raise IrrepprobeError("l=0 is never dropped: the scalars carry the readout and the gates")
-    missing = [l for l in drop if l not in ls]
-    if missing:
-        raise IrrepprobeError(f"cannot drop l={missing[0]}: the model's orders are {ls}")
-    target = get_target(config.data.target)
-    needed = sorted({ir.l for _, ir in o3.Irreps(target.irreps)} & set(drop))
-    if needed:
-        raise IrrepprobeError(f"cannot drop l={needed[0]}: the target {target.name} ({target.irreps}) needs it "
-                              "in the last layer")
-    new = Config.from_dict(config.to_dict())
-    new.model.ls = [l for l in ls if l not in drop]
-    if isinstance(new.model.mul, dict):
-        new.model.mul = {int(l): m for l, m in new.model.mul.items() if int(l) not in drop}
-    return new.validate()
+# the pruned config is the model's config without the orders (one definition, in models)
+pruned_config = config_without

@@ -1,6 +1,8 @@
 """``irrepprobe report``: a capture in, a directory out (report.md, report.html, figures/, tables/)."""
 from __future__ import annotations
 
+import hashlib
+import json
 import time
 from contextlib import contextmanager
 from pathlib import Path
@@ -10,7 +12,7 @@ import pandas as pd
 
 from ..capture import Capture, capture_untrained, load_capture
 from ..errors import IrrepprobeError
-from ..fileio import save_csv
+from ..fileio import save_csv, save_json
 from .. import metrics as M
 from ..prune import orders_to_drop
 from . import figures as F
@@ -23,25 +25,56 @@ INFO_R2, INFO_SELECTIVITY = 0.5, 0.2
 SAME_TARGET_CORR = 0.95
 
 
-def _control(cap: Capture, out: Path, model, device, log, trust=None) -> Capture | None:
-    """The untrained model's capture over the same structures, reused when already in ``out``; None
-    when the model's family has no untrained control."""
-    path = out / "control" / "capture"
-    if (path / "meta.json").exists():
-        ctl = load_capture(path)
-        same = (np.array_equal(ctl.arrays["index"], cap.arrays["index"]) and ctl.points == cap.points
-                and ctl.meta.get("model_sha256") == cap.meta.get("model_sha256")
-                and ctl.meta.get("adapter") == cap.meta.get("adapter"))
-        if same:
-            log(f"reusing the untrained control capture in {path}")
-            return ctl
-    return capture_untrained(cap, path, model=model, device=device, trust=trust)
+def _controls(cap: Capture, out: Path, model, device, log, trust=None, n: int = 5) -> list[Capture]:
+    """Captures of ``n`` untrained initialisations over the same structures: the run's own (the weights
+    training began from, ``control/capture``) and seeds 1..n-1 (``control/seed{k}``), each reused when
+    already in ``out``; empty when the model's family has no untrained control."""
+    ctls = []
+    for k in range(n):
+        path = out / "control" / ("capture" if k == 0 else f"seed{k}")
+        if (path / "meta.json").exists():
+            ctl = load_capture(path)
+            same = (np.array_equal(ctl.arrays["index"], cap.arrays["index"]) and ctl.points == cap.points
+                    and ctl.meta.get("model_sha256") == cap.meta.get("model_sha256")
+                    and ctl.meta.get("adapter") == cap.meta.get("adapter"))
+            if same:
+                log(f"reusing the untrained control capture in {path}")
+                ctls.append(ctl)
+                continue
+        ctl = capture_untrained(cap, path, seed=None if k == 0 else k, model=model, device=device, trust=trust)
+        if ctl is None:
+            return []
+        ctls.append(ctl)
+    return ctls
+
+
+def _utilisation(cap: Capture, out: Path, model, molecules, device, trust, threshold, seed, log) -> pd.DataFrame:
+    """Utilisation under every intervention, reused from ``out`` when an earlier report there measured
+    the same model on the same structures with the same settings (``tables/utilisation.json`` says so):
+    it is the costly stage, and a report rerun for its other parts should not redo it."""
+    key = {"model_sha256": cap.meta.get("model_sha256"), "data_sha256": cap.meta.get("data_sha256"),
+           "index_sha256": hashlib.sha256(np.ascontiguousarray(cap.arrays["index"]).tobytes()).hexdigest(),
+           "points": M.hidden_points(cap), "molecules": molecules, "interventions": list(M.INTERVENTIONS),
+           "seed": seed}
+    table, meta = out / "tables" / "utilisation.csv", out / "tables" / "utilisation.json"
+    if table.exists() and meta.exists() and json.loads(meta.read_text()) == key:
+        log(f"reusing the utilisation measured for this model and data in {table}")
+        util = pd.read_csv(table)
+        util["parity"] = util["parity"].fillna("")
+        util["used"] = M.verdicts(util, threshold)
+        return util
+    util = M.utilisation(cap, model, molecules=molecules, device=device, trust=trust,
+                         interventions=M.INTERVENTIONS, threshold=threshold, seed=seed)
+    meta.unlink(missing_ok=True)  # the key goes last: a table without it is never reused
+    save_csv(util, table)
+    save_json(key, meta)
+    return util
 
 
 def make_report(capture, out=None, model=None, trust: bool | None = None, ablation_molecules: int | None = 1000,
                 map_points: int | None = 2000, map_method: str = "umap", map_layers: list[str] | None = None,
                 compare=None, threshold: float = M.THRESHOLD, device: str = "auto", seed: int = 0,
-                command: str | None = None, log=print) -> dict:
+                controls: int = 5, command: str | None = None, log=print) -> dict:
     """Compute every metric of ``capture`` and write the report into ``out`` (default
     ``CAPTURE/report``). Returns the tables (DataFrames) and the paths written."""
     cap = capture if isinstance(capture, Capture) else load_capture(capture)
@@ -49,6 +82,8 @@ def make_report(capture, out=None, model=None, trust: bool | None = None, ablati
     figs, tabs = out / "figures", out / "tables"
     if not 0 < threshold < 1:
         raise IrrepprobeError(f"--threshold must be a fraction between 0 and 1, got {threshold:g}")
+    if controls < 1:
+        raise IrrepprobeError(f"--controls must be at least 1, got {controls}")
     if map_method not in M.latent.MAP_METHODS:
         raise IrrepprobeError(f"unknown map method {map_method!r}; valid: {', '.join(M.latent.MAP_METHODS)}")
     hidden = M.hidden_points(cap)
@@ -66,28 +101,28 @@ def make_report(capture, out=None, model=None, trust: bool | None = None, ablati
         log(f"  {name}: {timings[-1]['seconds']:.1f} s")
 
     meta, target = cap.meta, cap.meta["target"]
-    with stage("control capture (untrained model)"):
-        ctl = _control(cap, out, model, device, log, trust)
+    with stage(f"control captures ({controls} untrained initialisations)"):
+        ctls = _controls(cap, out, model, device, log, trust, controls)
+        ctl = ctls[0] if ctls else None
     with stage("norms"):
         norms = M.norms(cap)
     with stage("utilisation (ablation, gradient x activation)"):
-        util = M.utilisation(cap, model, molecules=ablation_molecules, device=device, trust=trust,
-                             interventions=M.INTERVENTIONS, threshold=threshold, seed=seed)
+        util = _utilisation(cap, out, model, ablation_molecules, device, trust, threshold, seed, log)
     with stage("probes (ridge, every block x scalar label)"):
         inv = M.invariant_targets(cap)  # the own quantity (beyond composition) and the squared error
         own = inv.drop(columns=["squared error"], errors="ignore")
         Y = M.target_table(cap)
         Y = pd.concat([Y, own[[c for c in own.columns if c not in Y]]], axis=1)
-        probes = M.probe_scores(cap, Y, ctl, seed=seed)
+        probes = M.probe_scores(cap, Y, ctls, seed=seed)
     with stage("probes (equivariant)"):
-        eq = M.equivariant_probe_scores(cap, M.equivariant_targets(cap), ctl, seed=seed)
+        eq = M.equivariant_probe_scores(cap, M.equivariant_targets(cap), ctls, seed=seed)
     with stage("latent structure (kNN)"):
         knn = M.knn_scores(cap, inv, points=hidden, seed=seed)
     with stage(f"latent maps ({map_method})"):
         maps, n_map = _maps(cap, inv, map_layers or hidden[-1:], map_points, map_method, seed)
     with stage("similarity (CKA)"):
         cka = M.cka_matrix(cap)
-        cka_ctl = M.cka_matrix(cap, ctl) if ctl is not None else None
+        cka_ctl = M.trained_vs_control(cap, ctl, seed) if ctl is not None else None
         cka_other = M.cka_matrix(cap, other) if other is not None else None
 
     own_col = own.columns[0]
@@ -95,13 +130,13 @@ def make_report(capture, out=None, model=None, trust: bool | None = None, ablati
     verdict = _verdict(util, probes, eq, hidden, threshold, copies, target)
     out.mkdir(parents=True, exist_ok=True)
     tables = {"norms": norms, "utilisation": util, "probes": probes, "probes_equivariant": eq,
-              "latent_knn": knn, "verdict": verdict["table"]}
+              "latent_knn": knn, "verdict": verdict["table"], "verdict_thresholds": verdict["sweep"],
+              "verdict_by_intervention": verdict["grid"]}
     for name, df in tables.items():
         save_csv(df, tabs / f"{name}.csv")
     save_csv(cka, tabs / "cka.csv", index=True)
     if cka_ctl is not None:
-        save_csv(pd.DataFrame({p: [cka_ctl.loc[p, p]] for p in cap.points}, index=["trained vs untrained"]),
-                 tabs / "cka_trained_vs_untrained.csv", index=True)
+        save_csv(cka_ctl, tabs / "cka_trained_vs_untrained.csv")
     if cka_other is not None:
         save_csv(cka_other, tabs / "cka_compare.csv", index=True)
 
@@ -129,9 +164,9 @@ def make_report(capture, out=None, model=None, trust: bool | None = None, ablati
                              figs, "probe_heatmap")
     paths["maps"] = F.save(F.latent_maps(maps, f"{head}\n{map_method} of pooled block invariants, "
                                                f"{n_map} of {meta['n_molecules']} molecules"), figs, "latent_maps")
-    paths["cka"] = F.save(F.cka_heatmap(cka, f"linear CKA between layers\n{head}"), figs, "cka")
+    paths["cka"] = F.save(F.cka_heatmap(cka, f"debiased CKA between layers (composition regressed out)\n{head}"), figs, "cka")
     if cka_other is not None:
-        paths["cka_compare"] = F.save(F.cka_heatmap(cka_other, f"linear CKA: {model_name} vs "
+        paths["cka_compare"] = F.save(F.cka_heatmap(cka_other, f"debiased CKA: {model_name} vs "
                                                     f"{Path(other.meta['model']).name}",
                                                     xlabel=f"point of {other.path.name}"), figs, "cka_compare")
 
@@ -179,7 +214,7 @@ def _verdict(util, probes, eq, hidden, threshold, copies, target) -> dict:
     drop = orders_to_drop(util, threshold, hidden)
     both = pd.concat([probes, eq], ignore_index=True)
     both = both[both["point"].isin(hidden) & ~both["target"].isin(copies) & (both["target"] != target)]
-    info = both[(both["r2"] >= INFO_R2) & (both["selectivity"] >= INFO_SELECTIVITY)]
+    info = both[(both["r2"] >= INFO_R2) & (both["selectivity"] >= INFO_SELECTIVITY) & both["above_controls"]]
     best = info.sort_values("selectivity", ascending=False).groupby("target", sort=False).head(1)
     rows = []
     for r in per_block.itertuples():
@@ -191,6 +226,10 @@ def _verdict(util, probes, eq, hidden, threshold, copies, target) -> dict:
         row["carries (other targets)"] = ", ".join(carried)
         rows.append(row)
     joint = util[util["point"] == "all"]
+    grid = util[(util["point"].isin(hidden) | (util["point"] == "all")) & util["reachable"]]
+    by = grid.pivot_table(index=["point", "block"], columns="intervention", values="scale_free_high", sort=False)
+    by_threshold = pd.DataFrame({f"{k} {100 * t:g}%": np.where(by[k].isna(), "", np.where(by[k] < t, "unused", "used"))
+                                 for t in SWEEP for k in by.columns}, index=by.index).reset_index()
     sweep = []
     for t in SWEEP:
         used = M.verdicts(util, t)
@@ -200,8 +239,9 @@ def _verdict(util, probes, eq, hidden, threshold, copies, target) -> dict:
                       "orders to drop": ", ".join(f"l={l}" for l in orders_to_drop(util, t, hidden)) or "none"})
     return {"unused": unused[["point", "block"]].values.tolist(),
             "unreachable": unreachable[["point", "block"]].values.tolist(), "drop": drop, "best_other": best,
-            "table": pd.DataFrame(rows), "copies": copies, "sweep": pd.DataFrame(sweep),
-            "joint": joint[["block", "intervention", "scale_free", "scale_free_low", "scale_free_high"]]}
+            "table": pd.DataFrame(rows), "copies": copies, "sweep": pd.DataFrame(sweep), "grid": by_threshold,
+            "joint": pd.DataFrame([{"order": r.block, "intervention": r.intervention, "scale-free utilisation": _interval(r)}
+                                   for r in joint.itertuples()])}
 
 
 def _document(head, meta, mae, unit, verdict, norms, util, probes, eq, knn, cka_ctl, paths, own_col, threshold,
@@ -227,14 +267,20 @@ def _document(head, meta, mae, unit, verdict, norms, util, probes, eq, knn, cka_
         "Orders a pruning step would drop (every reachable block of the order unused at every layer, and "
         "the order replaced everywhere at once unused too): "
         + (", ".join(f"l={l}" for l in verdict["drop"]) if verdict["drop"] else "none") + ".",
-        f"Information about targets the model was not trained on (probe R2 >= {INFO_R2} and selectivity "
-        f">= {INFO_SELECTIVITY}; {', '.join(verdict['copies']) or 'none'} count as the model's own target): "
+        f"Information about targets the model was not trained on (probe R2 >= {INFO_R2}, selectivity "
+        f">= {INFO_SELECTIVITY} and above every untrained initialisation; {', '.join(verdict['copies']) or 'none'} count as the model's own target): "
         + ("; ".join(f"{r.target} in {r.point} {r.block} (R2 {r.r2:.2f}, selectivity {r.selectivity:+.2f})"
                      for r in best.itertuples()) if len(best) else "none") + ".",
     ])
     doc.table(verdict["table"], "tables/verdict.csv")
+    if len(verdict["joint"]):
+        doc.text("Each order l > 0 replaced at every point at once, and (`removed`) truly removed:")
+        doc.table(verdict["joint"], None)
     doc.text("How the verdict moves with the threshold:")
     doc.table(verdict["sweep"], "tables/verdict_thresholds.csv")
+    doc.text("Each intervention on its own (reachable blocks; unused: the interval's upper end below the "
+             "threshold):")
+    doc.table(verdict["grid"], "tables/verdict_by_intervention.csv")
     doc.heading("Utilisation")
     n_util = int(util["molecules"].iloc[0])
     score = (f"reports the relative increase of the MAE against {meta['target']} on the first {n_util} captured "
@@ -252,8 +298,11 @@ def _document(head, meta, mae, unit, verdict, norms, util, probes, eq, knn, cka_
              "atom by atom, randomly rotated for l > 0). Each row says which (`intervention`). Next to the raw "
              f"relative change (`utilisation`), a scale-free score (`scale_free`): {scale_free}, with a 95% "
              "paired bootstrap interval over structures (1,000 resamples). The numbers are about what leaves each "
-             "point: for a layer with a residual this is the stream, all that layers up to it wrote. Point 'all' "
-             "replaces one order at every point at once. Gradient x activation is the first-order estimate of "
+             "point: for a layer with a residual this is the stream, all that layers up to it wrote; its own "
+             "contribution is the point `layers.k.update` where the family exposes it. Point 'all' replaces one "
+             "order at every point at once; where the family can build it, intervention `removed` is the order "
+             "truly removed (its spherical harmonics and every path through it switched off, the function a "
+             "warm-started pruned model starts from), which joint replacement is not. Gradient x activation is the first-order estimate of "
              f"the zero ablation's change, in {unit}; `max_abs_grad` and `reachable` come from the reachability "
              "check.")
     doc.figure(paths["utilisation"], "Norm share, ablation utilisation and probe selectivity for "
@@ -262,8 +311,13 @@ def _document(head, meta, mae, unit, verdict, norms, util, probes, eq, knn, cka_
     doc.heading("Norms")
     doc.table(norms.drop(columns=["mean_sq_norm"]), "tables/norms.csv")
     doc.heading("Probes")
-    control = ("the same probe on the untrained model (same architecture, re-initialised; selectivity = R2 - "
-               "R2 untrained)" if cka_ctl is not None else
+    n_ctl = int(probes["controls"].iloc[0]) if len(probes) else 0
+    control = (f"the same probe on {n_ctl} untrained initialisations of the same architecture (the run's own "
+               "and fresh seeds; r2_untrained is their mean, r2_untrained_sd their spread; selectivity = R2 - "
+               "r2_untrained, and above_controls says whether R2 beats every one of them); a control task, the "
+               "labels shuffled within groups of molecules of equal composition (r2_control_task: what a probe "
+               "gets from composition and memorisation alone; selectivity_task = R2 - r2_control_task)"
+               if cka_ctl is not None else
                f"no untrained control: the {meta['adapter']} adapter cannot re-initialise this model, so "
                "selectivity is not given")
     doc.text("Ridge probes from each block's pooled invariants (per channel: summed and mean value or norm, "
@@ -288,10 +342,16 @@ def _document(head, meta, mae, unit, verdict, norms, util, probes, eq, knn, cka_
     doc.figure(paths["maps"], "Latent maps per block coloured by the own quantity and "
                               + ("squared error" if mae is not None else "size"))
     doc.heading("Similarity")
-    doc.figure(paths["cka"], "Linear CKA between layers (z-scored pooled invariants)")
+    doc.text("Debiased CKA (linear kernels, unbiased HSIC; about 0 for unrelated features at any sample size, "
+             "where plain linear CKA is biased upward) between points' pooled invariants, z-scored, with the "
+             "element counts regressed out: plain CKA is dominated by composition, which any featurisation of "
+             "the same molecules shares.")
+    doc.figure(paths["cka"], "Debiased CKA between layers (composition-residualised pooled invariants)")
     if cka_ctl is not None:
-        doc.text("CKA of each layer with the same layer of the untrained model: " + ", ".join(
-            f"{p} {cka_ctl.loc[p, p]:.2f}" for p in cka_ctl.index) + ".")
+        doc.text("Each point against the same point of the untrained model (its own initialisation), the "
+                 "debiased CKA of independent Gaussian features of the same shape beside it (what no relation "
+                 "scores), and plain linear CKA on the raw features for comparison:")
+        doc.table(cka_ctl.round(3), "tables/cka_trained_vs_untrained.csv")
     if "cka_compare" in paths:
         doc.figure(paths["cka_compare"], "Linear CKA with the compared model's layers")
     doc.heading("How this report was made")

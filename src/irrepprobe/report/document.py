@@ -52,7 +52,7 @@ class Document:
                 cols = [str(c) for c in df.columns]
                 out += ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
                 out += ["| " + " | ".join(_fmt(x) for x in row) + " |" for row in df.itertuples(index=False)]
-                out += ([f"", f"Table: [{csv}]({csv})"] if csv else []) + [""]
+                out += (["", f"Table: [{csv}]({csv})"] if csv else []) + [""]
             elif kind == "figure":
                 png, caption = v
                 rel = png.relative_to(root)

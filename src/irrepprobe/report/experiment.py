@@ -10,12 +10,37 @@ import numpy as np
 import pandas as pd
 
 from ..fileio import save_csv
-from ..metrics.correlation import spearman_ci, verdict
+from ..metrics.correlation import latent_vs_error, leave_one_config_out, loco_verdict, within
 from . import figures as F
 from .document import Document
 
-LATENT = "knn_r2_target"
-LATENT_LABEL = "latent structure: kNN R2 of the target beyond composition (mean over hidden blocks)"
+LATENT = "latent"
+LATENT_LABEL = "latent structure: kNN R2 of the target beyond composition (mean over the fixed hidden blocks)"
+
+
+def fixed_blocks(util: pd.DataFrame, knn: pd.DataFrame) -> list[tuple[str, str]]:
+    """The hidden blocks every run has and every run can reach: the streams leaving each layer
+    (not the embedding, not a layer's own update), so that every configuration is scored on the
+    same blocks and none that cannot matter by construction."""
+    runs = knn["run"].nunique()
+    k = knn[knn["role"] == "stream"] if "role" in knn and (knn["role"] == "stream").any() else knn
+    have = k.drop_duplicates(["run", "point", "block"]).groupby(["point", "block"]).size()
+    reach = (util[util["point"] != "all"].drop_duplicates(["run", "point", "block"])
+             .groupby(["point", "block"])["reachable"].agg(["all", "size"]))
+    keep = [key for key, n in have.items() if n == runs and key in reach.index
+            and reach.loc[key, "all"] and reach.loc[key, "size"] == runs]
+    return keep
+
+
+def run_latent(knn: pd.DataFrame, blocks: list[tuple[str, str]]) -> pd.DataFrame:
+    """Per run: the mean kNN R2 of the target over ``blocks`` (``latent``) and the standard deviation
+    of that mean over the kNN subsamples (``latent_sd``, the score's own sampling spread)."""
+    t = knn[(knn["target"] != "squared error")]
+    t = t[pd.MultiIndex.from_frame(t[["point", "block"]]).isin(blocks)]
+    if "repeat" not in t:
+        t = t.assign(repeat=0)
+    per = t.groupby(["run", "repeat"])["knn_r2"].mean()
+    return per.groupby("run").agg(latent="mean", latent_sd="std").reset_index()
 
 
 def summarise(runs: pd.DataFrame) -> pd.DataFrame:
@@ -26,23 +51,15 @@ def summarise(runs: pd.DataFrame) -> pd.DataFrame:
                  params=("params", "first"), seeds=("seed", "size"),
                  test_mae_mean=("test_mae", "mean"), test_mae_std=("test_mae", "std"),
                  relative_mae_mean=("test_mae_relative", "mean"),
-                 latent_mean=(LATENT, "mean"), latent_std=(LATENT, "std"),
+                 latent_mean=(LATENT, "mean"), latent_std=(LATENT, "std"), latent_sampling_sd=("latent_sd", "mean"),
                  unused_blocks=("unused_blocks", "mean"), blocks=("blocks", "first"))
             .reset_index())
 
 
 def correlations(runs: pd.DataFrame, n_boot: int = 2000) -> pd.DataFrame:
-    """Spearman(latent structure, test error) over all runs (relative MAE, so that targets pool) and,
-    where the grid has several targets, within each target (MAE in its own units)."""
-    rows = [{"runs": "all", "error": "test_mae_relative", **spearman_ci(runs[LATENT], runs["test_mae_relative"],
-                                                                       n_boot)}]
-    if runs["target"].nunique() > 1:
-        for target, g in runs.groupby("target", sort=False):
-            rows.append({"runs": f"target {target}", "error": "test_mae", **spearman_ci(g[LATENT], g["test_mae"],
-                                                                                        n_boot)})
-    df = pd.DataFrame(rows)
-    df["verdict"] = [verdict(r) for r in df.to_dict("records")]
-    return df
+    """Spearman(latent structure, test error) within targets, per target and pooled (see
+    :func:`irrepprobe.metrics.correlation.latent_vs_error`), intervals over configurations."""
+    return latent_vs_error(runs, LATENT, "test_mae", n_boot)
 
 
 def _panels(table: pd.DataFrame, value: str, title: str, unit: str, cmap: str, out: Path, name: str,
@@ -64,14 +81,21 @@ def _panels(table: pd.DataFrame, value: str, title: str, unit: str, cmap: str, o
 
 
 def _scatter(runs: pd.DataFrame, corr: pd.DataFrame, out: Path):
+    """Within-target standardised error against latent structure, one point per run with the
+    latent score's sampling spread as a horizontal bar."""
+    several = runs["target"].nunique() > 1
+    x = within(runs[LATENT], runs["target"]) if several else runs[LATENT]
+    y = within(runs["test_mae"], runs["target"]) if several else runs["test_mae"]
+    scale = runs.groupby("target")[LATENT].transform("std") if several else pd.Series(1.0, runs.index)
     fig, ax = plt.subplots(figsize=(6.5, 4.5))
     for config, g in runs.groupby("config", sort=False):
-        ax.scatter(g[LATENT], g["test_mae_relative"], s=22, label=config)
+        sd = g["latent_sd"] / scale[g.index]
+        ax.errorbar(x[g.index], y[g.index], xerr=sd.fillna(0), fmt="o", ms=4, capsize=0, label=config)
     r = corr.iloc[0]
-    ax.set_title(f"all runs: Spearman {r['rho']:+.2f} [{r['ci_low']:+.2f}, {r['ci_high']:+.2f}], n={int(r['n'])}",
-                 fontsize=10)
-    ax.set_xlabel(LATENT_LABEL, fontsize=8)
-    ax.set_ylabel("test MAE / MAE of predicting the mean")
+    ax.set_title(f"{r['runs']}: Spearman {r['rho']:+.2f} [{r['ci_low']:+.2f}, {r['ci_high']:+.2f}], "
+                 f"n={int(r['n'])} runs, {int(r['groups'])} configurations", fontsize=9)
+    ax.set_xlabel(LATENT_LABEL + (" (standardised within target)" if several else ""), fontsize=8)
+    ax.set_ylabel("test MAE (standardised within target)" if several else f"test MAE ({runs['target'].iloc[0]})")
     if runs["config"].nunique() <= 12:
         ax.legend(fontsize=7)
     return F.save(fig, out / "figures", "error_vs_latent")
@@ -110,44 +134,65 @@ def experiment_report(res: dict, out, title: str, command: str | None = None, in
         doc.write(out)
         return out / "report.md"
 
+    blocks = fixed_blocks(util, knn)
+    runs = runs.drop(columns=[c for c in (LATENT, "latent_sd") if c in runs]).merge(
+        run_latent(knn, blocks), on="run", how="left")
     summary = summarise(runs)
     save_csv(runs, out / "tables" / "runs.csv")
     save_csv(summary, out / "tables" / "summary.csv")
     doc.heading("Test error per configuration")
     doc.text("Mean and standard deviation over seeds; relative MAE is the test MAE over that of predicting the "
-             "test mean, so that targets compare. std is empty for one seed.")
+             "test mean, so that targets compare. std is empty for one seed. Unused blocks: reachable blocks "
+             "whose scale-free utilisation interval lies below the threshold under every intervention, mean "
+             "count per run out of `blocks` (blocks unreachable by construction are in neither).")
     doc.table(summary, "tables/summary.csv")
     doc.figure(_errors(runs, out), "Test error per run and per configuration")
 
-    hidden = util[util["point"] != "all"]
-    mean_util = hidden.groupby(["config", "point", "block"], sort=False)["utilisation"].mean().reset_index()
+    hidden = util[(util["point"] != "all") & (util["intervention"] == "zero")]
+    mean_util = (hidden.assign(percent=100 * hidden["scale_free"])
+                 .groupby(["config", "point", "block"], sort=False)["percent"].mean().reset_index())
     save_csv(mean_util, out / "tables" / "utilisation_mean.csv")
     doc.heading("Utilisation per block")
-    doc.text("Ablation utilisation (relative increase of the MAE when the block is zeroed for the rest of the "
-             "forward pass), mean over seeds. The joint rows (every layer's order l zeroed at once) are in "
-             "tables/utilisation_joint.csv.")
-    save_csv(util[util["point"] == "all"].groupby(["config", "block"], sort=False)["utilisation"]
+    doc.text("Scale-free ablation utilisation (the share of what the model learned beyond the composition "
+             "baseline that zeroing the block takes away, in %), mean over seeds; every intervention with its "
+             "interval per run is in each run's metrics/utilisation.csv. The joint rows (one order replaced at "
+             "every layer at once, and the order truly removed) are in tables/utilisation_joint.csv.")
+    joint = util[util["point"] == "all"]
+    save_csv(joint.groupby(["config", "block", "intervention"], sort=False)["scale_free"]
              .agg(["mean", "std", "size"]).reset_index(), out / "tables" / "utilisation_joint.csv")
-    doc.figure(_panels(mean_util, "utilisation", "ablation utilisation, mean over seeds",
-                       "relative MAE increase", "magma_r", out, "utilisation"), "Utilisation per block, side by side")
+    doc.figure(_panels(mean_util, "percent", "scale-free utilisation (zero ablation), mean over seeds",
+                       "% of what was learned beyond composition", "magma_r", out, "utilisation", vmax=100.0),
+               "Utilisation per block, side by side")
 
     target = knn[knn["target"] != "squared error"]
     mean_knn = target.groupby(["config", "point", "block"], sort=False)["knn_r2"].mean().reset_index()
     save_csv(mean_knn, out / "tables" / "latent_mean.csv")
     doc.heading("Latent structure per block")
     doc.text("Out-of-fold R2 of a 10-nearest-neighbour regressor of the target (beyond composition) on each "
-             "block's invariants, mean over seeds: high when molecules with similar targets sit together.")
+             "block's invariants, mean over seeds and over the kNN subsamples (5 random 80% subsamples of the "
+             "test molecules): high when molecules with similar targets sit together.")
     doc.figure(_panels(mean_knn, "knn_r2", "kNN R2 of the target, mean over seeds", "out-of-fold R2",
                        "viridis", out, "latent", vmin=0.0, vmax=1.0), "Latent structure per block, side by side")
 
     corr = correlations(runs, n_boot)
+    loco = leave_one_config_out(runs, LATENT)
     save_csv(corr, out / "tables" / "correlation.csv")
+    save_csv(loco, out / "tables" / "leave_one_config_out.csv")
     doc.heading("Latent structure against test error")
-    doc.text("Each run's latent structure (kNN R2 of the target, mean over its hidden blocks) against its test "
-             "error, Spearman rank correlation with a percentile bootstrap interval over runs (resampled "
-             f"{n_boot} times). Negative rho: more structured latents, lower error.")
-    doc.table(corr[["runs", "error", "n", "rho", "ci_low", "ci_high", "p"]], "tables/correlation.csv")
-    doc.bullets([f"{r['runs']}: {r['verdict']}" for r in corr.to_dict("records")])
+    doc.text("Each run's latent structure is the kNN R2 of the target averaged over the same blocks in every "
+             "configuration: " + (", ".join(f"{p} {b}" for p, b in blocks) or "none (no block is common to "
+             "every run)") + " (the streams every run has and can reach; the embedding, layers' own updates and "
+             "blocks unreachable by construction are left out). Its sampling spread (sd over the kNN subsamples) "
+             f"is `latent_sd` in tables/runs.csv, mean {runs['latent_sd'].mean():.3f} against a spread of "
+             f"{runs[LATENT].std():.3f} between runs. Spearman rank correlation with test error, with a "
+             f"percentile bootstrap interval over configurations ({n_boot} resamples; a configuration's seeds "
+             "are drawn together, since they are not independent evidence). Correlations are taken within each "
+             "target (both sides standardised per target and pooled): across targets, differences of unit and "
+             "difficulty alone can make a correlation. Negative rho: more structured latents, lower error.")
+    doc.table(corr[["runs", "n", "groups", "rho", "ci_low", "ci_high", "p"]], "tables/correlation.csv")
+    doc.bullets([f"{r['runs']}: {r['verdict']}" for r in corr.to_dict("records")] + [loco_verdict(loco)])
+    if len(loco):
+        doc.table(loco.round(3), "tables/leave_one_config_out.csv")
     doc.figure(_scatter(runs, corr, out), "Test error against latent structure, one point per run")
 
     doc.heading("Runs")

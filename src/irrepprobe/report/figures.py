@@ -97,9 +97,10 @@ def latent_maps(maps: list[dict], title: str):
     return fig
 
 
-def cka_heatmap(cka: pd.DataFrame, title: str, xlabel: str = "point", ylabel: str = "point"):
+def cka_heatmap(cka: pd.DataFrame, title: str, xlabel: str = "point", ylabel: str = "point",
+                unit: str = "debiased CKA"):
     fig, ax = plt.subplots(figsize=(1.1 * cka.shape[1] + 3, 0.8 * cka.shape[0] + 2))
-    _heat(ax, cka, title, "linear CKA", "viridis", 0, 1)
+    _heat(ax, cka, title, unit, "viridis", 0, 1)
     ax.set_xticks(range(cka.shape[1]), cka.columns, rotation=30, ha="right")
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)

@@ -102,6 +102,11 @@ def train(config: Config | None, out: str | Path, resume: bool = False, progress
         distributed.teardown()
 
 
+def kept(out: Path, epoch: int) -> Path:
+    """Where ``train.keep_epochs`` keeps the checkpoint of ``epoch`` (0: before training)."""
+    return Path(out) / "epochs" / f"epoch{epoch:04d}.pt"
+
+
 def _train(config, out, state, device, is_dist, rank, world_size, main, progress, log, init=None):
     t = config.train
     qm9, y, split = prepare_data(config)
@@ -152,6 +157,13 @@ def _train(config, out, state, device, is_dist, rank, world_size, main, progress
     train_loader = loader(qm9, y, train_idx, per_rank_batch, sampler=sampler)
     scale = model.scale.to(device)
 
+    def content_of(epoch, row):
+        return dict(config=config.to_dict(), model=model.state_dict(), optimizer=optimizer.state_dict(),
+                    scheduler=scheduler.state_dict(), epoch=epoch, best_val=best_val, best_epoch=best_epoch,
+                    bad_epochs=bad_epochs, history=history, split=split, metrics=row)
+
+    if main and 0 in t.keep_epochs and state is None:
+        save_checkpoint(kept(out, 0), **content_of(-1, {}))
     epoch = start_epoch - 1
     for epoch in range(start_epoch, t.epochs):
         if t.early_stop and bad_epochs >= t.early_stop:
@@ -196,10 +208,9 @@ def _train(config, out, state, device, is_dist, rank, world_size, main, progress
                 for k in ("train_loss", "train_mae", "val_mae", "lr"):
                     writer.add_scalar(k, row[k], epoch)
                 writer.flush()
-            content = dict(config=config.to_dict(), model=model.state_dict(), optimizer=optimizer.state_dict(),
-                           scheduler=scheduler.state_dict(), epoch=epoch, best_val=best_val,
-                           best_epoch=best_epoch, bad_epochs=bad_epochs, history=history, split=split,
-                           metrics=row)
+            content = content_of(epoch, row)
+            if epoch + 1 in t.keep_epochs:
+                save_checkpoint(kept(out, epoch + 1), **content)
             # best first: a kill between the two writes leaves a last.pt no newer than best.pt
             if improved:
                 save_checkpoint(out / "best.pt", **content)

@@ -1,6 +1,9 @@
-"""Warm start a pruned model from the full one: every weight that connects channels both models have
-is copied, rescaled by the ratio of e3nn's path normalisations, so that the pruned model computes what
-the full model computes with the dropped orders switched off (tests/test_prune.py checks this).
+"""A model without some of its orders: the config without them (:func:`config_without`), and the weights
+of the full model carried over (:func:`warm_start`, :func:`without_orders`): every weight that connects
+channels both models have is copied, rescaled by the ratio of e3nn's path normalisations, so that the pruned model computes what
+the full model computes with the dropped orders switched off (tests/test_prune.py checks this). This is
+true order removal (spherical harmonics and every path through the order gone), which utilisation sets
+beside zeroing the order's blocks, and the start of a warm-started pruned run.
 
 A channel is named by what it carries: a node feature ``(irrep, u)``; a message channel by its path
 ``(irrep_in, irrep_sh, irrep_out, u)``; a gate ``("gate", gated channel)``. Weights are matched by the names
@@ -11,7 +14,32 @@ from __future__ import annotations
 import torch
 from e3nn import o3
 
-from ..models.layers import Interaction, Readout
+from ..config import Config
+from ..data.targets import get_target
+from ..errors import IrrepprobeError
+from .layers import Interaction, Readout
+
+
+def config_without(config: Config, drop: list[int]) -> Config:
+    """``config`` without the orders in ``drop``: gone from the spherical harmonics and from the hidden
+    irreps. Refuses l = 0, orders the model does not have, and orders its output needs."""
+    drop = sorted({int(l) for l in drop})
+    ls = sorted(config.model.ls)
+    if 0 in drop:
+        raise IrrepprobeError("l=0 is never dropped: the scalars carry the readout and the gates")
+    missing = [l for l in drop if l not in ls]
+    if missing:
+        raise IrrepprobeError(f"cannot drop l={missing[0]}: the model's orders are {ls}")
+    target = get_target(config.data.target)
+    needed = sorted({ir.l for _, ir in o3.Irreps(target.irreps)} & set(drop))
+    if needed:
+        raise IrrepprobeError(f"cannot drop l={needed[0]}: the target {target.name} ({target.irreps}) needs it "
+                              "in the last layer")
+    new = Config.from_dict(config.to_dict())
+    new.model.ls = [l for l in ls if l not in drop]
+    if isinstance(new.model.mul, dict):
+        new.model.mul = {int(l): m for l, m in new.model.mul.items() if int(l) not in drop}
+    return new.validate()
 
 
 def _merge(blocks: list[tuple[o3.Irrep, list]]) -> list[list]:
@@ -121,3 +149,14 @@ def warm_start(new, old) -> None:
     for a, b in zip(new.layers, old.layers):
         _copy_interaction(a, b)
     _copy_readout(new.readout, old.readout)
+
+
+def without_orders(model, drop: list[int]):
+    """A new network computing what ``model`` computes with the orders in ``drop`` switched off
+    everywhere (the function a warm-started pruned model starts from), in eval mode on its device."""
+    from .network import build_model
+
+    new = build_model(config_without(model.config, drop))
+    warm_start(new, model)
+    p = next(model.parameters())
+    return new.to(device=p.device, dtype=p.dtype).eval()
