@@ -112,7 +112,7 @@ def cmd_report(args) -> int:
                       ablation_molecules=None if args.ablation_molecules == 0 else args.ablation_molecules,
                       map_points=None if args.map_points == 0 else args.map_points, map_method=args.map_method,
                       map_layers=args.map_layers, compare=args.compare, threshold=args.threshold,
-                      device=args.device or "auto", seed=args.seed,
+                      device=args.device or "auto", seed=args.seed, controls=args.controls,
                       command=_command(args))
     v = res["verdict"]
     print("unused blocks: " + (", ".join(f"{p} {b}" for p, b in v["unused"]) or "none"))
@@ -326,6 +326,8 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--map-method", default="umap", choices=["umap", "phate", "pca"])
     sp.add_argument("--map-layers", nargs="+", metavar="POINT", help="points to map (default: last layer)")
     sp.add_argument("--compare", metavar="CAPTURE", help="another model's capture for a CKA comparison")
+    sp.add_argument("--controls", type=int, default=5,
+                    help="untrained initialisations the probes are compared with (default 5)")
     sp.add_argument("--device", choices=["auto", "cpu", "cuda"])
     sp.add_argument("--seed", type=int, default=0)
     sp.set_defaults(func=cmd_report)
