@@ -35,6 +35,7 @@ class ModelConfig:
     readout_hidden: int = 16
     pooling: str | None = None  # "sum" or "mean"; None takes the target's own
     avg_neighbors: float | None = None  # aggregation normalisation; None: measured on the train split
+    conv: str = "auto"  # how the convolution is computed (same function): auto | fast | e3nn
 
 
 @dataclass
@@ -121,6 +122,7 @@ class Config:
         for key in ("gate", "self_connection", "residual"):
             _check(isinstance(getattr(m, key), bool), f"model.{key}", "true or false")
         _check(m.pooling in (None, "sum", "mean"), "model.pooling", "'sum', 'mean' or null")
+        _check(m.conv in ("auto", "fast", "e3nn"), "model.conv", "'auto', 'fast' or 'e3nn'")
         _check(m.avg_neighbors is None or _num(m.avg_neighbors) and m.avg_neighbors > 0,
                "model.avg_neighbors", "a positive number or null")
         for key in ("epochs", "batch_size", "eval_batch_size"):

@@ -9,6 +9,8 @@ from e3nn import o3
 from e3nn.nn import FullyConnectedNet, Gate
 from torch import nn
 
+from .conv import UVUPlan
+
 
 class BesselBasis(nn.Module):
     """sqrt(2/c) sin(n pi r / c) / r times a smooth polynomial envelope that reaches 0 at the cutoff."""
@@ -42,10 +44,17 @@ def gated(irreps: o3.Irreps) -> tuple[Gate, o3.Irreps]:
     return gate, gate.irreps_in
 
 
+CONVS = ("auto", "e3nn", "fast")
+
+
 class Interaction(nn.Module):
     """One equivariant convolution: per-edge uvu tensor product of node features with the spherical
     harmonics of the edge vector, weights from a radial MLP, sum aggregation divided by
-    sqrt(avg_neighbors), a linear mix, an optional self-connection, gate and residual."""
+    sqrt(avg_neighbors), a linear mix, an optional self-connection, gate and residual.
+
+    ``conv`` picks how the product and the sum are computed, never what: ``e3nn`` (e3nn's tensor
+    product, then index_add), ``fast`` / ``auto`` (:mod:`irrepprobe.models.conv`: the same function,
+    with a compiled kernel where one can be built). Parameters and checkpoints are the same."""
 
     def __init__(
         self,
@@ -58,8 +67,11 @@ class Interaction(nn.Module):
         gate: bool = True,
         self_connection: bool = True,
         residual: bool = True,
+        conv: str = "auto",
     ):
         super().__init__()
+        if conv not in CONVS:
+            raise ValueError(f"conv must be one of {', '.join(CONVS)}, got {conv!r}")
         self.irreps_in = o3.Irreps(irreps_in)
         self.irreps_sh = o3.Irreps(irreps_sh)
         self.irreps_out = o3.Irreps(irreps_out)
@@ -81,6 +93,8 @@ class Interaction(nn.Module):
             shared_weights=False, internal_weights=False,
         )
         self.radial = FullyConnectedNet([n_basis, radial_hidden, self.tp.weight_numel], nn.functional.silu)
+        self.conv = conv
+        self.plan = None if conv == "e3nn" else UVUPlan(self.tp)
         if gate:
             self.gate, irreps_pre = gated(self.irreps_out)
         else:
@@ -92,11 +106,17 @@ class Interaction(nn.Module):
         # capture and ablation (no parameters, so checkpoints are unchanged)
         self.update = nn.Identity()
 
-    def forward(self, x, sh, radial, edge_index):
-        src, dst = edge_index
-        messages = self.tp(x[src], sh, self.radial(radial))
-        agg = torch.zeros(x.shape[0], messages.shape[1], dtype=x.dtype, device=x.device)
-        agg.index_add_(0, dst, messages)
+    def forward(self, x, sh, radial, edge_index, cache: dict | None = None):
+        """``cache``: a dict shared by the layers of one forward pass (the fast path keeps the edges'
+        B tensors and graph there)."""
+        weight = self.radial(radial)
+        if self.plan is not None:
+            agg = self.plan(x, sh, weight, edge_index, cache, fused=True)
+        else:
+            src, dst = edge_index
+            messages = self.tp(x[src], sh, weight)
+            agg = torch.zeros(x.shape[0], messages.shape[1], dtype=x.dtype, device=x.device)
+            agg.index_add_(0, dst, messages)
         out = self.linear(agg / math.sqrt(self.avg_neighbors))
         if self.self_connection is not None:
             out = out + self.self_connection(x)

@@ -53,7 +53,7 @@ class EquivariantNet(nn.Module):
         layers, irreps = [], self.embedding.irreps_out
         for _ in range(m.layers):
             layer = Interaction(irreps, self.irreps_sh, hidden, m.n_basis, m.radial_hidden, avg,
-                                gate=m.gate, self_connection=m.self_connection, residual=m.residual)
+                                gate=m.gate, self_connection=m.self_connection, residual=m.residual, conv=m.conv)
             layers.append(layer)
             irreps = layer.irreps_out
         self.layers = nn.ModuleList(layers)
@@ -78,8 +78,9 @@ class EquivariantNet(nn.Module):
         radial = self.radial_basis(r)
 
         x = self.embedding(z)
+        cache: dict = {}  # what the layers share within this pass (the fast convolution's edge tensors)
         for layer in self.layers:
-            x = layer(x, sh, radial, edge_index)
+            x = layer(x, sh, radial, edge_index, cache)
         atom_out = self.readout(x) * self.scale + self.atom_ref[z]
         n_mol = int(batch.max()) + 1 if batch.numel() else 0
         out = torch.zeros(n_mol, atom_out.shape[1], dtype=atom_out.dtype, device=atom_out.device)
