@@ -202,6 +202,13 @@ def _same_target(Y: pd.DataFrame, own: str) -> list[str]:
 SWEEP = (0.01, 0.02, 0.05, 0.10)
 
 
+def _cell(row: pd.Series, t: float) -> str:
+    """"used" / "unused" when every intervention agrees at threshold ``t``, else which find it unused."""
+    row = row.dropna()
+    low = [k for k, v in row.items() if v < t]
+    return "unused" if len(low) == len(row) else "used" if not low else "used; unused under " + ", ".join(low)
+
+
 def _interval(r) -> str:
     return f"{100 * r.scale_free:.1f}% [{100 * r.scale_free_low:.1f}, {100 * r.scale_free_high:.1f}]"
 
@@ -228,8 +235,8 @@ def _verdict(util, probes, eq, hidden, threshold, copies, target) -> dict:
     joint = util[util["point"] == "all"]
     grid = util[(util["point"].isin(hidden) | (util["point"] == "all")) & util["reachable"]]
     by = grid.pivot_table(index=["point", "block"], columns="intervention", values="scale_free_high", sort=False)
-    by_threshold = pd.DataFrame({f"{k} {100 * t:g}%": np.where(by[k].isna(), "", np.where(by[k] < t, "unused", "used"))
-                                 for t in SWEEP for k in by.columns}, index=by.index).reset_index()
+    by_threshold = pd.DataFrame({f"{100 * t:g}%": [_cell(row, t) for _, row in by.iterrows()] for t in SWEEP},
+                                index=by.index).reset_index()
     sweep = []
     for t in SWEEP:
         used = M.verdicts(util, t)
@@ -278,8 +285,9 @@ def _document(head, meta, mae, unit, verdict, norms, util, probes, eq, knn, cka_
         doc.table(verdict["joint"], None)
     doc.text("How the verdict moves with the threshold:")
     doc.table(verdict["sweep"], "tables/verdict_thresholds.csv")
-    doc.text("Each intervention on its own (reachable blocks; unused: the interval's upper end below the "
-             "threshold):")
+    doc.text("Each intervention on its own, per threshold (reachable blocks; unused under an intervention: the "
+             "upper end of its interval below the threshold; a block is unused only when every intervention "
+             "says so):")
     doc.table(verdict["grid"], "tables/verdict_by_intervention.csv")
     doc.heading("Utilisation")
     n_util = int(util["molecules"].iloc[0])
