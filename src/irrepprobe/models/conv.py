@@ -42,6 +42,8 @@ class UVUPlan(nn.Module):
         for k, ins in enumerate(tp.instructions):
             groups.setdefault((ins.i_in1, io[ins.i_out].ir), []).append(k)
         self.in1_splits = [mul * ir.dim for mul, ir in i1]
+        self.in1_shapes = [(mul, ir.dim) for mul, ir in i1]
+        self.out_dim = io.dim
         sh_slices, out_slices = i2.slices(), io.slices()
         self.groups = []  # (input block, mul, d1, d3, paths, sh columns lo:hi, cache key)
         w_uq, mid_of_ours = [], []
@@ -57,6 +59,13 @@ class UVUPlan(nn.Module):
                 cg = o3.wigner_3j(ir1.l, i2[ins.i_in2].ir.l, ir3.l, dtype=torch.float64)  # [d1, d2, d3]
                 C[s.start - lo:s.stop - lo, :, q, :] = ins.path_weight * cg.permute(1, 0, 2)
             self.register_buffer(f"C{n}", C.reshape(hi - lo, d1 * Q * d3), persistent=False)
+            # for the kernel: where path q's weights and outputs start in e3nn's layouts (channel u at +u
+            # and +u*d3), and the gather of this group's output gradient into [atoms, (q, k), u]
+            ocol = [out_slices[tp.instructions[k].i_out].start for k in ks]
+            self.register_buffer(f"wcol{n}", torch.tensor([w_off[k] for k in ks]), persistent=False)
+            self.register_buffer(f"ocol{n}", torch.tensor(ocol), persistent=False)
+            self.register_buffer(f"gidx{n}", torch.tensor([ocol[q] + u * d3 + k for q in range(Q) for k in range(d3)
+                                                           for u in range(mul)]), persistent=False)
             # B of one group depends on (l1, l3, the sh columns, the path weights): layers share it
             key = (ir1.l, ir3.l, lo, hi, tuple(round(tp.instructions[k].path_weight, 12) for k in ks),
                    tuple(i2[tp.instructions[k].i_in2].ir.l for k in ks))
@@ -72,12 +81,6 @@ class UVUPlan(nn.Module):
         inv[torch.tensor(mid_of_ours)] = torch.arange(io.dim)
         self.register_buffer("mid_perm", inv, persistent=False)
         self.register_buffer("w_uq", torch.tensor(w_uq), persistent=False)
-        # the fused kernel reads weights per group as [q][u]
-        w_qu, start = [], 0
-        for (a, mul, d1, d3, Q, lo, hi, key) in self.groups:
-            w_qu.append(torch.tensor(w_uq[start:start + mul * Q]).view(mul, Q).t().reshape(-1))
-            start += mul * Q
-        self.register_buffer("w_qu", torch.cat(w_qu), persistent=False)
         self.w_splits = [mul * Q for (a, mul, d1, d3, Q, *_rest) in self.groups]
 
     def basis(self, sh: torch.Tensor, cache: dict) -> list[torch.Tensor]:
@@ -92,22 +95,21 @@ class UVUPlan(nn.Module):
 
     def forward(self, x, sh, weight, edge_index, cache: dict | None = None, fused: bool = False):
         """Aggregated messages [atoms, tp.irreps_out.dim] in e3nn's layout: sum over each atom's incoming
-        edges of ``tp(x[src], sh, weight)``."""
-        from .kernel import uvu_aggregate
+        edges of ``tp(x[src], sh, weight)``. ``fused``: the compiled kernel where it can run."""
+        from .kernel import fused_layer
 
         cache = {} if cache is None else cache
+        B = self.basis(sh, cache)
+        if fused:
+            out = fused_layer(self, x, weight, B, edge_index, cache)
+            if out is not None:
+                return out
         src, dst = edge_index
         E, N = src.numel(), x.shape[0]
-        B = self.basis(sh, cache)
         xb = torch.split(x, self.in1_splits, dim=1)
-        w = torch.split(weight.index_select(1, self.w_qu if fused else self.w_uq), self.w_splits, dim=1)
+        w = torch.split(weight.index_select(1, self.w_uq), self.w_splits, dim=1)
         aggs, gathered = [], {}
         for (a, mul, d1, d3, Q, lo, hi, key), Bg, wg in zip(self.groups, B, w):
-            if fused:
-                agg = uvu_aggregate(xb[a].view(N, mul, d1).transpose(1, 2), Bg, wg.view(E, Q, mul), edge_index,
-                                    cache)  # [atoms, Q * d3, mul]
-                aggs.append(agg.transpose(1, 2).reshape(N, -1))
-                continue
             if a not in gathered:
                 gathered[a] = xb[a].index_select(0, src).view(E, mul, d1)
             X = gathered[a]

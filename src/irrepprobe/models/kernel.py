@@ -70,38 +70,48 @@ class Graph:
         self.rowptr_src[1:] = torch.cumsum(torch.bincount(src, minlength=n), 0)
 
 
-class _Fused(torch.autograd.Function):
+def _blocks(plan, x):
+    """Each input block of ``x`` [atoms, mul_ir] as [atoms, d1, mul], channels innermost."""
+    N = x.shape[0]
+    return [b.view(N, mul, d1).transpose(1, 2).contiguous() for b, (mul, d1) in
+            zip(torch.split(x, plan.in1_splits, dim=1), plan.in1_shapes)]
+
+
+class _FusedLayer(torch.autograd.Function):
+    """All groups of one layer: reads x and the weights in e3nn's layouts, writes e3nn's message layout."""
+
     @staticmethod
-    def forward(ctx, x, B, w, graph, d3):
-        ctx.save_for_backward(x, B, w)
-        ctx.graph, ctx.d3 = graph, d3
-        return extension().uvu_fwd(x, B, w, graph.src, graph.by_dst, graph.rowptr, d3)
+    def forward(ctx, x, w, plan, B, graph):
+        ext, xs = extension(), _blocks(plan, x)
+        out = x.new_empty(x.shape[0], plan.out_dim)
+        for n, (a, mul, d1, d3, *_rest) in enumerate(plan.groups):
+            ext.uvu_fwd(xs[a], B[n], w, getattr(plan, f"wcol{n}"), getattr(plan, f"ocol{n}"), graph.src,
+                        graph.by_dst, graph.rowptr, out, d3)
+        ctx.save_for_backward(x, w)
+        ctx.plan, ctx.B, ctx.graph = plan, B, graph
+        return out
 
     @staticmethod
     def backward(ctx, G):
-        x, B, w = ctx.saved_tensors
-        g = ctx.graph
-        gx, gw = extension().uvu_bwd(G.contiguous(), x, B, w, g.dst, g.by_src, g.rowptr_src, ctx.d3)
-        return gx, None, gw, None, None
+        x, w = ctx.saved_tensors
+        plan, g, ext = ctx.plan, ctx.graph, extension()
+        G, xs, N = G.contiguous(), _blocks(plan, x), x.shape[0]
+        gw = torch.empty_like(w)  # every weight column belongs to exactly one group's paths
+        gxs = [None] * len(xs)
+        for n, (a, mul, d1, d3, Q, *_rest) in enumerate(plan.groups):
+            Gt = G.index_select(1, getattr(plan, f"gidx{n}")).view(N, Q * d3, mul)
+            ga = ext.uvu_bwd(Gt, xs[a], ctx.B[n], w, getattr(plan, f"wcol{n}"), g.dst, g.by_src, g.rowptr_src, gw, d3)
+            gxs[a] = ga if gxs[a] is None else gxs[a] + ga
+        gx = torch.cat([(xb if gb is None else gb).transpose(1, 2).reshape(N, -1) if gb is not None
+                        else torch.zeros_like(xb.transpose(1, 2).reshape(N, -1)) for xb, gb in zip(xs, gxs)], dim=1)
+        return gx, gw, None, None, None
 
 
-def _plain(x, B, w, edge_index) -> torch.Tensor:
-    """What the kernel computes, in PyTorch: [atoms, C, U]."""
-    src, dst = edge_index
-    E, Q, U = w.shape
-    C = B.shape[2]
-    m = torch.bmm(x.index_select(0, src).transpose(1, 2), B)  # [E, U, C]
-    m = (m.view(E, U, Q, C // Q) * w.transpose(1, 2)[..., None]).view(E, U, C)
-    return m.new_zeros(x.shape[0], U, C).index_add_(0, dst, m).transpose(1, 2)
-
-
-def uvu_aggregate(x, B, w, edge_index, cache: dict) -> torch.Tensor:
-    """``agg[n, c, u] = sum over edges e into n of w[e, q(c), u] sum_i B[e, i, c] x[src_e, i, u]`` for x
-    [atoms, d1, U], B [edges, d1, C], w [edges, Q, U]. The kernel where it is built and on the CPU and
-    B needs no gradient (forces need the gradient through the geometry); else plain PyTorch."""
-    d3 = B.shape[2] // w.shape[1]
-    if x.device.type != "cpu" or B.requires_grad or extension() is None:
-        return _plain(x, B, w, edge_index)
+def fused_layer(plan, x, weight, B, edge_index, cache: dict):
+    """The layer's aggregated messages from the kernel, or None where it cannot run: not built, not on
+    the CPU, or B needing a gradient (forces need the gradient through the geometry)."""
+    if x.device.type != "cpu" or any(b.requires_grad for b in B) or extension() is None:
+        return None
     if "graph" not in cache:
         cache["graph"] = Graph(edge_index, x.shape[0])
-    return _Fused.apply(x.contiguous(), B, w.contiguous(), cache["graph"], d3)
+    return _FusedLayer.apply(x, weight.contiguous(), plan, B, cache["graph"])

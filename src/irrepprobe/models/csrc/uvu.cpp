@@ -1,32 +1,33 @@
-// Fused uvu convolution and aggregation for one group of paths (one input block, one output irrep).
-//   agg[n, c, u] = sum_{e: dst_e = n} w[e, q(c), u] * sum_i B[e, i, c] * x[src_e, i, u],   c = q * d3 + k
-// x [atoms, d1, U] (channels innermost), B [edges, d1, C], w [edges, Q, U], agg [atoms, C, U].
+// Fused uvu convolution and aggregation for one group of paths (one input block, one output irrep),
+// reading the per-edge weights and writing the aggregated messages in e3nn's own layouts:
+//   out[n, ocol[q] + u*d3 + k] = sum_{e: dst_e = n} w[e, wcol[q] + u] * sum_i B[e, i, q*d3 + k] * x[src_e, i, u]
+// x [atoms, d1, U] (channels innermost), B [edges, d1, Q*d3], w [edges, W], out [atoms, M].
 // The channel loop is the vector dimension. The forward walks each destination's edges (by_dst, rowptr),
-// the backward each source's (by_src, rowptr_src), so every output row has one writer: no atomics.
+// the backward each source's (by_src, rowptr_src), so every row written has one writer: no atomics.
 // B gets no gradient (the caller takes the PyTorch path when it needs one).
 #include <torch/extension.h>
 #include <ATen/Parallel.h>
 #include <vector>
 
 template <typename T, int UC>
-static void fwd_impl(const T* __restrict x, const T* __restrict B, const T* __restrict w, const int64_t* src,
-                     const int64_t* by_dst, const int64_t* rowptr, T* __restrict agg, int64_t N, int64_t D1,
-                     int64_t C, int64_t d3, int64_t Ud) {
+static void fwd_impl(const T* __restrict x, const T* __restrict B, const T* __restrict w, const int64_t* wcol,
+                     const int64_t* ocol, const int64_t* src, const int64_t* by_dst, const int64_t* rowptr,
+                     T* __restrict out, int64_t N, int64_t D1, int64_t Q, int64_t d3, int64_t W, int64_t M,
+                     int64_t Ud) {
   const int64_t U = UC > 0 ? UC : Ud;
-  const int64_t Q = C / d3;
+  const int64_t C = Q * d3;
   at::parallel_for(0, N, 4, [&](int64_t n0, int64_t n1) {
-    std::vector<T> tbuf(U);
-    T* __restrict t = tbuf.data();
+    std::vector<T> buf((C + 1) * U);
+    T* __restrict acc = buf.data();
+    T* __restrict t = acc + C * U;
     for (int64_t n = n0; n < n1; ++n) {
-      T* acc = agg + n * C * U;
       for (int64_t j = 0; j < C * U; ++j) acc[j] = 0;
       for (int64_t p = rowptr[n]; p < rowptr[n + 1]; ++p) {
         const int64_t e = by_dst[p];
         const T* xs = x + src[e] * D1 * U;
         const T* Be = B + e * D1 * C;
-        const T* we = w + e * Q * U;
         for (int64_t q = 0; q < Q; ++q) {
-          const T* wq = we + q * U;
+          const T* wq = w + e * W + wcol[q];
           for (int64_t k = 0; k < d3; ++k) {
             const int64_t c = q * d3 + k;
 #pragma omp simd
@@ -43,16 +44,22 @@ static void fwd_impl(const T* __restrict x, const T* __restrict B, const T* __re
           }
         }
       }
+      T* row = out + n * M;
+      for (int64_t q = 0; q < Q; ++q)
+        for (int64_t k = 0; k < d3; ++k)
+          for (int64_t u = 0; u < U; ++u) row[ocol[q] + u * d3 + k] = acc[(q * d3 + k) * U + u];
     }
   });
 }
 
+// G [atoms, Q*d3, U]: the output gradient of this group gathered channels-innermost by the caller
 template <typename T, int UC>
 static void bwd_impl(const T* __restrict G, const T* __restrict x, const T* __restrict B, const T* __restrict w,
-                     const int64_t* dst, const int64_t* by_src, const int64_t* rowptr_src, T* __restrict gx,
-                     T* __restrict gw, int64_t N, int64_t D1, int64_t C, int64_t d3, int64_t Ud) {
+                     const int64_t* wcol, const int64_t* dst, const int64_t* by_src, const int64_t* rowptr_src,
+                     T* __restrict gx, T* __restrict gw, int64_t N, int64_t D1, int64_t Q, int64_t d3, int64_t W,
+                     int64_t Ud) {
   const int64_t U = UC > 0 ? UC : Ud;
-  const int64_t Q = C / d3;
+  const int64_t C = Q * d3;
   at::parallel_for(0, N, 4, [&](int64_t s0, int64_t s1) {
     std::vector<T> buf(3 * U);
     T* __restrict m0 = buf.data();
@@ -66,10 +73,8 @@ static void bwd_impl(const T* __restrict G, const T* __restrict x, const T* __re
         const int64_t e = by_src[p];
         const T* Gn = G + dst[e] * C * U;
         const T* Be = B + e * D1 * C;
-        const T* we = w + e * Q * U;
-        T* gwe = gw + e * Q * U;
         for (int64_t q = 0; q < Q; ++q) {
-          const T* wq = we + q * U;
+          const T* wq = w + e * W + wcol[q];
 #pragma omp simd
           for (int64_t u = 0; u < U; ++u) gwacc[u] = 0;
           for (int64_t k = 0; k < d3; ++k) {
@@ -87,8 +92,9 @@ static void bwd_impl(const T* __restrict G, const T* __restrict x, const T* __re
 #pragma omp simd
             for (int64_t u = 0; u < U; ++u) gwacc[u] += g[u] * m0[u];
           }
+          T* gwq = gw + e * W + wcol[q];
 #pragma omp simd
-          for (int64_t u = 0; u < U; ++u) gwe[q * U + u] = gwacc[u];
+          for (int64_t u = 0; u < U; ++u) gwq[u] = gwacc[u];
         }
       }
     }
@@ -106,32 +112,32 @@ static void bwd_impl(const T* __restrict G, const T* __restrict x, const T* __re
     default: { constexpr int UU = 0; __VA_ARGS__; break; }    \
   }
 
-torch::Tensor uvu_fwd(torch::Tensor x, torch::Tensor B, torch::Tensor w, torch::Tensor src, torch::Tensor by_dst,
-                      torch::Tensor rowptr, int64_t d3) {
-  x = x.contiguous(); B = B.contiguous(); w = w.contiguous();
-  const int64_t N = x.size(0), D1 = x.size(1), U = x.size(2), C = B.size(2);
-  auto agg = torch::empty({N, C, U}, x.options());
+// writes this group's columns of out [atoms, M]
+void uvu_fwd(torch::Tensor x, torch::Tensor B, torch::Tensor w, torch::Tensor wcol, torch::Tensor ocol,
+             torch::Tensor src, torch::Tensor by_dst, torch::Tensor rowptr, torch::Tensor out, int64_t d3) {
+  TORCH_CHECK(x.is_contiguous() && B.is_contiguous() && w.is_contiguous() && out.is_contiguous());
+  const int64_t N = x.size(0), D1 = x.size(1), U = x.size(2), Q = wcol.size(0), W = w.size(1), M = out.size(1);
   AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "uvu_fwd", [&] {
     DISPATCH_U(U, fwd_impl<scalar_t, UU>(x.data_ptr<scalar_t>(), B.data_ptr<scalar_t>(), w.data_ptr<scalar_t>(),
-                                        src.data_ptr<int64_t>(), by_dst.data_ptr<int64_t>(), rowptr.data_ptr<int64_t>(),
-                                        agg.data_ptr<scalar_t>(), N, D1, C, d3, U));
+                                        wcol.data_ptr<int64_t>(), ocol.data_ptr<int64_t>(), src.data_ptr<int64_t>(),
+                                        by_dst.data_ptr<int64_t>(), rowptr.data_ptr<int64_t>(),
+                                        out.data_ptr<scalar_t>(), N, D1, Q, d3, W, M, U));
   });
-  return agg;
 }
 
-std::vector<torch::Tensor> uvu_bwd(torch::Tensor G, torch::Tensor x, torch::Tensor B, torch::Tensor w,
-                                   torch::Tensor dst, torch::Tensor by_src, torch::Tensor rowptr_src, int64_t d3) {
-  G = G.contiguous(); x = x.contiguous(); B = B.contiguous(); w = w.contiguous();
-  const int64_t N = x.size(0), D1 = x.size(1), U = x.size(2), C = B.size(2);
+// returns grad x [atoms, d1, U]; writes this group's columns of gw [edges, W]
+torch::Tensor uvu_bwd(torch::Tensor G, torch::Tensor x, torch::Tensor B, torch::Tensor w, torch::Tensor wcol,
+                      torch::Tensor dst, torch::Tensor by_src, torch::Tensor rowptr_src, torch::Tensor gw, int64_t d3) {
+  TORCH_CHECK(G.is_contiguous() && x.is_contiguous() && B.is_contiguous() && w.is_contiguous() && gw.is_contiguous());
+  const int64_t N = x.size(0), D1 = x.size(1), U = x.size(2), Q = wcol.size(0), W = w.size(1);
   auto gx = torch::empty_like(x);
-  auto gw = torch::zeros_like(w);  // an edge whose source has no row in this batch keeps 0
   AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "uvu_bwd", [&] {
     DISPATCH_U(U, bwd_impl<scalar_t, UU>(G.data_ptr<scalar_t>(), x.data_ptr<scalar_t>(), B.data_ptr<scalar_t>(),
-                                        w.data_ptr<scalar_t>(), dst.data_ptr<int64_t>(), by_src.data_ptr<int64_t>(),
-                                        rowptr_src.data_ptr<int64_t>(), gx.data_ptr<scalar_t>(), gw.data_ptr<scalar_t>(),
-                                        N, D1, C, d3, U));
+                                        w.data_ptr<scalar_t>(), wcol.data_ptr<int64_t>(), dst.data_ptr<int64_t>(),
+                                        by_src.data_ptr<int64_t>(), rowptr_src.data_ptr<int64_t>(),
+                                        gx.data_ptr<scalar_t>(), gw.data_ptr<scalar_t>(), N, D1, Q, d3, W, U));
   });
-  return {gx, gw};
+  return gx;
 }
 
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
