@@ -98,3 +98,18 @@ def test_our_model_refuses_elements_it_does_not_know(tmp_path, capsys):
 def test_unknown_target_label_is_refused(tmp_path, capsys):
     code, out = _cli(capsys, "capture", "--subset", 5, "--target", "nosuch", "--out", tmp_path / "c")
     assert code == 2 and "no label 'nosuch'" in out.err
+
+
+def test_export_of_a_checkpoints_own_split_holds_its_molecules(tmp_path, capsys):
+    from irrepprobe.data import load_qm9
+    from irrepprobe.train import load_checkpoint
+
+    code, out = _cli(capsys, "data", "export", tmp_path / "own.xyz", "--checkpoint", example_checkpoint(),
+                     "--split", "val", "--subset", 12)
+    assert code == 0 and "12 QM9 molecules" in out.out
+    want = load_checkpoint(example_checkpoint())["split"]["val"][:12]
+    got = read_structures(tmp_path / "own.xyz")
+    ref = qm9_structures(load_qm9(), want)
+    assert torch.equal(got.numbers, ref.numbers) and torch.allclose(got.pos.float(), ref.pos.float(), atol=1e-5)
+    code, _ = _cli(capsys, "data", "export", tmp_path / "x.xyz", "--checkpoint", example_checkpoint(), "--split", "all")
+    assert code == 2

@@ -238,9 +238,18 @@ def _export(args) -> int:
     qm9 = load_qm9(args.cache_dir)
     if args.split not in ("all", "train", "val", "test"):
         raise IrrepprobeError(f"unknown split {args.split!r}; valid: all, train, val, test")
-    indices = range(len(qm9)) if args.split == "all" else make_split(len(qm9), seed=0)[args.split].tolist()
+    if args.checkpoint:  # the very molecules a model was trained, validated or tested on
+        from .train import load_checkpoint
+
+        split = load_checkpoint(args.checkpoint)["split"]
+        if args.split == "all":
+            raise IrrepprobeError("with --checkpoint give --split train, val or test")
+        indices, source = split[args.split].tolist(), f"{args.checkpoint}:{args.split}"
+    else:
+        indices = range(len(qm9)) if args.split == "all" else make_split(len(qm9), seed=0)[args.split].tolist()
+        source = f"qm9:{args.split}"
     indices = list(indices)[: args.subset]
-    structures = qm9_structures(qm9, indices, source=f"qm9:{args.split}")
+    structures = qm9_structures(qm9, indices, source=source)
     path = write_extxyz(structures, args.path)
     print(f"wrote {len(structures)} QM9 molecules ({args.split} split) with {len(structures.labels)} labels "
           f"and per-atom charges -> {path}")
@@ -374,6 +383,8 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("path", nargs="?", help="with export: the file to write")
     sp.add_argument("--split", default="test", help="with export: all, train, val or test (QM9's seed-0 80/10/10)")
     sp.add_argument("--subset", type=int, help="with export: only the first N molecules")
+    sp.add_argument("--checkpoint", metavar="CKPT",
+                    help="with export: the split of this irrepprobe checkpoint instead of QM9's seed-0 split")
     sp.add_argument("--cache-dir")
     sp.add_argument("--rebuild", action="store_true")
     sp.set_defaults(func=cmd_data)
