@@ -124,9 +124,15 @@ def test_points_batches_and_energies_match_nequips_own_calculator(adapter, model
     # the same energies and forces as nequip's own ASE calculator (its own load), one molecule at a time
     from nequip.integrations.ase import NequIPCalculator
 
+    import e3nn
+
+    defaults = e3nn.get_optimization_defaults()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         calc = NequIPCalculator._from_saved_model(str(FILES[family.lower()]), chemical_species_to_atom_type_map=True)
+    # nequip's own loading leaves e3nn's jit_mode at "script" (the adapter restores it; here we must), after
+    # which later tests' e3nn modules could not be deep-copied
+    e3nn.set_optimization_defaults(**defaults)
     forces = adapter.forces(model, b)
     assert energy.shape == (8, 1) and forces.shape == (b.n_atoms, 3)
     for i in (0, 5):
@@ -137,14 +143,19 @@ def test_points_batches_and_energies_match_nequips_own_calculator(adapter, model
         assert np.allclose(atoms.get_forces(), forces[a:c].numpy(), atol=1e-4)
 
 
-def test_loading_leaves_global_state_alone(adapter):
+def test_loading_leaves_global_state_alone(adapter, mols):
+    import e3nn
+
     torch.manual_seed(5)
     expected = torch.rand(3)
     torch.manual_seed(5)
-    before = torch.get_default_dtype()
-    adapter.load(str(FILES["nequip"]), trust=True)
+    before, defaults = torch.get_default_dtype(), e3nn.get_optimization_defaults()
+    loaded = adapter.load(str(FILES["nequip"]), trust=True)
+    adapter.untrained(loaded, seed=3)
+    next(adapter.batches(loaded, mols.take(np.arange(2)), 2))
     assert torch.get_default_dtype() == before  # nequip's set_global_state makes float64 the default
     assert torch.equal(torch.rand(3), expected)  # ... and reseeds every RNG
+    assert e3nn.get_optimization_defaults() == defaults  # building leaves e3nn's jit_mode at "script"
 
 
 def test_capture_over_the_test_molecules_and_rotation_invariance(model, caps):
@@ -212,6 +223,9 @@ def test_ablation_moves_the_prediction(model, caps):
         assert r["mae"] != pytest.approx(r["base_mae"], rel=1e-6), block
         assert r["reachable"]
     assert rows["utilisation"].abs().max() > 0.5  # zeroing some block ruins the fit
+    # every captured point feeds the energy; Allegro's scalar tracks are a slice of their latent MLP's
+    # output, which attribution must see through (a slice made in a hook is otherwise not in the graph)
+    assert table["reachable"].all() and (table["grad_x_activation"].dropna() > 0).all()
     assert table["used"].any()
 
 

@@ -64,13 +64,17 @@ def _nequip_state():
 
     nequip wants ``set_global_state()`` before anything is built: it seeds every RNG (lightning's
     ``seed_everything(123)``) and makes float64 the default dtype, which nequip's data pipeline and model
-    builders assume. The RNG states are restored at once and the default dtype when the block ends,
-    so irrepprobe's own tensors and random draws are the same with or without a nequip model loaded.
-    (The forward pass itself runs under the caller's default dtype: nequip's modules give dtypes.)"""
+    builders assume; building a model also leaves e3nn's jit_mode at "script" (after which modules that
+    e3nn builds, e.g. SevenNet's, can no longer be deep-copied). The RNG states are restored at once, the
+    default dtype and e3nn's optimisation defaults when the block ends, so irrepprobe's own tensors, random
+    draws and other families' models are the same with or without a nequip model loaded. (The forward
+    pass itself runs under the caller's default dtype: nequip's modules give dtypes.)"""
+    import e3nn
     from nequip.utils.global_dtype import _GLOBAL_DTYPE
     from nequip.utils.global_state import set_global_state
 
     dtype, py, npr = torch.get_default_dtype(), random.getstate(), np.random.get_state()
+    e3nn_defaults = e3nn.get_optimization_defaults()
     with torch.random.fork_rng(devices=[]):
         set_global_state()
     random.setstate(py)
@@ -80,6 +84,7 @@ def _nequip_state():
         yield
     finally:
         torch.set_default_dtype(dtype)
+        e3nn.set_optimization_defaults(**e3nn_defaults)
 
 
 def _zip_names(path: Path) -> list[str]:
