@@ -254,11 +254,14 @@ def test_compiled_models_are_refused_with_what_to_give(adapter, tmp_path, capsys
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         torch.jit.save(torch.jit.script(Tiny()), str(pth), _extra_files={"r_max": "5.0", "type_names": "H C"})
-    for f, fmt in ((pt2, "nequip"), (renamed, "auto"), (pth, "auto")):
+    pt = tmp_path / "model.pt"
+    pt.write_bytes(pth.read_bytes())
+    for f, fmt, what in ((pt2, "nequip", "AOTInductor"), (renamed, "auto", "AOTInductor"), (pth, "auto", "TorchScript"),
+                         (pt, "auto", "TorchScript")):
         assert adapter.accepts(str(f))
         code = main(["capture", str(f), "--format", fmt, "--data", str(XYZ), "--trust", "--out", str(tmp_path / "x")])
         err = capsys.readouterr().err
-        assert code == 2, f
+        assert code == 2 and what in err, f
         assert "compiled" in err and ".ckpt" in err and ".nequip.zip" in err and "hooks" in err
         assert len(err.strip().splitlines()) == 1
     assert not (tmp_path / "x").exists()

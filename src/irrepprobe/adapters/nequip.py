@@ -45,8 +45,8 @@ _NEEDS = "loading NequIP or Allegro models needs the nequip package (and nequip-
          "pip install nequip nequip-allegro"
 _HEAD_BYTES = 8 << 20  # how much of a checkpoint's pickle accepts() reads
 _CKPT_MARKERS = (b"info_dict", b"training_module", b"nequip")  # keys and names every nequip-train ckpt holds
-_COMPILED = {".nequip.pth": "TorchScript (nequip-compile --mode torchscript)",
-             ".nequip.pt2": "AOTInductor (nequip-compile --mode aotinductor)"}
+_COMPILED = {".nequip.pth": "TorchScript, from nequip-compile --mode torchscript",
+             ".nequip.pt2": "AOTInductor, from nequip-compile --mode aotinductor"}
 _GIVE_INSTEAD = "give the .ckpt checkpoint or the .nequip.zip package (nequip-package build) it was compiled from"
 
 
@@ -174,7 +174,8 @@ class NequIPAdapter(Adapter):
         path = check_file(Path(str(source)))
         fkind = file_kind(path)
         if fkind == "compiled":
-            suffix = next((s for s in _COMPILED if path.name.lower().endswith(s)), ".nequip.pt2")
+            suffix = next((s for s in _COMPILED if path.name.lower().endswith(s)),
+                          ".nequip.pth" if kind_of(path) == "torchscript" else ".nequip.pt2")
             raise IrrepprobeError(f"{path} is a compiled NequIP/Allegro model ({_COMPILED[suffix]}), which takes "
                                   f"no hooks: {_GIVE_INSTEAD}")
         kind = kind_of(path)
