@@ -328,3 +328,21 @@ def test_untrained_control_is_finite_differs_and_keeps_energies_in_ev(adapter, m
     for name, buf in control.module.named_buffers():
         if "per_type_energy_scale_shift" in name:
             assert torch.equal(buf, fixed[name]), name
+
+
+def test_residual_layers_expose_their_update_before_the_residual(adapter, mols):
+    """NequIP with ``convnet_resnet`` (3 layers, parity off, so that the middle one keeps its irreps): that layer's
+    stream is its input plus its gate's output, the point with role ``update``."""
+    trained = adapter.load(str(FILES["nequip"]), trust=True)
+    trained.info = dict(trained.info, config=dict(trained.info["config"], num_layers=3, convnet_resnet=True,
+                                                            parity=False))
+    model = adapter.untrained(trained, seed=0)
+    points = {p.name: p for p in adapter.points(model)}
+    assert model.module.model.func.layer1_convnet.resnet
+    assert points["layer1_convnet.equivariant_nonlin"].role == "update"
+    assert points["layer1_convnet.conv.linear_2"].role == "inner"  # the gate's input, not the update
+    assert points["layer2_convnet.conv.linear_2"].role == "update"  # no residual: before the self-connection
+    b = next(adapter.batches(model, mols.take(np.arange(4)), 4))
+    want = ["layer0_convnet", "layer1_convnet.equivariant_nonlin", "layer1_convnet"]
+    _, seen = run_hooked(adapter, model, b, [points[n] for n in want])
+    assert torch.allclose(seen["layer1_convnet"], seen["layer0_convnet"] + seen["layer1_convnet.equivariant_nonlin"])
