@@ -118,10 +118,12 @@ def replacing(points, replace: dict[str, Callable[[torch.Tensor], torch.Tensor]]
 
 def keeping(points, store: dict[str, torch.Tensor]) -> list[tuple[str, Callable]]:
     """Hooks that keep each point's tensor (in the point's own layout, still in the autograd graph) in
-    ``store``."""
+    ``store``. The kept tensor is written back, so that what runs downstream is computed from it: a point
+    whose read makes a new tensor (a slice of the module's output) would otherwise get no gradient."""
     def make(p: Point):
         def hook(module, args, out):
-            store[p.name] = p.read(out)
+            store[p.name] = x = p.read(out)
+            return p.write(out, x)
         return hook
     return [(p.module, make(p)) for p in as_points(points)]
 

@@ -1,0 +1,488 @@
+"""NequIP and Allegro (``nequip``, ``nequip-allegro``): training checkpoints (``.ckpt``) and packages
+(``.nequip.zip``), both loaded by nequip's own ``load_saved_model``.
+
+A model is a ``GraphModel`` around ``ForceStressOutput`` around a ``SequentialGraphNetwork``
+(``model.func``) whose modules pass one ``AtomicDataDict`` along and write into it; each module's
+``irreps_out`` is a dict of fields. A :class:`~irrepprobe.adapters.base.Point` reads its field out of
+that dict (and writes a changed one back), so the forward hook returns the same dict.
+
+* NequIP: ``layer{i}_convnet`` computes ``gate(linear_2(conv(linear_1(x))) + sc(x))`` (plus ``x`` when
+  its ``resnet`` flag is on). Its output ``node_features`` is the stream; ``conv.linear_2`` is the
+  layer's own update before the self-connection is added (role ``update``, as SevenNet's
+  ``self_interaction_2``), ``conv.sc`` that branch, ``conv`` the pre-gate sum (both ``inner``).
+* Allegro: every equivariant feature lives per edge. ``allegro.tps[i]`` returns the tensor track
+  ``[edges, tracks, sum of 2l+1]`` (multiplicity 1 per irrep within a track, i.e. irrepprobe's
+  ``mul_first`` layout with ``tracks`` channels of every irrep); ``allegro.latents[i]`` returns the scalar
+  track (its first ``num_scalar_features`` columns) followed by the next layer's environment weights.
+  Only scalars leave the Allegro module. Edge points are pooled per structure through the edge's centre
+  atom (``edge_index[0]``).
+
+Checkpoints and packages are pickles: nothing is unpickled without ``trust``, and :meth:`accepts` reads
+raw bytes and archive member names only. Compiled models (``.nequip.pth`` TorchScript, ``.nequip.pt2``
+AOTInductor) run outside Python modules, so they take no hooks and are refused with what to give instead.
+Packaged models bring their own copy of nequip's classes, so modules are recognised by their attributes
+and names, never by ``isinstance``.
+"""
+from __future__ import annotations
+
+import copy
+import random
+import warnings
+import zipfile
+from contextlib import contextmanager, nullcontext
+from pathlib import Path
+
+import numpy as np
+import torch
+from e3nn import o3
+
+from ..data.structures import sha256
+from ..errors import IrrepprobeError
+from .base import Adapter, Batch, Loaded, Point, Quantity, parameters
+from .files import check_file, describe, kind_of, refuse_untrusted, torch_load
+
+_NEEDS = "loading NequIP or Allegro models needs the nequip package (and nequip-allegro for Allegro): " \
+         "pip install nequip nequip-allegro"
+_HEAD_BYTES = 8 << 20  # how much of a checkpoint's pickle accepts() reads
+_CKPT_MARKERS = (b"info_dict", b"training_module", b"nequip")  # keys and names every nequip-train ckpt holds
+_COMPILED = {".nequip.pth": "TorchScript, from nequip-compile --mode torchscript",
+             ".nequip.pt2": "AOTInductor, from nequip-compile --mode aotinductor"}
+_GIVE_INSTEAD = "give the .ckpt checkpoint or the .nequip.zip package (nequip-package build) it was compiled from"
+
+
+def _nequip():
+    try:
+        import nequip  # noqa: F401
+        from nequip.model.saved_models.load_utils import load_saved_model  # noqa: F401
+    except ImportError:
+        raise IrrepprobeError(_NEEDS) from None
+
+
+@contextmanager
+def _nequip_state():
+    """nequip's global state for building models and data, without its side effects on the caller.
+
+    nequip wants ``set_global_state()`` before anything is built: it seeds every RNG (lightning's
+    ``seed_everything(123)``) and makes float64 the default dtype, which nequip's data pipeline and model
+    builders assume; building a model also leaves e3nn's jit_mode at "script" (after which modules that
+    e3nn builds, e.g. SevenNet's, can no longer be deep-copied). The RNG states are restored at once, the
+    default dtype and e3nn's optimisation defaults when the block ends, so irrepprobe's own tensors, random
+    draws and other families' models are the same with or without a nequip model loaded. (The forward
+    pass itself runs under the caller's default dtype: nequip's modules give dtypes.)"""
+    import e3nn
+    from nequip.utils.global_dtype import _GLOBAL_DTYPE
+    from nequip.utils.global_state import set_global_state
+
+    dtype, py, npr = torch.get_default_dtype(), random.getstate(), np.random.get_state()
+    e3nn_defaults = e3nn.get_optimization_defaults()
+    with torch.random.fork_rng(devices=[]):
+        set_global_state()
+    random.setstate(py)
+    np.random.set_state(npr)
+    torch.set_default_dtype(_GLOBAL_DTYPE)
+    try:
+        yield
+    finally:
+        torch.set_default_dtype(dtype)
+        e3nn.set_optimization_defaults(**e3nn_defaults)
+
+
+def _zip_names(path: Path) -> list[str]:
+    try:
+        with zipfile.ZipFile(path) as z:
+            return z.namelist()
+    except (zipfile.BadZipFile, OSError):
+        return []
+
+
+def file_kind(path) -> str | None:
+    """"checkpoint", "package", "compiled" or None (not a NequIP-framework model file), from the name,
+    archive member names and raw pickle bytes only."""
+    path = Path(path)
+    name = path.name.lower()
+    if any(name.endswith(s) for s in _COMPILED):
+        return "compiled"
+    kind = kind_of(path)
+    names = _zip_names(path) if kind in ("torch-zip", "zip", "torchscript") else []
+    if name.endswith(".nequip.zip") or any(n.endswith("model/package_metadata.txt") for n in names):
+        return "package" if any(n.endswith("model/package_metadata.txt") for n in names) else None
+    if _names_nequip_metadata(path, kind, names):
+        return "compiled"  # a compiled model renamed away from .nequip.pth / .nequip.pt2
+    raw = b""
+    if kind == "torch-zip":
+        member = next((n for n in names if n.endswith("/data.pkl")), None)
+        if member is not None:
+            with zipfile.ZipFile(path) as z, z.open(member) as f:
+                raw = f.read(_HEAD_BYTES)
+    elif kind == "pickle":
+        with open(path, "rb") as f:
+            raw = f.read(_HEAD_BYTES)
+    return "checkpoint" if raw and all(m in raw for m in _CKPT_MARKERS) else None
+
+
+def _names_nequip_metadata(path: Path, kind: str, names: list[str]) -> bool:
+    """A TorchScript file or AOTInductor archive whose metadata holds nequip's keys (type_names, r_max):
+    nequip-compile writes them as TorchScript extra files or into the AOTInductor wrapper's metadata."""
+    if kind == "torchscript":
+        return any(n.endswith("extra/type_names") for n in names) and any(n.endswith("extra/r_max") for n in names)
+    meta = [n for n in names if "/aotinductor/" in n and n.endswith("_metadata.json")]
+    try:
+        with zipfile.ZipFile(path) as z:
+            return any(b'"type_names"' in z.read(n) and b'"r_max"' in z.read(n) for n in meta)
+    except (zipfile.BadZipFile, OSError, KeyError):
+        return False
+
+
+def _package_config(path: Path) -> dict:
+    """The training config (``info_dict``) that nequip-package stores as text, with the code versions
+    from its metadata."""
+    import yaml
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        imp = torch.package.PackageImporter(str(path))
+        config = yaml.safe_load(imp.load_text("model", "config.yaml")) or {}
+        meta = yaml.safe_load(imp.load_text("model", "package_metadata.txt")) or {}
+    config.setdefault("versions", meta.get("versions") or {})  # the package keeps them apart from the config
+    return config
+
+
+def _symbols_to_numbers(type_names) -> list[int] | None:
+    from ase.data import atomic_numbers
+
+    nums = [atomic_numbers.get(t) for t in type_names]
+    return None if any(n is None for n in nums) else nums
+
+
+class NequIPAdapter(Adapter):
+    name = "nequip"
+    needs_grad = True  # models built with do_derivatives (the default) take forces by autograd in forward
+
+    def __init__(self):
+        # True: the force step keeps the autograd graph (create_graph), so that the energy returned by
+        # predict can be differentiated again (attribution); costs time and memory
+        self.keep_graph = False
+        self._last: tuple[Batch, torch.Tensor | None] | None = None
+
+    # ---------------------------------------------------------------- finding and loading
+
+    def accepts(self, source: str) -> bool:
+        path = Path(str(source))
+        return path.is_file() and file_kind(path) is not None
+
+    def load(self, source: str, trust: bool = False, device: str | torch.device = "cpu") -> Loaded:
+        path = check_file(Path(str(source)))
+        fkind = file_kind(path)
+        if fkind == "compiled":
+            suffix = next((s for s in _COMPILED if path.name.lower().endswith(s)),
+                          ".nequip.pth" if kind_of(path) == "torchscript" else ".nequip.pt2")
+            raise IrrepprobeError(f"{path} is a compiled NequIP/Allegro model ({_COMPILED[suffix]}), which takes "
+                                  f"no hooks: {_GIVE_INSTEAD}")
+        kind = kind_of(path)
+        if fkind is None and kind not in ("torch-zip", "pickle"):
+            raise IrrepprobeError(f"{path} is not a PyTorch file ({describe(kind)})")
+        what = "this NequIP package" if fkind == "package" else "this NequIP checkpoint"
+        refuse_untrusted(path, trust, what)  # before anything below unpickles
+        _nequip()
+        if fkind == "package":
+            try:
+                info_dict = _package_config(path)
+            except Exception as e:
+                raise IrrepprobeError(f"{path} is not a readable nequip package ({type(e).__name__}: "
+                                      f"{str(e).strip()[:160]})") from None
+        else:
+            obj = torch_load(path, trust, what)  # damaged or truncated files say so here
+            hp = obj.get("hyper_parameters") if isinstance(obj, dict) else None
+            info_dict = hp.get("info_dict") if isinstance(hp, dict) else None
+            if not isinstance(info_dict, dict) or "training_module" not in info_dict or "state_dict" not in obj:
+                raise IrrepprobeError(f"{path} is not a nequip-train checkpoint: it holds no nequip training "
+                                      "config and weights")
+            del obj
+        from nequip.model.saved_models.load_utils import load_saved_model
+
+        try:
+            with _nequip_state(), warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                # an absolute path: load_saved_model downloads any source that starts with "nequip.net:"
+                module = load_saved_model(str(path.resolve()), compile_mode="eager")
+        except Exception as e:  # a config or weights that this nequip (or its plugins) cannot rebuild
+            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            raise IrrepprobeError(f"nequip cannot rebuild the model in {path} ({type(e).__name__}: "
+                                  f"{first[:200]}); Allegro models need nequip-allegro installed") from None
+        return self._loaded(module.to(device), info_dict, str(path.resolve()), sha256(path), file=fkind)
+
+    def _loaded(self, module, info_dict: dict, source: str, digest: str | None, **extra) -> Loaded:
+        module.eval()
+        func = module.model.func  # GraphModel -> ForceStressOutput -> SequentialGraphNetwork
+        mods = func._modules
+        metadata = module.metadata
+        type_names = metadata["type_names"].split(" ")
+        model_cfg = (info_dict.get("training_module") or {}).get("model") or {}
+        data_cfg = info_dict.get("data") or {}
+        # the label that training mapped onto total_energy (e.g. QM9's u0_atom): the model's own quantity
+        trained_on = next((k for k, v in (data_cfg.get("key_mapping") or {}).items() if v == "total_energy"), None)
+        if "allegro" in mods and hasattr(mods["allegro"], "tps"):
+            a = mods["allegro"]
+            family, layers = "Allegro", len(a.tps)
+            tracks = [str(_track_irreps(tp, a.num_tensor_features)) for tp in a.tps]
+            hidden = max((o3.Irreps(t) for t in tracks), key=lambda ir: (ir.lmax, ir.dim))
+            extra.update(num_scalar_features=int(a.num_scalar_features),
+                         num_tensor_features=int(a.num_tensor_features))
+        else:
+            convs = sorted((n for n in mods if n.startswith("layer") and n.endswith("_convnet")),
+                           key=lambda n: int(n[5:-8]))
+            if not convs:
+                raise IrrepprobeError(f"{source}: a NequIP-framework model that is neither NequIP (layer*_convnet) "
+                                      f"nor Allegro (allegro.tps); its modules: {', '.join(mods)}")
+            family, layers = "NequIP", len(convs)
+            tracks = [str(mods[n].irreps_out["node_features"]) for n in convs]
+            hidden = max((o3.Irreps(t) for t in tracks), key=lambda ir: (ir.lmax, ir.dim))
+        info = {
+            "family": family,
+            "config": model_cfg,  # what untrained() rebuilds from
+            "info_dict": info_dict,
+            "cutoff": float(metadata["r_max"]),
+            "metadata": dict(metadata),
+            "type_names": type_names,
+            "elements": _symbols_to_numbers(type_names),
+            "model_dtype": metadata.get("model_dtype"),
+            "layers": layers,
+            "lmax": int(hidden.lmax),
+            "irreps_hidden": str(hidden),
+            "irreps_layers": tracks,
+            "do_derivatives": bool(getattr(module.model, "do_derivatives", False)),
+            "trained_on": trained_on,
+            "nequip_version": (info_dict.get("versions") or {}).get("nequip"),
+        }
+        info.update(extra)
+        quantity = Quantity(trained_on or "energy", "eV", "1x0e", per_atom=True)
+        return Loaded(module, self, source, digest, quantity, info=info)
+
+    # ---------------------------------------------------------------- points
+
+    def points(self, model: Loaded) -> list[Point]:
+        func = model.module.model.func
+        mods, pre = func._modules, "model.func."
+        pts: list[Point] = []
+        if model.info["family"] == "Allegro":
+            a = mods["allegro"]
+            if "scalar_embed_mlp" in mods:
+                pts.append(_field("scalar_embed_mlp", pre, "edge_embedding", mods["scalar_embed_mlp"], "edge", "input"))
+            if "tensor_embed" in mods:
+                ir = mods["tensor_embed"].irreps_out["edge_features"]
+                pts.append(Point("tensor_embed", pre + "tensor_embed", _strided(ir, a.num_tensor_features), kind="edge",
+                                 layout="mul_first", role="input", read=_key("edge_features"),
+                                 write=_put("edge_features")))
+            n = int(a.num_scalar_features)
+            for i, tp in enumerate(a.tps):
+                pts.append(Point(f"allegro.tps.{i}", f"{pre}allegro.tps.{i}", _track_irreps(tp, a.num_tensor_features),
+                                 kind="edge", layout="mul_first", role="stream"))
+                pts.append(Point(f"allegro.latents.{i}", f"{pre}allegro.latents.{i}", f"{n}x0e", kind="edge",
+                                 role="stream", read=_first(n), write=_put_first(n)))
+            pts.append(_field("allegro", pre, "edge_features", a, "edge", "inner"))
+            for name, field, kind, role in (("edge_readout", "edge_energy", "edge", "inner"),
+                                            ("edge_eng_sum", "atomic_energy", "node", "inner"),
+                                            ("per_type_energy_scale_shift", "atomic_energy", "node", "output")):
+                if name in mods:
+                    pts.append(_field(name, pre, field, mods[name], kind, role))
+            return pts
+        if "type_embed" in mods:
+            pts.append(_field("type_embed", pre, "node_features", mods["type_embed"], "node", "input"))
+        if "spharm" in mods:
+            pts.append(_field("spharm", pre, "edge_attrs", mods["spharm"], "edge", "input"))
+        embed = "factor" if "factor" in mods else "bessel_encode" if "bessel_encode" in mods else None
+        if embed:
+            pts.append(_field(embed, pre, "edge_embedding", mods[embed], "edge", "input"))
+        for name in (n for n in mods if n.startswith("layer") and n.endswith("_convnet")):
+            layer = mods[name]
+            conv = layer.conv
+            pts.append(_field(f"{name}.conv", pre, "node_features", conv, "node", "inner"))
+            if getattr(conv, "sc", None) is not None:
+                # the messages before the self-connection is added: the layer's own update, unless the
+                # layer also has a residual around the gate, whose update is the gate's output
+                pts.append(Point(f"{name}.conv.linear_2", f"{pre}{name}.conv.linear_2", conv.linear_2.irreps_out,
+                                 role="inner" if layer.resnet else "update"))
+                pts.append(Point(f"{name}.conv.sc", f"{pre}{name}.conv.sc", conv.sc.irreps_out, role="inner"))
+            if layer.resnet:
+                nl = layer.equivariant_nonlin
+                pts.append(Point(f"{name}.equivariant_nonlin", f"{pre}{name}.equivariant_nonlin", nl.irreps_out,
+                                 role="update"))
+            pts.append(_field(name, pre, "node_features", layer, "node", "stream"))
+        for name, role in (("per_atom_energy_readout", "inner"), ("per_type_energy_scale_shift", "output")):
+            if name in mods:
+                pts.append(_field(name, pre, "atomic_energy", mods[name], "node", role))
+        return pts
+
+    def default_points(self, model: Loaded) -> list[str]:
+        keep = ("tensor_embed",) if model.info["family"] == "Allegro" else ("type_embed",)
+        return [p.name for p in self.points(model) if p.role == "stream" or p.name in keep]
+
+    # ---------------------------------------------------------------- data
+
+    def transforms(self, model: Loaded) -> list:
+        """nequip's own transforms for the model (as its ASE calculator builds them): element -> type
+        index by the model's type names, and the neighbour list at the model's cutoff (per edge type when
+        the model has per-edge-type cutoffs)."""
+        from nequip.integrations.utils import basic_transforms
+
+        names = model.info["type_names"]
+        return basic_transforms(model.info["metadata"], model.info["cutoff"], names, {t: t for t in names})
+
+    def graphs(self, model: Loaded, structures, rows, transforms=None) -> list[dict]:
+        """One AtomicDataDict per structure at ``rows``, geometry only (labels stay out of the model)."""
+        from ase import Atoms
+        from nequip.data import from_ase
+
+        transforms = self.transforms(model) if transforms is None else transforms
+        out = []
+        for r in rows:
+            a = structures.atoms(int(r))
+            data = from_ase(Atoms(numbers=a.numbers, positions=a.positions, cell=a.cell, pbc=a.pbc))
+            for t in transforms:
+                data = t(data)
+            out.append(data)
+        return out
+
+    def batches(self, model: Loaded, structures, batch_size: int = 64):
+        _nequip()
+        from nequip.data import AtomicDataDict
+
+        self._check_elements(model, structures)
+        with _nequip_state():
+            transforms = self.transforms(model)
+        for start in range(0, len(structures), batch_size):
+            rows = torch.arange(start, min(start + batch_size, len(structures)))
+            with _nequip_state():
+                data = AtomicDataDict.batched_from_list(self.graphs(model, structures, rows.tolist(), transforms))
+            data = AtomicDataDict.to_(data, model.device)
+            atom_batch = data["batch"]
+            edge_batch = atom_batch[data["edge_index"][0]]  # an edge belongs to its centre atom's structure
+            yield Batch(data, atom_batch, rows, edge_batch)
+
+    def _check_elements(self, model: Loaded, structures) -> None:
+        known = model.info.get("elements")
+        if known is None:
+            raise IrrepprobeError(f"this {model.info['family']} model's type names "
+                                  f"({' '.join(model.info['type_names'])}) are not chemical symbols, so irrepprobe "
+                                  "cannot map atoms onto them")
+        missing = sorted({int(z) for z in torch.unique(structures.numbers)} - set(known))
+        if missing:
+            from ase.data import chemical_symbols
+
+            names = ", ".join(chemical_symbols[z] if z < len(chemical_symbols) else str(z) for z in missing)
+            raise IrrepprobeError(f"this {model.info['family']} model knows {' '.join(model.info['type_names'])}; "
+                                  f"the data also has {names}")
+
+    # ---------------------------------------------------------------- prediction
+
+    def predict(self, model: Loaded, batch: Batch) -> torch.Tensor:
+        data = dict(batch.inputs)  # the model's top level copies it too; keep the batch as it was
+        data["pos"] = batch.inputs["pos"].detach()  # ForceStressOutput sets requires_grad on its input
+        fso = model.module.model
+        derivatives = model.info["do_derivatives"]
+        was = fso.training
+        if derivatives and self.keep_graph:
+            fso.training = True  # its autograd step then uses create_graph: the graph survives it
+        try:
+            with torch.enable_grad() if derivatives else nullcontext():
+                out = model.module(data)
+        finally:
+            fso.training = was
+        energy = out["total_energy"].reshape(-1, 1)
+        forces = out.get("forces")
+        self._last = (batch, None if forces is None else forces.detach())
+        return energy if self.keep_graph else energy.detach()
+
+    def forces(self, model: Loaded, batch: Batch) -> torch.Tensor | None:
+        if self._last is None or self._last[0] is not batch:
+            self.predict(model, batch)
+        return self._last[1]
+
+    # ---------------------------------------------------------------- control and summary
+
+    def untrained(self, model: Loaded, seed: int | None = None) -> Loaded:
+        """The same architecture rebuilt by nequip's model builder from the saved training config, with
+        ``seed`` as the builder's seed (None: the config's own seed, i.e. the weights training began
+        from). What training does not learn is copied from the trained model, so energies stay in eV:
+        every buffer (per-type energy shifts and scales, neighbour-count normalisation, radial basis) and
+        the per-type scale/shift module's parameters (learned only when made trainable)."""
+        from hydra.utils import get_method
+
+        cfg = copy.deepcopy(model.info["config"])
+        if not cfg.get("_target_"):
+            raise IrrepprobeError(f"{model.source} holds no model config to rebuild an untrained control from")
+        if seed is not None:
+            cfg["seed"] = int(seed)
+        try:
+            with _nequip_state(), warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                module = get_method(cfg.pop("_target_"))(**cfg)
+        except Exception as e:
+            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            raise IrrepprobeError(f"nequip cannot rebuild {model.source} from its config ({type(e).__name__}: "
+                                  f"{first[:200]})") from None
+        trained = dict(model.module.named_buffers()) | {
+            n: p for n, p in model.module.named_parameters() if ".per_type_energy_scale_shift." in f".{n}"}
+        with torch.no_grad():
+            for name, t in list(module.named_buffers()) + list(module.named_parameters()):
+                if name in trained and trained[name].shape == t.shape:
+                    t.copy_(trained[name])
+        extra = {k: model.info[k] for k in ("file",) if k in model.info}
+        return self._loaded(module.to(model.device), model.info["info_dict"], model.source, model.sha256,
+                            untrained=True, seed=seed, **extra)
+
+    def summary(self, model: Loaded) -> str:
+        info = model.info
+        kind = {"checkpoint": "checkpoint", "package": "package"}.get(info.get("file"), "file")
+        head = (f"{info['family']} {kind} {Path(model.source).name} (nequip {info.get('nequip_version')}, "
+                f"{info.get('model_dtype')}): {info['layers']} layers, orders l=0..{info['lmax']}, ")
+        if info["family"] == "Allegro":
+            body = (f"per-edge tensor tracks {' -> '.join(info['irreps_layers'])} ({info['num_tensor_features']} "
+                    f"tracks) and {info['num_scalar_features']} scalar features per edge; ")
+        else:
+            body = f"node features per layer {' -> '.join(info['irreps_layers'])}; "
+        trained = f"; trained on {info['trained_on']} as total energy" if info.get("trained_on") else ""
+        return (head + body + f"cutoff {info['cutoff']:g} A; types {' '.join(info['type_names'])}"
+                f"{trained}; forces {'by autograd' if info['do_derivatives'] else 'off'}; "
+                f"{parameters(model.module):,} parameters" + (" (untrained)" if info.get("untrained") else ""))
+
+
+def _track_irreps(tp, tracks: int) -> o3.Irreps:
+    """An Allegro tensor product's output as irreps: ``tracks`` channels of every irrep it carries."""
+    return _strided(tp.irreps_out, tracks)
+
+
+def _strided(irreps, tracks: int) -> o3.Irreps:
+    return o3.Irreps([(int(tracks), ir) for _, ir in o3.Irreps(irreps)])
+
+
+def _field(name: str, pre: str, field: str, module, kind: str, role: str) -> Point:
+    return Point(name, pre + name, module.irreps_out[field], kind=kind, role=role, read=_key(field),
+                 write=_put(field))
+
+
+def _key(key: str):
+    def read(out):
+        return out[key]
+    return read
+
+
+def _put(key: str):
+    def write(out, x):
+        out[key] = x
+        return out
+    return write
+
+
+def _first(n: int):
+    """An Allegro latent's scalar track: its first ``n`` columns (the rest weight the next layer's
+    environment)."""
+    def read(out):
+        return out[:, :n]
+    return read
+
+
+def _put_first(n: int):
+    def write(out, x):
+        return torch.cat([x.to(out.dtype), out[:, n:]], dim=1)
+    return write
