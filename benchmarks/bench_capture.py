@@ -7,10 +7,11 @@
    without --save-nodes); goal: within 10% of each other. ``--no-memory`` skips it.
 
     python benchmarks/bench_capture.py [MODEL] [--format auto] [--trust] [--molecules 500]
-                                       [--batch-size 64] [--repeats 3]
+                                       [--batch-size 64] [--repeats 3] [--data qm9:test]
 
 MODEL defaults to the example checkpoint shipped with irrepprobe; ``7net-0 --format sevenn --trust``
-measures SevenNet-0. Molecules: the first N of QM9's seed-0 test split.
+measures SevenNet-0. Molecules: the first N of QM9's seed-0 test split, or of ``--data`` (any file ASE
+reads; e.g. for a model that knows fewer elements than QM9 has).
 """
 from __future__ import annotations
 
@@ -24,22 +25,22 @@ import torch
 from _common import cpu_model
 
 
-def setup(source, fmt, trust, n, batch_size):
+def setup(source, fmt, trust, n, batch_size, data="qm9:test"):
     from irrepprobe.adapters import load_model
     from irrepprobe.capture import choose_points, resolve_data
 
     model = load_model(source, fmt, trust=trust)
     if model.info.get("split"):
         model.info["split"] = None  # the same molecules for every family: QM9's own split
-    structures = resolve_data("qm9:test", model, n)
+    structures = resolve_data(data, model, n)
     batches = list(model.adapter.batches(model, structures, batch_size))  # built once: time the model
     return model, structures, batches, choose_points(model, None)
 
 
-def timing(source, fmt, trust, n, batch_size, repeats):
+def timing(source, fmt, trust, n, batch_size, repeats, data="qm9:test"):
     from irrepprobe.capture import Recorder
 
-    model, structures, batches, points = setup(source, fmt, trust, n, batch_size)
+    model, structures, batches, points = setup(source, fmt, trust, n, batch_size, data)
     grad = torch.enable_grad if model.adapter.needs_grad else torch.no_grad
 
     def bare():
@@ -93,12 +94,14 @@ def main():
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--no-memory", action="store_true")
+    p.add_argument("--data", default="qm9:test", help="structures to time on (default qm9:test); the memory "
+                   "check always uses qm9:test")
     args = p.parse_args()
     from irrepprobe.examples import example_checkpoint
 
     source = args.model or str(example_checkpoint())
     model, n, n_points, t_bare, t_cap = timing(source, args.format, args.trust, args.molecules, args.batch_size,
-                                               args.repeats)
+                                               args.repeats, args.data)
     print(f"setup: cpu={cpu_model()}  torch {torch.__version__}  threads={torch.get_num_threads()}  "
           f"model={source} ({model.adapter.name})  batch={args.batch_size}  points={n_points}  best of {args.repeats}")
     print()

@@ -1,2 +1,16 @@
 """irrepprobe: which irreducible representations does a trained equivariant network really use?"""
 __version__ = "0.1.0"
+
+
+def _e3nn_constants_loadable() -> None:
+    """e3nn 0.4.x (pinned by mace-torch) reads its Wigner constants at import with a bare ``torch.load``,
+    which torch >= 2.6 runs weights-only and which then refuses the builtin ``slice`` in that file. Allow
+    that one harmless builtin instead of turning weights-only loading off (as ``import mace`` does)."""
+    import torch
+
+    allow = getattr(getattr(torch, "serialization", None), "add_safe_globals", None)
+    if allow is not None:
+        allow([slice])
+
+
+_e3nn_constants_loadable()

@@ -301,7 +301,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("model", nargs="?",
                     help="a model file, a name its family resolves (e.g. 7net-0) or a factory pkg.module:fn "
                          "(default: the example checkpoint shipped with irrepprobe)")
-    sp.add_argument("--format", default="auto", help="model family: auto, irrepprobe, sevenn, nequip (NequIP and Allegro) or e3nn (default auto)")
+    sp.add_argument("--format", default="auto", help="model family: auto, irrepprobe, sevenn, mace, nequip (NequIP and Allegro) or e3nn (default auto)")
     sp.add_argument("--data", help="qm9, qm9:SPLIT (the model's own split, or QM9's 80/10/10 one) or any file "
                                    "ASE reads (default qm9:test)")
     sp.add_argument("--split", default="test", help="with no --data: the QM9 split (train, val, test)")

@@ -11,6 +11,7 @@ from .base import Adapter, Batch, Loaded, Point, Quantity
 FAMILIES = {
     "irrepprobe": "irrepprobe.adapters.irrepprobe:IrrepprobeAdapter",
     "sevenn": "irrepprobe.adapters.sevenn:SevenNetAdapter",
+    "mace": "irrepprobe.adapters.mace:MACEAdapter",  # before e3nn, whose detection takes any e3nn pickle
     "nequip": "irrepprobe.adapters.nequip:NequIPAdapter",  # before e3nn: its files also name e3nn
     "e3nn": "irrepprobe.adapters.e3nn:E3nnAdapter",
 }

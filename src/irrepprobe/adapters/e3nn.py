@@ -352,7 +352,8 @@ class E3nnAdapter(Adapter):
         graph = _graph_function(module)
         if graph is not None:
             n_edges = int(graph(inputs["pos"], info["max_radius"], inputs["batch"]).shape[1])
-        named = {n: m for n, m in module.named_modules() if n}
+        # TorchScript submodules take no hooks (e3nn < 0.5 scripts its tensor products' generated code)
+        named = {n: m for n, m in module.named_modules() if n and not isinstance(m, torch.jit.ScriptModule)}
         outputs, calls, order = {}, {}, []
 
         def make(name):

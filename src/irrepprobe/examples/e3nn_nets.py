@@ -55,7 +55,15 @@ def gate_points_network(seed: int = 0, mul: int = 8, layers: int = 3, lmax: int 
     ``z``, ``1x0e`` out summed over atoms (``reduce_output=True``, divided by sqrt(18)); hidden irreps
     ``mul`` copies of every (l, p) up to ``lmax``, edge attributes the spherical harmonics up to
     ``lmax``; cutoff ``max_radius`` Angstrom."""
-    from e3nn.nn.models.gate_points_2101 import Network
+    try:
+        from e3nn.nn.models.gate_points_2101 import Network
+    except ModuleNotFoundError as e:  # e3nn < 0.5 takes this network's radius graph from torch_cluster
+        import e3nn
+
+        from ..errors import IrrepprobeError
+
+        raise IrrepprobeError(f"e3nn {e3nn.__version__}'s gate_points_2101 needs the package {e.name} (or e3nn "
+                              ">= 0.5, which builds the graph itself)") from None
 
     hidden = o3.Irreps([(mul, (l, p)) for l in range(lmax + 1) for p in (1, -1)])
     with torch.random.fork_rng(devices=[]):

@@ -1,0 +1,249 @@
+"""The MACE adapter on a real trained MACE (no mocks): tests/data/mace/tiny_mace.model, trained by
+analyses/codes/train_mace.sh (mace-torch 0.3.16, 400 QM9 molecules, U0 atomization energy in eV,
+8x0e+8x1o+8x2e, 2 interactions, float32, 5,680 parameters, 0.3 MB), over its 100 test molecules
+(tests/data/mace/qm9_test.xyz). Runs where mace-torch is installed (it pins e3nn 0.4.4)."""
+import importlib.util
+import os
+import pickle
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+if importlib.util.find_spec("mace") is None:  # not importorskip: the adapter is to import mace first
+    pytest.skip("needs mace-torch", allow_module_level=True)
+# import mace sets TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD=1 for the whole process; the adapter undoes that
+SWITCH_UNSET = "mace" not in sys.modules and "TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD" not in os.environ
+
+from e3nn import o3  # noqa: E402
+
+from irrepprobe.adapters import detect, get_adapter  # noqa: E402
+from irrepprobe.capture import capture, hooked  # noqa: E402
+from irrepprobe.capture.layouts import split  # noqa: E402
+from irrepprobe.cli import main  # noqa: E402
+from irrepprobe.data.structures import read_structures  # noqa: E402
+from irrepprobe.errors import IrrepprobeError  # noqa: E402
+from irrepprobe.metrics import utilisation  # noqa: E402
+
+DATA = Path(__file__).parent / "data" / "mace"
+MODEL = DATA / "tiny_mace.model"
+XYZ = DATA / "qm9_test.xyz"
+
+
+@pytest.fixture(scope="module")
+def adapter():
+    return get_adapter("mace")
+
+
+@pytest.fixture(scope="module")
+def tiny(adapter):
+    return adapter.load(str(MODEL), trust=True)
+
+
+@pytest.fixture(scope="module")
+def mols():
+    return read_structures(XYZ)
+
+
+@pytest.fixture(scope="module")
+def twin(adapter, tiny, tmp_path_factory):
+    """The tiny model converted by MACE's own cuequivariance conversion (CPU, layout ir_mul)."""
+    pytest.importorskip("cuequivariance_torch")
+    import copy
+
+    from mace.cli.convert_e3nn_cueq import run
+
+    saved = torch.get_default_dtype()
+    try:  # the conversion sets the default dtype to the model's
+        module = run(copy.deepcopy(tiny.module), device="cpu", return_model=True, layout="ir_mul")
+    finally:
+        torch.set_default_dtype(saved)
+    path = tmp_path_factory.mktemp("cueq") / "tiny_mace_cueq.model"
+    torch.save(module, path)
+    return adapter.load(str(path), trust=True)
+
+
+def run_hooked(adapter, model, batch, points):
+    seen = {}
+
+    def make(p):
+        def hook(module, args, out):
+            seen[p.name] = p.read(out).detach()
+        return hook
+
+    with hooked(model.module, [(p.module, make(p)) for p in points]), torch.no_grad():
+        energy = adapter.predict(model, batch)
+    return energy, seen
+
+
+def test_points_match_real_tensors_and_energies_are_maces_own(adapter, tiny, mols):
+    assert adapter.name == "mace" and not adapter.needs_grad
+    assert detect(str(MODEL)).name == "mace"
+    if SWITCH_UNSET:
+        assert "TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD" not in os.environ
+    assert tiny.quantity.name == "energy" and tiny.quantity.unit == "eV" and tiny.quantity.per_atom
+    info = tiny.info
+    assert (info["layers"], info["max_ell"], info["r_max"], info["layout"]) == (2, 2, 5.0, "mul_ir")
+    assert info["elements"] == [1, 6, 7, 8] and info["irreps_layers"] == ["8x0e+8x1o+8x2e", "8x0e"]
+    text = adapter.summary(tiny)
+    assert "ScaleShiftMACE" in text and "8x0e+8x1o+8x2e" in text and "5,680 parameters" in text
+
+    batches = list(adapter.batches(tiny, mols.take(np.arange(8)), batch_size=3))
+    assert [b.n_structures for b in batches] == [3, 3, 2]
+    b = next(adapter.batches(tiny, mols, batch_size=8))
+    assert b.inputs["positions"].dtype == torch.float32
+    assert torch.equal(b.atom_batch, mols.take(np.arange(8)).structure_of_atom())
+    assert torch.equal(b.edge_batch, b.atom_batch[b.inputs["edge_index"][1]])  # edges stay in a molecule
+
+    points = adapter.points(tiny)
+    names = [p.name for p in points]
+    assert len(set(names)) == len(names)
+    energy, seen = run_hooked(adapter, tiny, b, points)
+    for p in points:
+        rows = b.n_atoms if p.kind == "node" else b.n_edges
+        x = seen[p.name]
+        if p.layout == "mul_first":
+            mul = p.irreps[0].mul
+            assert x.shape == (rows, mul, p.irreps.dim // mul), p.name
+        else:
+            assert x.shape == (rows, p.irreps.dim), p.name
+    assert adapter.default_points(tiny) == ["products.0", "products.1"]
+    table = {p.name: (str(p.irreps), p.layout, p.kind, p.role) for p in points}
+    assert table["interactions.0.message"] == ("8x0e+8x1o+8x2e", "mul_first", "node", "inner")
+    assert table["products.0"] == ("8x0e+8x1o+8x2e", "mul_ir", "node", "stream")
+    assert table["products.1"] == ("8x0e", "mul_ir", "node", "stream")
+    assert table["products.1.linear"][3] == "update" and table["readouts.1"][3] == "output"
+    assert table["spherical_harmonics"] == ("1x0e+1x1o+1x2e", "mul_ir", "edge", "input")
+    assert "interactions.0.sc" not in table and "interactions.1.sc" in table  # the first layer has no residual
+    # the message is products' input in MACE's [atoms, mul, (lmax+1)^2]: its l=0 column is channel-wise 0e
+    assert torch.equal(split(seen["interactions.0.message"], "8x0e+8x1o+8x2e", "mul_first")["0e"][..., 0],
+                       seen["interactions.0.message"][:, :, 0])
+
+    # the same energies and forces as MACE's own ASE calculator, one molecule at a time
+    from mace.calculators import MACECalculator
+
+    calc = MACECalculator(models=tiny.module, device="cpu", default_dtype="float32")
+    forces = adapter.forces(tiny, b)
+    assert energy.shape == (8, 1) and forces.shape == (b.n_atoms, 3)
+    i = 5
+    atoms = mols.atoms(i)
+    atoms.calc = calc
+    assert abs(atoms.get_potential_energy() - float(energy[i])) < 1e-4
+    a, c = int(mols.ptr[i]), int(mols.ptr[i + 1])
+    assert np.allclose(atoms.get_forces(), forces[a:c].numpy(), atol=1e-4)
+    # trained to QM9's u0_atom: within a fraction of an eV of the label
+    assert np.abs(energy[:, 0].numpy() - mols.labels["u0_atom"][:8]).mean() < 0.5
+
+
+def test_captured_invariants_do_not_move_under_rotation(tiny, mols, tmp_path):
+    torch.manual_seed(0)
+    R = o3.rand_matrix()
+    cap0 = capture(tiny, mols, ["*"], tmp_path / "a", batch_size=32, target="u0_atom")
+    cap1 = capture(tiny, mols.rotated(R), ["*"], tmp_path / "b", batch_size=32, target="u0_atom")
+    assert len(cap0.points) == 16
+    assert np.allclose(cap0.arrays["output"], cap1.arrays["output"], rtol=1e-5, atol=0)
+    checked = vectors = 0
+    for key, a in cap0.arrays.items():
+        if not key.startswith("mol/"):
+            continue
+        b = cap1.arrays[key]
+        if key.endswith(("norm_sum", "norm_mean", "value_sum", "value_mean")):
+            assert np.abs(b - a).max() <= 1e-5 * np.abs(a).max() + 1e-9, key
+            checked += 1
+        elif key.endswith("vector_sum") and "/1o/" in key:  # pooled l=1 features turn with D(R)
+            D = o3.Irreps("1o").D_from_matrix(R).numpy()
+            assert np.abs(b - a @ D.T).max() <= 1e-4 * np.abs(a).max() + 1e-9, key
+            vectors += 1
+    assert checked == 96 and vectors == 8  # 1o: harmonics, 2 conv_tp, 2 messages, 3 in products.0
+
+
+def test_ablation_moves_the_prediction(tiny, mols, tmp_path):
+    cap = capture(tiny, mols, None, tmp_path / "c", batch_size=50, target="u0_atom", trusted=True)
+    table = utilisation(cap, molecules=50, device="cpu", interventions=("zero",), n_boot=100)
+    row = {(r.point, r.block): r for r in table[table.intervention == "zero"].itertuples()}
+    assert set(row) >= {("products.0", "0e"), ("products.0", "1o"), ("products.0", "2e"), ("products.1", "0e")}
+    assert row[("products.1", "0e")].utilisation > 0.5 and row[("products.0", "1o")].utilisation > 0.1
+    assert row[("products.1", "0e")].used and row[("products.0", "1o")].used
+    # this training left products.0's l=2 output at ~1e-7 (its weights went to ~0): no effect when zeroed
+    assert abs(row[("products.0", "2e")].utilisation) < 1e-3 and not row[("products.0", "2e")].used
+
+
+def test_ir_mul_twin_gives_the_same_invariants(adapter, tiny, twin, mols, tmp_path):
+    assert twin.info["layout"] == "ir_mul" and "ir_mul" in adapter.summary(twin)
+    layouts = {p.name: p.layout for p in adapter.points(twin)}
+    assert layouts["products.0"] == "ir_mul" and layouts["interactions.0.message"] == "mul_first"
+    pts = ["node_embedding", "interactions.*.message", "interactions.1.sc", "products.*"]
+    some = mols.take(np.arange(40))
+    cap0 = capture(tiny, some, pts, tmp_path / "e3nn", batch_size=20, target="u0_atom")
+    cap1 = capture(twin, some, pts, tmp_path / "cueq", batch_size=20, target="u0_atom")
+    assert cap0.points == cap1.points and len(cap0.points) == 10
+    assert np.allclose(cap0.arrays["output"], cap1.arrays["output"], rtol=1e-5, atol=0)
+    for key, a in cap0.arrays.items():
+        if key.startswith("mol/") and not key.endswith("vector_sum"):
+            assert np.abs(cap1.arrays[key] - a).max() <= 1e-4 * np.abs(a).max() + 1e-7, key
+    # ablation through the ir_mul layout hits the same block as through mul_ir
+    b0, b1 = next(adapter.batches(tiny, some, 20)), next(adapter.batches(twin, some, 20))
+    from irrepprobe.capture import replacing
+
+    def zero_1o(x):
+        return torch.cat([x[:, :8], torch.zeros_like(x[:, 8:32]), x[:, 32:]], dim=1)
+
+    outs = []
+    for model, batch in ((tiny, b0), (twin, b1)):
+        point = next(p for p in adapter.points(model) if p.name == "products.0")
+        with hooked(model.module, replacing([point], {"products.0": zero_1o})), torch.no_grad():
+            outs.append(adapter.predict(model, batch))
+    base = adapter.predict(tiny, b0)
+    assert (outs[0] - base).abs().max() > 1e-2 and torch.allclose(outs[0], outs[1], rtol=1e-5, atol=1e-5)
+
+
+def test_untrained_control_keeps_the_architecture_and_the_energy_scale(adapter, tiny, mols):
+    u1, u1b, u2 = adapter.untrained(tiny, seed=1), adapter.untrained(tiny, seed=1), adapter.untrained(tiny, seed=2)
+    assert u1.info["untrained"] and "(untrained)" in adapter.summary(u1)
+    assert [(p.name, str(p.irreps)) for p in adapter.points(u1)] == [(p.name, str(p.irreps))
+                                                                    for p in adapter.points(tiny)]
+    trained = dict(tiny.module.named_buffers())
+    for name, buf in u1.module.named_buffers():  # E0s, scale and shift, cutoff, elements: as trained
+        assert torch.equal(buf, trained[name]), name
+    w = "products.0.linear.weight"
+    p1, p1b, p2, p0 = (dict(m.module.named_parameters())[w] for m in (u1, u1b, u2, tiny))
+    assert torch.equal(p1, p1b) and not torch.equal(p1, p2) and not torch.equal(p1, p0)
+    b = next(adapter.batches(u1, mols, 16))
+    e = adapter.predict(u1, b)[:, 0].numpy()
+    y = mols.labels["u0_atom"][:16]
+    assert np.isfinite(e).all() and np.abs(e - y).mean() < 0.2 * np.abs(y).mean()  # E0s alone: in eV
+
+
+def test_compiled_model_is_refused_with_what_to_give(tiny, tmp_path, capsys):
+    from e3nn.util import jit
+
+    path = tmp_path / "tiny_mace_compiled.model"
+    torch.jit.save(jit.compile(tiny.module), path)  # as mace_run_train writes it
+    for extra in ([], ["--format", "mace", "--trust"]):
+        code = main(["capture", str(path), "--data", str(XYZ), "--out", str(tmp_path / "c"), *extra])
+        err = capsys.readouterr().err.strip().splitlines()
+        assert code == 2 and len(err) == 1, err
+        assert "TorchScript" in err[0] and "give tiny_mace.model" in err[0]
+
+
+class _Evil:
+    def __reduce__(self):
+        return (Path.touch, (Path("pwned"),))
+
+
+def test_pickles_need_trust_and_run_no_code_without_it(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    code = main(["capture", str(MODEL), "--data", str(XYZ), "--out", "c"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and "--trust" in err[0]
+    with open("evil.model", "wb") as f:  # names mace's model module, so that detection picks it
+        pickle.dump({"mace.modules.models": _Evil()}, f)
+    assert detect("evil.model").name == "mace"
+    code = main(["capture", "evil.model", "--data", str(XYZ), "--out", "c"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and "--trust" in err[0] and not Path("pwned").exists()
+    torch.save({"model": {"w": torch.zeros(1)}, "mace.modules.models": 1}, "ckpt.pt")  # a training checkpoint
+    with pytest.raises(IrrepprobeError, match="not a MACE module"):
+        get_adapter("mace").load("ckpt.pt", trust=True)
