@@ -102,3 +102,24 @@ def test_warm_start_computes_what_the_full_model_computes_without_the_dropped_or
     assert want.abs().max() > 1e-3
     assert torch.allclose(small(batch), want, atol=1e-9 * want.abs().max().item(), rtol=1e-7)
     assert not torch.allclose(cold, want, atol=1e-3)
+
+
+@pytest.mark.parametrize("ls, drop", [([0, 1], [1]), ([0, 1, 2], [1, 2])])
+def test_removing_every_order_above_zero_keeps_the_full_models_wiring(qm9, ls, drop):
+    import torch
+
+    from irrepprobe.data import loader, target_values
+    from irrepprobe.models import build_model
+    from irrepprobe.models.orders import without_orders
+
+    cfg = smoke_config(**{"model.ls": ls, "model.avg_neighbors": 6.0, "model.layers": 3})
+    torch.manual_seed(0)
+    full = build_model(cfg).double()
+    batch = next(iter(loader(qm9, target_values(qm9, "u0_atom"), torch.arange(12), 12)))
+    batch.pos = batch.pos.double()
+    small = without_orders(full, drop)  # scalars alone: the first layer maps 0e onto 0e, yet has no residual
+    assert [a.residual for a in small.layers] == [b.residual for b in full.layers] == [False, True, True]
+    for l in drop:
+        _switch_off(full, l)
+    want = full(batch)
+    assert torch.allclose(small(batch), want, atol=1e-9 * want.abs().max().item(), rtol=1e-7)

@@ -141,7 +141,10 @@ def _copy_readout(new: Readout, old: Readout) -> None:
 
 
 def warm_start(new, old) -> None:
-    """Copy ``old``'s weights into the pruned ``new`` (same config but for the dropped orders)."""
+    """Copy ``old``'s weights into the pruned ``new`` (same config but for the dropped orders). Exact
+    (``new`` then computes ``old`` with the orders switched off) when every layer keeps its residual
+    wiring; dropping every l > 0 gives the first layer a residual the full model lacks, which
+    :func:`without_orders` keeps out and a pruned training run keeps in."""
     with torch.no_grad():
         new.embedding.linear.weight.copy_(old.embedding.linear.weight)
         for name in ("scale", "atom_ref"):
@@ -157,6 +160,11 @@ def without_orders(model, drop: list[int]):
     from .network import build_model
 
     new = build_model(config_without(model.config, drop))
+    for a, b in zip(new.layers, model.layers):
+        # a layer whose only dropped outputs were l > 0 now maps irreps onto themselves, so the config
+        # would give it a residual the full model's layer does not have (the first layer of a model left
+        # with scalars alone): keep the full model's wiring, as the function to reproduce is its own
+        a.residual = b.residual
     warm_start(new, model)
     p = next(model.parameters())
     return new.to(device=p.device, dtype=p.dtype).eval()
