@@ -34,7 +34,7 @@ def _controls(cap: Capture, out: Path, model, device, log, trust=None, n: int = 
         path = out / "control" / ("capture" if k == 0 else f"seed{k}")
         if (path / "meta.json").exists():
             ctl = load_capture(path)
-            same = (np.array_equal(ctl.arrays["index"], cap.arrays["index"]) and ctl.points == cap.points
+            same = (np.array_equal(ctl.arrays["index"], cap.arrays["index"]) and set(ctl.points) == set(cap.points)
                     and ctl.meta.get("model_sha256") == cap.meta.get("model_sha256")
                     and ctl.meta.get("adapter") == cap.meta.get("adapter"))
             if same:
