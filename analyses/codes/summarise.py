@@ -27,6 +27,32 @@ def _interval(r) -> str:
     return f"{100 * r.scale_free:.1f}% [{100 * r.scale_free_low:.1f}, {100 * r.scale_free_high:.1f}]"
 
 
+def _count(split: str) -> int:
+    from ase.io import read
+
+    return len(read(ROOT / "experiments" / "codes" / "compare" / "data" / f"{split}.xyz", ":"))
+
+
+def _packages() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = []
+    for name in ("nequip", "nequip-allegro", "mace-torch"):
+        try:
+            out.append(f"{name} {version(name)}")
+        except PackageNotFoundError:
+            out.append(f"{name} (its own environment: 0.3.16 with e3nn 0.4.4)" if name == "mace-torch" else name)
+    return ", ".join(out)
+
+
+def _last(cap) -> str:
+    """The last hidden point that holds node features, else (Allegro: all per edge, pooled per
+    structure) the last hidden point."""
+    hidden = hidden_points(cap)
+    nodes = [p for p in hidden if cap.meta["points"][p].get("kind", "node") == "node"]
+    return (nodes or hidden)[-1]
+
+
 def main() -> None:
     rows, joint, dipole, caps = [], [], [], {}
     for code in CODES:
@@ -55,8 +81,7 @@ def main() -> None:
     table, joint, dipole = pd.DataFrame(rows), pd.DataFrame(joint), pd.DataFrame(dipole)
     for name, df in (("codes", table), ("joint", joint), ("dipole", dipole)):
         save_csv(df, OUT / "tables" / f"{name}.csv")
-    last = {c: [p for p in hidden_points(cap) if cap.meta["points"][p].get("kind", "node") == "node"][-1]
-            for c, cap in caps.items()}
+    last = {c: _last(cap) for c, cap in caps.items()}
     cka = pd.DataFrame(index=list(caps), columns=list(caps), dtype=float)
     for a in caps:
         for b in caps:
@@ -84,10 +109,32 @@ def main() -> None:
              "it), against 5 untrained initialisations of the same architecture; the most selective block.")
     doc.table(dipole, "tables/dipole.csv")
     doc.heading("Latent spaces compared")
-    doc.text("Debiased CKA between the codes' last hidden node points (" + ", ".join(f"{c}: {p}" for c, p in last.items())
+    doc.text("Debiased CKA between the codes' last hidden points (node features; Allegro's are per edge, "
+             "pooled per molecule) (" + ", ".join(f"{c}: {p}" for c, p in last.items())
              + "), pooled invariants with composition regressed out, over the same test molecules; the "
              "random-feature baseline of each: " + ", ".join(f"{c} {v:+.3f}" for c, v in base.items()) + ".")
     doc.table(cka.round(3).reset_index(names="code"), "tables/cka.csv")
+    doc.heading("Where the evidence is weak")
+    doc.bullets([
+        "One seed per code, small models (about 5-20k parameters) and short training (30-40 epochs on "
+        f"{_count('train')} molecules); test MAEs differ between codes, and a better-trained model can use its "
+        "orders differently.",
+        "Each code is probed at its adapter's default points: our model's streams and updates, MACE's "
+        "products (not its interaction messages), NequIP's convnet outputs, Allegro's tensor and scalar "
+        "tracks (per edge, pooled per molecule). An order unused at those points may still act inside a "
+        "layer; `irrepprobe capture --layers '*'` captures every point.",
+        "MACE: its first product's l=1 and l=2 outputs are zero to float precision after training (mean "
+        "norm about 1e-43, tables/norms.csv of its report), so replacing them changes nothing and the dipole "
+        "probe there has nothing to read; its last product holds scalars only, so the joint rows cover one "
+        "layer.",
+        "Order removal (`removed`) exists only for our model; the other families get zero, mean and resample.",
+    ])
+    doc.heading("How this was made")
+    doc.text(f"Data: {_count('train')} / {_count('val')} / {_count('test')} molecules (train / validation / test) "
+             "with H, C, N, O only, from the split of our model's 1,500-molecule QM9 subset (seed 0). Versions: "
+             + "; ".join(f"{c}: " + ", ".join(f"{k} {v}" for k, v in caps[c].meta["versions"].items()
+                                              if k in ("torch", "e3nn")) for c in caps)
+             + f"; {_packages()}. Hardware: 2 CPU cores, no GPU, OMP_NUM_THREADS=1, other jobs sharing the machine.")
     save_text(doc.markdown(OUT), OUT / "README.md")
     print(f"-> {OUT / 'README.md'}")
 
