@@ -165,7 +165,7 @@ def conv_mode(args) -> None:
     busy = busy_cores()
     peak = matmul_peak(threads)
     kernel.extension()
-    rows, notes = [], []
+    rows, cutoff = [], None
     for ls in [[int(v) for v in part.split(",")] for part in args.ls_sets.split(";")]:
         cfg = preset("lee")
         cfg.set("model.ls", ls)
@@ -203,6 +203,7 @@ def conv_mode(args) -> None:
                     times[conv].append(time.perf_counter() - t0)
         ms = {c: 1e3 * statistics.median(v) for c, v in times.items()}
         edges = radius_graph(batches[0].pos, batches[0].batch, cfg.model.cutoff).shape[1]
+        cutoff = cfg.model.cutoff
         bound = flops / (peak * 1e9) * 1e3
         rows.append(f"| {ls} | {num_parameters(models['fast']):,} | {edges:,} | {ms['e3nn']:.0f} | {ms['fast']:.0f} | "
                     f"{args.batch_size / ms['e3nn'] * 1e3:.0f} | {args.batch_size / ms['fast'] * 1e3:.0f} | "
@@ -212,7 +213,7 @@ def conv_mode(args) -> None:
         print(f"[{ls}] done", file=sys.stderr, flush=True)
     why = kernel.why_not()
     print(f"\nSetup: CPU {cpu_model()}, {threads} torch threads, torch {torch.__version__}, e3nn {e3nn.__version__}, "
-          f"float32, lee preset at mul {args.mul} (3 layers, 6 A cutoff, 20 Bessel functions), batch "
+          f"float32, lee preset at mul {args.mul} (3 layers, {cutoff} A cutoff, 20 Bessel functions), batch "
           f"{args.batch_size} real QM9 molecules, median of {args.rounds} interleaved training steps after {WARMUP} "
           f"warm-up, fast path: {'fused C++ kernel' if why is None else 'PyTorch (' + why + ')'}; matmul peak "
           f"{peak:.0f} GFLOP/s (float32 2048^3, same threads); {busy:.1f} of {os.cpu_count()} cores busy with other "
