@@ -20,8 +20,8 @@ def prune_report(result: dict, out, title: str, threshold: float, command: str |
     drop = result["drop"]
     doc.heading("Orders dropped")
     doc.text(("Dropped " + ", ".join(f"l={l}" for l in drop) + f"; pruned config ls={result['config'].model.ls}.")
-             if drop else f"Nothing to drop: every order l > 0 is used (ablation utilisation >= {threshold:g} "
-                          "somewhere, or jointly).")
+             if drop else f"Nothing to drop: every order l > 0 is used (the interval of its scale-free "
+                          f"utilisation reaches {threshold:g} under some intervention, somewhere or jointly).")
     doc.heading("Runs")
     doc.table(runs, "tables/runs.csv")
     if drop:
@@ -39,10 +39,16 @@ def prune_report(result: dict, out, title: str, threshold: float, command: str |
         ax.legend()
         ax.set_title(title, fontsize=9)
         doc.figure(F.save(fig, out / "figures", "error_vs_structure"), "Test MAE against latent structure per run")
-    for (variant, seed), g in util[util["point"] != "all"].groupby(["variant", "seed"], sort=False):
-        grid = F.grid(g, "utilisation", list(dict.fromkeys(g["point"])))
+    per = util[util["point"] != "all"]
+    if "intervention" in per:  # one intervention per cell: zero ablation, scale-free, in percent
+        per = per[per["intervention"] == "zero"].assign(percent=lambda d: 100 * d["scale_free"])
+    value = "percent" if "percent" in per else "utilisation"
+    unit = ("% of what the model learned beyond composition (zero ablation)" if value == "percent"
+            else "relative increase of test MAE when zeroed")
+    for (variant, seed), g in per.groupby(["variant", "seed"], sort=False):
+        grid = F.grid(g, value, list(dict.fromkeys(g["point"])))
         fig, ax = plt.subplots(figsize=(6, 0.55 * len(grid) + 2.4))
-        F._heat(ax, grid, f"{variant} seed {seed}: ablation utilisation", "relative increase of test MAE when zeroed",
+        F._heat(ax, grid, f"{variant} seed {seed}: ablation utilisation", unit,
                 "magma_r", 0, max(1.0, float(np.nanmax(grid.to_numpy(dtype=float)))))
         doc.figure(F.save(fig, out / "figures", f"utilisation_{variant}_seed{seed}"),
                    f"Ablation utilisation, {variant} model, seed {seed}")
