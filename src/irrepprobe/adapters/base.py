@@ -161,5 +161,20 @@ class Adapter:
         return v.reshape(len(v), -1)
 
 
+class ForcesOfPredict:
+    """For families whose forward computes forces with the energy: :meth:`predict` keeps them with
+    :meth:`keep_forces`, and :meth:`forces` returns them (predicting first if ``batch`` was not the last)."""
+
+    _last: tuple[Batch, torch.Tensor | None] | None = None
+
+    def keep_forces(self, batch: Batch, forces: torch.Tensor | None) -> None:
+        self._last = (batch, None if forces is None else forces.detach())
+
+    def forces(self, model: Loaded, batch: Batch) -> torch.Tensor | None:
+        if self._last is None or self._last[0] is not batch:
+            self.predict(model, batch)
+        return self._last[1]
+
+
 def parameters(module: torch.nn.Module) -> int:
     return sum(p.numel() for p in module.parameters())

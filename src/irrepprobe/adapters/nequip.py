@@ -38,7 +38,7 @@ from e3nn import o3
 
 from ..data.structures import sha256
 from ..errors import IrrepprobeError
-from .base import Adapter, Batch, Loaded, Point, Quantity, parameters
+from .base import Adapter, Batch, ForcesOfPredict, Loaded, Point, Quantity, parameters
 from .files import check_file, describe, kind_of, refuse_untrusted, torch_load
 
 _NEEDS = "loading NequIP or Allegro models needs the nequip package (and nequip-allegro for Allegro): " \
@@ -154,7 +154,7 @@ def _symbols_to_numbers(type_names) -> list[int] | None:
     return None if any(n is None for n in nums) else nums
 
 
-class NequIPAdapter(Adapter):
+class NequIPAdapter(ForcesOfPredict, Adapter):
     name = "nequip"
     needs_grad = True  # models built with do_derivatives (the default) take forces by autograd in forward
 
@@ -162,7 +162,6 @@ class NequIPAdapter(Adapter):
         # True: the force step keeps the autograd graph (create_graph), so that the energy returned by
         # predict can be differentiated again (attribution); costs time and memory
         self.keep_graph = False
-        self._last: tuple[Batch, torch.Tensor | None] | None = None
 
     # ---------------------------------------------------------------- finding and loading
 
@@ -390,13 +389,8 @@ class NequIPAdapter(Adapter):
             fso.training = was
         energy = out["total_energy"].reshape(-1, 1)
         forces = out.get("forces")
-        self._last = (batch, None if forces is None else forces.detach())
+        self.keep_forces(batch, forces)
         return energy if self.keep_graph else energy.detach()
-
-    def forces(self, model: Loaded, batch: Batch) -> torch.Tensor | None:
-        if self._last is None or self._last[0] is not batch:
-            self.predict(model, batch)
-        return self._last[1]
 
     # ---------------------------------------------------------------- control and summary
 

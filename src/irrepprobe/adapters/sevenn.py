@@ -31,7 +31,7 @@ import torch
 
 from ..data.structures import sha256
 from ..errors import IrrepprobeError
-from .base import Adapter, Batch, Loaded, Point, Quantity, parameters
+from .base import Adapter, Batch, ForcesOfPredict, Loaded, Point, Quantity, parameters
 from .files import describe, check_file, kind_of, refuse_untrusted, torch_load
 
 # sevenn's config keys; a checkpoint's pickle names them as plain strings
@@ -124,7 +124,7 @@ def looks_like_checkpoint(path) -> bool:
     return raw is not None and all(m in raw for m in _MARKERS) and any(m in raw for m in _ONE_OF)
 
 
-class SevenNetAdapter(Adapter):
+class SevenNetAdapter(ForcesOfPredict, Adapter):
     name = "sevenn"
     needs_grad = True
 
@@ -132,7 +132,6 @@ class SevenNetAdapter(Adapter):
         # True: the force module keeps the autograd graph (create_graph), so that the energy returned by
         # predict can be differentiated again (attribution); costs time and memory
         self.keep_graph = False
-        self._last: tuple[Batch, torch.Tensor] | None = None
 
     # ---------------------------------------------------------------- finding and loading
 
@@ -326,13 +325,8 @@ class SevenNetAdapter(Adapter):
                 force.training = was
         energy = out["inferred_total_energy"].reshape(-1, 1)
         forces = out["inferred_force"] if "inferred_force" in out else None
-        self._last = (batch, None if forces is None else forces.detach())
+        self.keep_forces(batch, forces)
         return energy if self.keep_graph else energy.detach()
-
-    def forces(self, model: Loaded, batch: Batch) -> torch.Tensor | None:
-        if self._last is None or self._last[0] is not batch:
-            self.predict(model, batch)
-        return self._last[1]
 
     # ---------------------------------------------------------------- control and summary
 
