@@ -61,14 +61,24 @@ def composition(cap: Capture) -> np.ndarray:
     return cap.arrays["composition"]
 
 
+def residualise(X: np.ndarray, counts: np.ndarray) -> np.ndarray:
+    """``X`` minus its least-squares fit on element counts and a constant."""
+    A = np.c_[counts, np.ones(len(counts))]
+    return X - A @ np.linalg.lstsq(A, X, rcond=None)[0]
+
+
 def beyond_composition(values: pd.DataFrame, counts: np.ndarray) -> pd.DataFrame:
     """Each column minus its least-squares fit on element counts and a constant: the part of a target
     that composition does not explain. Extensive targets (energies, alpha, cv) are >97 % composition,
     which any model, trained or not, encodes; probing the residual asks what a block adds to that."""
-    A = np.c_[counts, np.ones(len(counts))]
-    Y = values.to_numpy(np.float64)
-    coef, *_ = np.linalg.lstsq(A, Y, rcond=None)
-    return pd.DataFrame(Y - A @ coef, columns=values.columns, index=values.index)
+    return pd.DataFrame(residualise(values.to_numpy(np.float64), counts), columns=values.columns, index=values.index)
+
+
+def check_same_structures(cap: Capture, control: Capture) -> None:
+    """Refuse a control capture over other structures than ``cap`` (controls are compared row by row)."""
+    if not np.array_equal(cap.arrays["index"], control.arrays["index"]):
+        raise IrrepprobeError("the control capture holds other molecules than the capture: capture both "
+                              "over the same split and subset")
 
 
 def target_table(cap: Capture, names: list[str] | None = None, residual: bool = True) -> pd.DataFrame:

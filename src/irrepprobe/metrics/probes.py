@@ -29,7 +29,7 @@ from sklearn.preprocessing import StandardScaler
 from ..capture import Capture
 from ..data.targets import to_irreps_basis
 from ..errors import IrrepprobeError
-from .features import block_info, invariants, label
+from .features import block_info, check_same_structures, composition, invariants, label
 
 ALPHAS = np.logspace(-4, 4, 17)
 
@@ -116,9 +116,7 @@ class EquivariantProbe(RegressorMixin, BaseEstimator):
 def _controls(cap: Capture, control) -> list[Capture]:
     controls = [] if control is None else [control] if isinstance(control, Capture) else list(control)
     for c in controls:
-        if not np.array_equal(cap.arrays["index"], c.arrays["index"]):
-            raise IrrepprobeError("the control capture holds other molecules than the capture: capture both "
-                                  "over the same split and subset")
+        check_same_structures(cap, c)
     return controls
 
 
@@ -155,7 +153,7 @@ def probe_scores(cap: Capture, targets: pd.DataFrame, control=None, points=None,
     controls = _controls(cap, control)
     Y = targets.to_numpy(np.float64)
     Y_shuffled = Y[np.random.default_rng(seed).permutation(len(Y))]
-    Y_task = shuffle_within(Y, cap.arrays["composition"], seed)
+    Y_task = shuffle_within(Y, composition(cap), seed)
     rows = []
     for p in points or cap.points:
         for b in cap.blocks(p):
@@ -193,7 +191,7 @@ def equivariant_probe_scores(cap: Capture, targets: dict[str, tuple[int, np.ndar
     rows = []
     for name, (l, Y) in targets.items():
         Y_shuffled = Y[np.random.default_rng(seed).permutation(len(Y))]
-        Y_task = shuffle_within(Y, cap.arrays["composition"], seed)
+        Y_task = shuffle_within(Y, composition(cap), seed)
         for p in points or cap.points:
             for b in cap.blocks(p):
                 if block_info(cap, p, b)["l"] != l:

@@ -10,7 +10,7 @@ import pandas as pd
 
 from ..capture import Capture
 from ..errors import IrrepprobeError
-from .features import composition, point_invariants
+from .features import check_same_structures, composition, point_invariants, residualise
 
 MAX_STRUCTURES = 2000  # kernels are n x n
 
@@ -55,12 +55,6 @@ def debiased_cka(X: np.ndarray, Y: np.ndarray) -> float:
     return kl / np.sqrt(kk * ll)
 
 
-def residualise(X: np.ndarray, C: np.ndarray) -> np.ndarray:
-    """``X`` minus its least-squares fit on ``C`` and a constant."""
-    A = np.c_[C, np.ones(len(C))]
-    return X - A @ np.linalg.lstsq(A, X, rcond=None)[0]
-
-
 def features(cap: Capture, point: str, rows=None, residual: bool = True) -> np.ndarray:
     """Pooled invariants of ``point``, z-scored (summed and mean invariants differ in scale by the size
     of a molecule) and, with ``residual``, with composition regressed out."""
@@ -103,9 +97,7 @@ def trained_vs_control(cap: Capture, control: Capture, seed: int = 0) -> pd.Data
     """Per point: debiased CKA on composition-residualised features between the model and its
     untrained control, the random-feature baseline beside it, and plain linear CKA on the raw features
     (what earlier reports gave) for comparison."""
-    if not np.array_equal(cap.arrays["index"], control.arrays["index"]):
-        raise IrrepprobeError("the control capture holds other molecules than the capture: capture both "
-                              "over the same split and subset")
+    check_same_structures(cap, control)
     rows = []
     ia = np.arange(min(len(cap.arrays["index"]), MAX_STRUCTURES))
     for p in cap.points:
