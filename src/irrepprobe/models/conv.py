@@ -71,10 +71,8 @@ class UVUPlan(nn.Module):
                    tuple(i2[tp.instructions[k].i_in2].ir.l for k in ks))
             self.groups.append((a, mul, d1, d3, Q, lo, hi, key))
             w_uq += [w_off[k] + u for u in range(mul) for k in ks]  # per-edge weights in [u][q] order
-            for u in range(mul):  # our message layout per group is [u, q, k]; e3nn's column for each
-                for k in ks:
-                    start = out_slices[tp.instructions[k].i_out].start
-                    mid_of_ours += [start + u * d3 + m for m in range(d3)]
+            # our message layout per group is [u, q, k]; e3nn's column for each
+            mid_of_ours += [ocol[q] + u * d3 + m for u in range(mul) for q in range(Q) for m in range(d3)]
         if sorted(mid_of_ours) != list(range(io.dim)):
             raise ValueError("the tensor product's outputs are not covered exactly once by its paths")
         inv = torch.empty(io.dim, dtype=torch.long)

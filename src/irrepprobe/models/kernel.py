@@ -62,12 +62,15 @@ class Graph:
     def __init__(self, edge_index: torch.Tensor, n: int):
         src, dst = edge_index
         self.src, self.dst = src.contiguous(), dst.contiguous()
-        self.by_dst = torch.argsort(dst, stable=True)
-        self.by_src = torch.argsort(src, stable=True)
-        self.rowptr = torch.zeros(n + 1, dtype=torch.long, device=dst.device)
-        self.rowptr[1:] = torch.cumsum(torch.bincount(dst, minlength=n), 0)
-        self.rowptr_src = torch.zeros(n + 1, dtype=torch.long, device=src.device)
-        self.rowptr_src[1:] = torch.cumsum(torch.bincount(src, minlength=n), 0)
+        self.by_dst, self.rowptr = _csr(dst, n)
+        self.by_src, self.rowptr_src = _csr(src, n)
+
+
+def _csr(atom: torch.Tensor, n: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Edges ordered by ``atom`` (stable), and where each of the ``n`` atoms' edges start in that order."""
+    rowptr = torch.zeros(n + 1, dtype=torch.long, device=atom.device)
+    rowptr[1:] = torch.cumsum(torch.bincount(atom, minlength=n), 0)
+    return torch.argsort(atom, stable=True), rowptr
 
 
 def _blocks(plan, x):
@@ -87,23 +90,23 @@ class _FusedLayer(torch.autograd.Function):
         for n, (a, mul, d1, d3, *_rest) in enumerate(plan.groups):
             ext.uvu_fwd(xs[a], B[n], w, getattr(plan, f"wcol{n}"), getattr(plan, f"ocol{n}"), graph.src,
                         graph.by_dst, graph.rowptr, out, d3)
-        ctx.save_for_backward(x, w)
+        ctx.save_for_backward(w, *xs)  # the channels-innermost blocks, not x: backward needs them as they are
         ctx.plan, ctx.B, ctx.graph = plan, B, graph
         return out
 
     @staticmethod
     def backward(ctx, G):
-        x, w = ctx.saved_tensors
+        w, *xs = ctx.saved_tensors
         plan, g, ext = ctx.plan, ctx.graph, extension()
-        G, xs, N = G.contiguous(), _blocks(plan, x), x.shape[0]
+        G, N = G.contiguous(), xs[0].shape[0]
         gw = torch.empty_like(w)  # every weight column belongs to exactly one group's paths
         gxs = [None] * len(xs)
         for n, (a, mul, d1, d3, Q, *_rest) in enumerate(plan.groups):
             Gt = G.index_select(1, getattr(plan, f"gidx{n}")).view(N, Q * d3, mul)
             ga = ext.uvu_bwd(Gt, xs[a], ctx.B[n], w, getattr(plan, f"wcol{n}"), g.dst, g.by_src, g.rowptr_src, gw, d3)
             gxs[a] = ga if gxs[a] is None else gxs[a] + ga
-        gx = torch.cat([(xb if gb is None else gb).transpose(1, 2).reshape(N, -1) if gb is not None
-                        else torch.zeros_like(xb.transpose(1, 2).reshape(N, -1)) for xb, gb in zip(xs, gxs)], dim=1)
+        gx = torch.cat([(torch.zeros_like(xb) if gb is None else gb).transpose(1, 2).reshape(N, -1)
+                        for xb, gb in zip(xs, gxs)], dim=1)
         return gx, gw, None, None, None
 
 
