@@ -30,12 +30,18 @@ def kept_checkpoints(run_dir) -> list[tuple[int, Path]]:
     return found
 
 
+def _capture(ckpt: Path, out: Path, subset, device):
+    """The epoch's capture in ``out/capture``, made once."""
+    path = out / "capture"
+    return load_capture(path) if (path / "meta.json").exists() else \
+        capture_checkpoint(ckpt, subset=subset, out=path, device=device)
+
+
 def _epoch(epoch: int, ckpt: Path, out: Path, control, subset, molecules, device, seed) -> pd.DataFrame:
     done = out / "blocks.csv"
     if done.exists():
         return pd.read_csv(done)
-    cap = (load_capture(out / "capture") if (out / "capture" / "meta.json").exists() else
-           capture_checkpoint(ckpt, subset=subset, out=out / "capture", device=device))
+    cap = _capture(ckpt, out, subset, device)
     hidden = M.hidden_points(cap)
     util = M.utilisation(cap, ckpt, molecules=molecules, device=device, interventions=M.INTERVENTIONS,
                          seed=seed, n_boot=200)
@@ -49,7 +55,7 @@ def _epoch(epoch: int, ckpt: Path, out: Path, control, subset, molecules, device
              "utilisation_high": high[(p, b)], "reachable": bool(r["reachable"]), "used": bool(r["used"]),
              "r2": sel.loc[(p, b), "r2"], "selectivity": sel.loc[(p, b), "selectivity"],
              "mae": float(abs(cap.errors).mean())}
-            for (p, b), r in zero.iterrows() if p in hidden]
+            for (p, b), r in zero.iterrows()]
     table = pd.DataFrame(rows)
     save_csv(table, done)
     return table
@@ -85,17 +91,16 @@ def dynamics(run_dir, out=None, subset: int | None = 500, molecules: int | None 
 
     n_test = len(load_checkpoint(first)["split"]["test"])
     subset = None if subset is None or subset >= n_test else subset  # all of a small test split
-    ref = (load_capture(out / "reference") if (out / "reference" / "meta.json").exists() else
-           capture_checkpoint(first, subset=subset, out=out / "reference", device=device))
+    # the first kept epoch's capture also gives the control its structures
+    cap = _capture(first, out / f"epoch{ckpts[0][0]:04d}", subset, device)
     control = (load_capture(out / "control") if (out / "control" / "meta.json").exists() else
-               capture_untrained(ref, out / "control", device=device))
+               capture_untrained(cap, out / "control", device=device))
     tables = []
     for epoch, ckpt in ckpts:
         log(f"epoch {epoch}: {ckpt.name}")
         tables.append(_epoch(epoch, ckpt, out / f"epoch{epoch:04d}", control, subset, molecules, device, seed))
     table = pd.concat(tables, ignore_index=True)
     save_csv(table, out / "tables" / "dynamics.csv")
-    cap = ref
     title = f"{run_dir.name}: {cap.meta['target']}, {len(ckpts)} kept checkpoints, {cap.meta['n_molecules']} test molecules"
     png = F.save(_figure(table, title), out / "figures", "dynamics")
     doc = Document(f"irrepprobe dynamics: {run_dir}")
