@@ -50,7 +50,7 @@ def test_the_convolution_equals_e3nns_product_and_sum_with_gradients(float64, ls
     x.requires_grad_(True), w.requires_grad_(True)
     src, dst = edges
     ref = torch.zeros(len(x), layer.tp.irreps_out.dim).index_add_(0, dst, layer.tp(x[src], sh, w))
-    got = layer.plan(x, sh, w, edges, {}, fused=fused)
+    got = layer.plan.e3nn_layout(layer.plan(x, sh, w, edges, {}, fused=fused))
     assert (got - ref).abs().max() <= 1e-12 * ref.abs().max()
     probe = torch.randn_like(ref)
     g_ref = torch.autograd.grad((ref * probe).sum(), [x, w])
@@ -77,6 +77,25 @@ def _batch(qm9, dtype, n=16):
     b = next(iter(loader(qm9, target_values(qm9, "u0_atom"), torch.arange(300, 300 + n), n)))
     b.pos = b.pos.to(dtype)
     return b
+
+
+def test_the_linear_on_lanes_is_the_layers_linear_and_a_hook_on_it_sees_e3nns_layout(float64):
+    irreps_sh, hidden, x, sh, edges = _layer_inputs([0, 1, 2])
+    layer = Interaction(hidden, irreps_sh, hidden, 8, 16, 5.0)
+    w = torch.randn(len(edges[0]), layer.tp.weight_numel)
+    lanes = layer.plan(x, sh, w, edges, {}, fused=True)
+    ref = layer.linear(layer.plan.e3nn_layout(lanes) * 0.3)
+    assert (layer.plan.linear(lanes, layer.linear, 0.3) - ref).abs().max() <= 1e-12 * ref.abs().max()
+    seen = []
+    handle = layer.linear.register_forward_hook(lambda m, i, o: seen.append(i[0]))
+    radial = torch.rand(len(edges[0]), 8) + 0.5
+    with_hook = layer(x, sh, radial, torch.stack(edges))
+    handle.remove()
+    without = layer(x, sh, radial, torch.stack(edges))
+    assert (with_hook - without).abs().max() <= 1e-12 * without.abs().max()
+    src, dst = edges
+    agg = torch.zeros(len(x), layer.tp.irreps_out.dim).index_add_(0, dst, layer.tp(x[src], sh, layer.radial(radial)))
+    assert (seen[0] - agg / 5.0**0.5).abs().max() <= 1e-12 * agg.abs().max()
 
 
 @pytest.mark.parametrize("ls, mul, parity", CASES)
@@ -122,7 +141,7 @@ def test_without_a_kernel_the_pytorch_path_gives_the_same_function_and_one_line(
         "x = torch.randn(10, h.dim); sh = o3.spherical_harmonics(sh_irreps, torch.randn(30, 3), True)\n"
         "e = (torch.randint(0, 10, (30,)), torch.randint(0, 10, (30,))); w = torch.randn(30, layer.tp.weight_numel)\n"
         "ref = torch.zeros(10, layer.tp.irreps_out.dim).index_add_(0, e[1], layer.tp(x[e[0]], sh, w))\n"
-        "got = layer.plan(x, sh, w, e, {}, fused=True)\n"
+        "got = layer.plan.e3nn_layout(layer.plan(x, sh, w, e, {}, fused=True))\n"
         "assert kernel.why_not() is not None\n"
         "print('max diff', float((got - ref).abs().max()))\n"
     )

@@ -57,20 +57,14 @@ def why_not() -> str | None:
 
 
 class Graph:
-    """Edges by destination and by source (CSR row pointers), built once per forward pass."""
+    """Edges by destination (CSR row pointers), built once per forward pass."""
 
     def __init__(self, edge_index: torch.Tensor, n: int):
         src, dst = edge_index
-        self.src, self.dst = src.contiguous(), dst.contiguous()
-        self.by_dst, self.rowptr = _csr(dst, n)
-        self.by_src, self.rowptr_src = _csr(src, n)
-
-
-def _csr(atom: torch.Tensor, n: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Edges ordered by ``atom`` (stable), and where each of the ``n`` atoms' edges start in that order."""
-    rowptr = torch.zeros(n + 1, dtype=torch.long, device=atom.device)
-    rowptr[1:] = torch.cumsum(torch.bincount(atom, minlength=n), 0)
-    return torch.argsort(atom, stable=True), rowptr
+        self.src = src.contiguous()
+        self.by_dst = torch.argsort(dst, stable=True)
+        self.rowptr = torch.zeros(n + 1, dtype=torch.long, device=dst.device)
+        self.rowptr[1:] = torch.cumsum(torch.bincount(dst, minlength=n), 0)
 
 
 def _blocks(plan, x):
@@ -81,40 +75,40 @@ def _blocks(plan, x):
 
 
 class _FusedLayer(torch.autograd.Function):
-    """All groups of one layer: reads x and the weights in e3nn's layouts, writes e3nn's message layout."""
+    """All groups of one layer: reads x and the weights in e3nn's layouts, writes the messages' lanes."""
 
     @staticmethod
     def forward(ctx, x, w, plan, B, graph):
-        ext, xs = extension(), _blocks(plan, x)
-        out = x.new_empty(x.shape[0], plan.out_dim)
-        for n, (a, mul, d1, d3, *_rest) in enumerate(plan.groups):
+        ext, xs, N = extension(), _blocks(plan, x), x.shape[0]
+        lanes = [x.new_empty(N, ir.dim, K) for ir, _, K in plan.lanes]
+        for n, (a, mul, d1, d3, *_rest, lane, ostride) in enumerate(plan.groups):
             ext.uvu_fwd(xs[a], B[n], w, getattr(plan, f"wcol{n}"), getattr(plan, f"ocol{n}"), graph.src,
-                        graph.by_dst, graph.rowptr, out, d3)
+                        graph.by_dst, graph.rowptr, lanes[lane].view(N, -1), d3, ostride)
         ctx.save_for_backward(w, *xs)  # the channels-innermost blocks, not x: backward needs them as they are
         ctx.plan, ctx.B, ctx.graph = plan, B, graph
-        return out
+        return tuple(lanes)
 
     @staticmethod
-    def backward(ctx, G):
+    def backward(ctx, *G):
         w, *xs = ctx.saved_tensors
         plan, g, ext = ctx.plan, ctx.graph, extension()
-        G, N = G.contiguous(), xs[0].shape[0]
+        N = xs[0].shape[0]
+        G = [gl.contiguous().view(N, -1) for gl in G]
         gw = torch.empty_like(w)  # every weight column belongs to exactly one group's paths
-        gxs = [None] * len(xs)
-        for n, (a, mul, d1, d3, Q, *_rest) in enumerate(plan.groups):
-            Gt = G.index_select(1, getattr(plan, f"gidx{n}")).view(N, Q * d3, mul)
-            ga = ext.uvu_bwd(Gt, xs[a], ctx.B[n], w, getattr(plan, f"wcol{n}"), g.dst, g.by_src, g.rowptr_src, gw, d3)
-            gxs[a] = ga if gxs[a] is None else gxs[a] + ga
-        gx = torch.cat([(torch.zeros_like(xb) if gb is None else gb).transpose(1, 2).reshape(N, -1)
-                        for xb, gb in zip(xs, gxs)], dim=1)
+        # the input gradient per block, accumulated by the kernel in one buffer per thread
+        gxt = [xb.new_zeros(torch.get_num_threads(), *xb.shape) for xb in xs]
+        for n, (a, mul, d1, d3, *_rest, lane, ostride) in enumerate(plan.groups):
+            ext.uvu_bwd(G[lane], xs[a], ctx.B[n], w, getattr(plan, f"wcol{n}"), getattr(plan, f"ocol{n}"),
+                        g.src, g.by_dst, g.rowptr, gw, gxt[a], d3, ostride)
+        gx = torch.cat([gb.sum(0).transpose(1, 2).reshape(N, -1) for gb in gxt], dim=1)
         return gx, gw, None, None, None
 
 
 def fused_layer(plan, x, weight, B, edge_index, cache: dict):
-    """The layer's aggregated messages from the kernel, or None where it cannot run: not built, not on
+    """The layer's aggregated messages (lanes) from the kernel, or None where it cannot run: not built, not on
     the CPU, or B needing a gradient (forces need the gradient through the geometry)."""
     if x.device.type != "cpu" or any(b.requires_grad for b in B) or extension() is None:
         return None
     if "graph" not in cache:
         cache["graph"] = Graph(edge_index, x.shape[0])
-    return _FusedLayer.apply(x, weight.contiguous(), plan, B, cache["graph"])
+    return list(_FusedLayer.apply(x, weight.contiguous(), plan, B, cache["graph"]))

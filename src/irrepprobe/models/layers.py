@@ -110,14 +110,19 @@ class Interaction(nn.Module):
         """``cache``: a dict shared by the layers of one forward pass (the fast path keeps the edges'
         B tensors and graph there)."""
         weight = self.radial(radial)
+        scale = 1 / math.sqrt(self.avg_neighbors)
         if self.plan is not None:
-            agg = self.plan(x, sh, weight, edge_index, cache, fused=True)
+            lanes = self.plan(x, sh, weight, edge_index, cache, fused=True)
+            if self.linear._forward_hooks or self.linear._forward_pre_hooks:  # a hook sees e3nn's layout
+                out = self.linear(self.plan.e3nn_layout(lanes) * scale)
+            else:
+                out = self.plan.linear(lanes, self.linear, scale)
         else:
             src, dst = edge_index
             messages = self.tp(x[src], sh, weight)
             agg = torch.zeros(x.shape[0], messages.shape[1], dtype=x.dtype, device=x.device)
             agg.index_add_(0, dst, messages)
-        out = self.linear(agg / math.sqrt(self.avg_neighbors))
+            out = self.linear(agg * scale)
         if self.self_connection is not None:
             out = out + self.self_connection(x)
         if self.gate is not None:
