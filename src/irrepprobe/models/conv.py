@@ -59,7 +59,7 @@ class UVUPlan(nn.Module):
         self.in1_splits = [mul * ir.dim for mul, ir in i1]
         self.in1_shapes = [(mul, ir.dim) for mul, ir in i1]
         self.out_dim = io.dim
-        sh_slices, out_slices = i2.slices(), io.slices()
+        sh_slices = i2.slices()
         self.groups = []  # (input block, mul, d1, d3, paths, sh columns lo:hi, cache key, lane, lane channels)
         w_uq, mid_of_ours = [], []
         for n, ((a, ir3), ks) in enumerate(groups.items()):
