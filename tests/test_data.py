@@ -63,6 +63,18 @@ def test_split_counts_and_subset():
     assert sum(len(v) for v in sub.values()) == 500
 
 
+def test_training_sizes_are_nested_and_leave_validation_and_test_alone():
+    full = make_split(130_831, (4000, 500, 1000), seed=0)
+    sizes = [make_split(130_831, (4000, 500, 1000), seed=0, train_size=n) for n in (250, 1000, 4000)]
+    for small, large in zip(sizes, sizes[1:]):
+        assert set(small["train"].tolist()) < set(large["train"].tolist())
+    assert [len(s["train"]) for s in sizes] == [250, 1000, 4000]
+    assert torch.equal(sizes[-1]["train"], full["train"])
+    assert all(torch.equal(s[k], full[k]) for s in sizes for k in ("val", "test"))
+    with pytest.raises(IrrepprobeError, match="train_size 5000"):
+        make_split(130_831, (4000, 500, 1000), seed=0, train_size=5000)
+
+
 @pytest.mark.parametrize("sizes,subset", [((0.99, 0.01, 0.0), 50), ((10, 10, 10), 20)])
 def test_impossible_split_is_refused(sizes, subset):
     with pytest.raises(IrrepprobeError):

@@ -17,6 +17,9 @@ class DataConfig:
     subset: int | None = None  # use only this many molecules (seeded random choice)
     split: list[float] = field(default_factory=lambda: [0.8, 0.1, 0.1])  # fractions or counts
     split_seed: int = 0
+    # train on only the first n molecules of the train split's seeded order: sizes of a learning curve are
+    # nested, and validation and test molecules do not change with n
+    train_size: int | None = None
     cache_dir: str | None = None
 
 
@@ -108,6 +111,8 @@ class Config:
         _check(isinstance(d.split, (list, tuple)) and len(d.split) == 3
                and all(_num(s) and s >= 0 for s in d.split), "data.split", "three non-negative numbers")
         _check(_int(d.split_seed), "data.split_seed", "an integer")
+        _check(d.train_size is None or _int(d.train_size) and d.train_size >= 1, "data.train_size",
+               "a positive integer or null")
         _check(isinstance(m.ls, (list, tuple)) and len(m.ls) > 0 and all(_int(l) and 0 <= l <= 10 for l in m.ls)
                and len(set(m.ls)) == len(m.ls) and 0 in m.ls, "model.ls", "distinct orders 0..10 that include 0")
         if isinstance(m.mul, dict):

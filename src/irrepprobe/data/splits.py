@@ -13,8 +13,11 @@ def make_split(
     sizes: tuple[float, float, float] = (0.8, 0.1, 0.1),
     seed: int = 0,
     subset: int | None = None,
+    train_size: int | None = None,
 ) -> dict[str, torch.Tensor]:
-    """Shuffle ``range(n_total)`` with ``seed``, keep ``subset`` molecules, cut into train/val/test."""
+    """Shuffle ``range(n_total)`` with ``seed``, keep ``subset`` molecules, cut into train/val/test.
+    ``train_size``: keep only the first that many of the train split (in shuffled order), so that smaller
+    training sets are subsets of larger ones and validation and test stay the same."""
     if subset is not None:
         if subset < 3:
             raise IrrepprobeError(f"subset must hold at least 3 molecules, got {subset}")
@@ -33,9 +36,12 @@ def make_split(
     for name, c in zip(SPLITS, counts):
         if c < 1:
             raise IrrepprobeError(f"the {name} split is empty (sizes {sizes} of {n} molecules)")
+    if train_size is not None and not 1 <= train_size <= counts[0]:
+        raise IrrepprobeError(f"train_size {train_size} must be between 1 and the train split's {counts[0]} molecules")
     perm = torch.randperm(n_total, generator=torch.Generator().manual_seed(seed))
     out, start = {}, 0
     for name, c in zip(SPLITS, counts):
-        out[name] = perm[start : start + c].sort().values
+        keep = train_size if name == "train" and train_size is not None else c
+        out[name] = perm[start : start + keep].sort().values
         start += c
     return out

@@ -29,7 +29,8 @@ def prepare_data(config: Config):
     """QM9, the target values [molecules, dim] and the seeded split of this config."""
     qm9 = load_qm9(config.data.cache_dir)
     y = target_values(qm9, config.data.target)
-    split = make_split(len(qm9), tuple(config.data.split), config.data.split_seed, config.data.subset)
+    split = make_split(len(qm9), tuple(config.data.split), config.data.split_seed, config.data.subset,
+                       config.data.train_size)
     return qm9, y, split
 
 
