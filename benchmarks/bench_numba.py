@@ -99,11 +99,13 @@ def main() -> None:
         args_n = (xs[a].numpy(), B[n].numpy(), w.numpy(), wc, oc, graph.src.numpy(), graph.by_dst.numpy(),
                   graph.rowptr.numpy(), out_n)
 
-        def cpp():
-            ext.uvu_fwd(xs[a], B[n], w, wcol, ocol, graph.src, graph.by_dst, graph.rowptr, out_c, d3, ostride)
+        args_c = (xs[a], B[n], w, wcol, ocol, graph.src, graph.by_dst, graph.rowptr, out_c, d3, ostride)
 
-        def nb():
-            numba_fwd(*args_n)
+        def cpp(args=args_c):
+            ext.uvu_fwd(*args)
+
+        def nb(args=args_n):
+            numba_fwd(*args)
 
         cpp(), nb()
         tot["cpp"] += _median_ms(cpp)

@@ -227,3 +227,35 @@ def test_update_and_stream_are_told_apart_on_a_planted_model(example):
     assert t.loc[("layers.1.update", "2e"), "utilisation"] == pytest.approx(0, abs=1e-9)
     assert t.loc[("layers.1", "2e"), "utilisation"] > 0.05
     assert t.loc[("layers.1.update", "0e"), "utilisation"] > 0.05
+
+
+def test_paired_difference_finds_a_planted_gain_and_the_pairing_narrows_it():
+    from irrepprobe.metrics.paired import paired_difference, verdict
+
+    rng = np.random.default_rng(0)
+    hard = rng.gamma(1.0, 1.0, 1500)  # molecules differ a lot in difficulty; both configs see the same ones
+    b = hard + rng.normal(0, 0.05, (3, 1500))
+    a = 0.95 * hard + rng.normal(0, 0.05, (3, 1500))  # 5% better on every molecule
+    paired = paired_difference(np.abs(a), np.abs(b), n_boot=500)
+    assert paired["ci_high"] < 0 and verdict(paired["ci_low"], paired["ci_high"], "negative") == "reproduced"
+    assert paired["rel_low"] < -0.05 * 0.5 and paired["rel_high"] < 0
+    unpaired = paired_difference(np.abs(a)[:, rng.permutation(1500)], np.abs(b), n_boot=500)
+    assert (paired["ci_high"] - paired["ci_low"]) < 0.5 * (unpaired["ci_high"] - unpaired["ci_low"])
+
+
+def test_paired_difference_of_equal_configs_covers_zero_and_seed_spread_widens_it():
+    from irrepprobe.metrics.paired import mae_interval, paired_difference, verdict
+
+    rng = np.random.default_rng(1)
+    hard = rng.gamma(1.0, 1.0, 1000)
+    same = [np.abs(hard + rng.normal(0, 0.1, (3, 1000))) for _ in range(2)]
+    r = paired_difference(*same, n_boot=500)
+    assert r["ci_low"] < 0 < r["ci_high"] and r["p"] > 0.05
+    assert verdict(r["ci_low"], r["ci_high"], "negative") == "not decidable at this scale"
+    assert verdict(0.1, 0.2, "negative") == "not reproduced"
+    # seeds that disagree by a whole offset: the interval has to carry that spread
+    spread = np.abs(hard + np.array([[0.0], [0.3], [0.6]]))
+    tight, wide = mae_interval(same[0], n_boot=500), mae_interval(spread, n_boot=500)
+    assert (wide["ci_high"] - wide["ci_low"]) > 3 * (tight["ci_high"] - tight["ci_low"])
+    with pytest.raises(ValueError, match="same molecules"):
+        paired_difference(same[0], same[1][:, :10])

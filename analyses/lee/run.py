@@ -1,10 +1,21 @@
-"""Study 1 (Lee, Galkin, Miret): which irreps does a U0 model use?
+"""Studies II, study 1 (after Lee, Galkin, Miret): do their findings appear as the training set grows?
 
-Runs (or resumes) the U0 grid and the dipole-vector contrast with the experiment runner, retrains the
-orders unused in every seed (if any), writes one full report (probes, latent maps per block) per L set
-for seed 0, and the study summary reports/lee/README.md.
+Runs (or resumes) the U0 learning-curve grid ``analyses/lee/curve.yaml`` (the lee preset at mul 16, L sets
+[0], [0,1,2], [0,1,2,3,4], [0,3,4,5,6], nested training sets of 1,000 / 4,000 / 16,000 molecules, 3 seeds,
+the same 1,000 validation and 2,000 test molecules), then writes reports/lee/:
 
-    OMP_NUM_THREADS=1 python analyses/lee/run.py
+- test MAE per size and L set with intervals over molecules and seeds, and paired differences between L
+  sets on the same test molecules (their headline: [0,3,4,5,6] against [0,1,2,3,4]);
+- utilisation of each order per size under zeroing, mean and resampling at every layer, and true removal;
+- probes of seed 0 at every size against 5 untrained initialisations;
+- utilisation over training epochs (seed 0, the kept checkpoints);
+- latent structure against test error within each size (bootstrap over configurations, and the
+  leave-one-configuration-out test), in one experiment report per size;
+- pruning and retraining (warm and cold) of any order unused in every seed at the largest size;
+- a verdict per finding: reproduced, not reproduced, or not decidable at this scale.
+
+    OMP_NUM_THREADS=1 python analyses/lee/run.py             # run or resume the grid, then report
+    OMP_NUM_THREADS=1 python analyses/lee/run.py --report-only  # report on the runs finished so far
 """
 from __future__ import annotations
 
@@ -15,149 +26,228 @@ from pathlib import Path
 import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import curves as C  # noqa: E402
 from common import ROOT, command, experiment, provenance, run_times  # noqa: E402
 
 from irrepprobe.experiments import load_grid  # noqa: E402
-from irrepprobe.experiments.grid import Grid, Run  # noqa: E402
-from irrepprobe.fileio import save_csv, save_text  # noqa: E402
+from irrepprobe.fileio import save_text  # noqa: E402
 from irrepprobe.metrics import THRESHOLD  # noqa: E402
-from irrepprobe.prune import orders_to_drop, pruned_config  # noqa: E402
-from irrepprobe.report import make_report  # noqa: E402
+from irrepprobe.prune import orders_to_drop  # noqa: E402
 from irrepprobe.report.document import Document  # noqa: E402
 from irrepprobe.report.experiment import experiment_report  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
-RUNS = ROOT / "experiments"
+RUNS = ROOT / "experiments" / "lee-curve"
 REPORTS = ROOT / "reports" / "lee"
-SIZES = ("QM9 subset of 2,000 molecules (1,600 train / 200 validation / 200 test, split seed 0), 8 epochs, "
-         "batch 32, AdamW lr 1e-3, multiplicity 8 for every order, 3 layers, 6 A cutoff, 20 Bessel functions; "
-         "utilisation on the 200 test molecules")
+SIZES = ("QM9 (all 130,831 molecules shuffled with split seed 0): 16,000 / 1,000 / 2,000 molecules for train / "
+         "validation / test; training sets of 1,000, 4,000 and 16,000 are the first molecules of that train split "
+         "(nested); epochs capped at 120, 50 and 25 with early stopping after 20 epochs without a better "
+         "validation MAE; batch 32, AdamW lr 1e-3 halved on plateaus; lee preset, multiplicity 16 for every "
+         "order, 3 layers, 6 A cutoff, 20 Bessel functions; utilisation on 500 test molecules; 3 seeds")
+PAIRS = [  # (label, a, b, the sign of a - b the paper predicts, or None for context)
+    ("Lee et al.: [0,3,4,5,6] beats [0,1,2,3,4]", "ls=0,3,4,5,6", "ls=0,1,2,3,4", "negative"),
+    ("[0,1,2,3,4] against [0,1,2]", "ls=0,1,2,3,4", "ls=0,1,2", None),
+    ("[0,1,2] against scalars only [0]", "ls=0,1,2", "ls=0", None),
+]
+UNUSED_IN = ("ls=0,1,2", "ls=0,1,2,3,4")  # the models in which the paper finds l=1 and l=2 largely unused
 
 
-def pruned_grid(grid: Grid, util: pd.DataFrame) -> tuple[Grid, pd.DataFrame]:
-    """For each configuration, the orders unused in every seed; a grid retraining those without them."""
-    rows, runs = [], []
-    for config_name, g in util.groupby("config", sort=False):
-        per_seed = [set(orders_to_drop(s, THRESHOLD)) for _, s in g.groupby("seed")]
-        drop = sorted(set.intersection(*per_seed)) if per_seed else []
-        rows.append({"config": config_name, "unused in every seed": str(drop),
-                     "unused per seed": "; ".join(str(sorted(s)) for s in per_seed)})
-        for r in grid.runs:
-            if r.config_name == config_name and drop:
-                c = pruned_config(r.config, drop)
-                runs.append(Run(f"{config_name}-pruned-ls={','.join(map(str, c.model.ls))}", r.seed, c))
-    return Grid(grid.name + "-pruned", runs, grid.measure, grid.executor), pd.DataFrame(rows)
-
-
-def model_reports(res: dict, runs: Path, out: Path, cmd: str) -> pd.DataFrame:
-    """A full irrepprobe report for seed 0 of each configuration; returns the dipole probes of l=1."""
+def order_verdicts(joint: pd.DataFrame) -> pd.DataFrame:
+    """Per size, family and order: 'unused' (every seed's interval below the threshold under every
+    intervention and removal), 'used' (every seed's interval above it when zeroed and when removed), or
+    'mixed'."""
     rows = []
-    for name in (res["runs"][res["runs"]["seed"] == 0]["run"] if len(res["runs"]) else []):
-        cap = runs / name / "capture"
-        dest = out / "models" / name.split("/")[0]
-        if not (dest / "tables" / "probes_equivariant.csv").exists():
-            print(f"report for {name}", flush=True)
-            from irrepprobe.capture import load_capture
-            from irrepprobe.metrics import hidden_points
-            c = load_capture(cap)
-            make_report(c, out=dest, ablation_molecules=None, map_points=None, map_layers=hidden_points(c),
-                        device="cpu", command=cmd, log=lambda *a: None)
-        path = dest / "tables" / "probes_equivariant.csv"
-        if path.stat().st_size > 1:  # empty when the model has no 1o or 2e block
-            rows.append(pd.read_csv(path).assign(config=name.split("/")[0]))
-    return pd.concat(rows, ignore_index=True) if rows else pd.DataFrame(columns=["target"])
+    for (size, fam, l), g in joint.groupby(["size", "family", "l"]):
+        unused = (g["high_max"] < THRESHOLD).all()
+        used = (g[g["intervention"].isin(["zero", "removed"])]["low_min"] > THRESHOLD).all()
+        rows.append({"size": size, "family": fam, "l": l, "seeds": int(g["seeds"].min()),
+                     "verdict": "unused" if unused else "used" if used else "mixed",
+                     "zeroed": g.loc[g["intervention"] == "zero", "per_seed"].squeeze() if (g["intervention"] == "zero").any() else "",
+                     "removed": g.loc[g["intervention"] == "removed", "per_seed"].squeeze() if (g["intervention"] == "removed").any() else ""})
+    return pd.DataFrame(rows)
+
+
+def joint_table(util: pd.DataFrame, runs: pd.DataFrame) -> pd.DataFrame:
+    j = C.joint_utilisation(util)
+    bounds = (util[util["point"] == "all"].groupby(["config", "l", "intervention"])
+              .agg(low=("scale_free", "min"), high=("scale_free", "max"), low_min=("scale_free_low", "min"),
+                   high_max=("scale_free_high", "max")).reset_index())
+    meta = runs.drop_duplicates("config")[["config", "size", "family"]]
+    return j.merge(bounds, on=["config", "l", "intervention"]).merge(meta, on="config")
+
+
+def probe_summary(runs: pd.DataFrame) -> pd.DataFrame:
+    """Seed 0 of every configuration: a full report with probes against 5 untrained initialisations
+    (made once, kept under reports/lee/models/); per order, how the l > 0 blocks' probes compare."""
+    from irrepprobe.capture import load_capture
+    from irrepprobe.metrics import hidden_points
+    from irrepprobe.report import make_report
+
+    rows = []
+    for r in runs[runs["seed"] == 0].itertuples():
+        dest = REPORTS / "models" / r.config
+        if not (dest / "tables" / "probes.csv").exists():
+            print(f"report for {r.run}", flush=True)
+            cap = load_capture(RUNS / r.run / "capture")
+            make_report(cap, out=dest, ablation_molecules=None, map_points=1000, map_layers=hidden_points(cap)[-1:],
+                        device="cpu", command=command(), log=lambda *a: None)
+        scal = pd.read_csv(dest / "tables" / "probes.csv")
+        eq = pd.read_csv(dest / "tables" / "probes_equivariant.csv") if (dest / "tables" / "probes_equivariant.csv").stat().st_size > 1 else pd.DataFrame()
+        for l, g in scal[scal["l"] > 0].groupby("l"):
+            row = {"size": r.size, "family": r.family, "l": int(l), "blocks": g[["point", "block"]].drop_duplicates().shape[0],
+                   "scalar targets above every init": f"{int(g['above_controls'].sum())}/{len(g)}",
+                   "mean selectivity (R2 - untrained)": round(float(g["selectivity"].mean()), 3)}
+            d = eq[(eq["l"] == l) & eq["target"].astype(str).str.startswith("dipole")] if len(eq) else eq
+            if len(d):
+                best = d.loc[d["selectivity"].idxmax()]
+                row.update({"dipole: best block": f"{best['point']} {best['block']}", "dipole R2": round(best["r2"], 3),
+                            "untrained mean (sd)": f"{best['r2_untrained']:.3f} ({best['r2_untrained_sd']:.3f})",
+                            "dipole above every init": f"{int(d['above_controls'].sum())}/{len(d)} blocks"})
+            rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def dynamics_table(runs: pd.DataFrame) -> pd.DataFrame:
+    """Utilisation per block over the kept epochs of seed 0 of every configuration with l > 0."""
+    from irrepprobe.report.dynamics import dynamics
+
+    tables = []
+    for r in runs[(runs["seed"] == 0) & (runs["family"] != "ls=0")].itertuples():
+        out = REPORTS / "dynamics" / r.config
+        res = dynamics(RUNS / r.run, out=out, subset=500, molecules=200, device="cpu", log=lambda *a: None)
+        tables.append(res["table"].assign(config=r.config, size=r.size, family=r.family))
+    return pd.concat(tables, ignore_index=True) if tables else pd.DataFrame()
+
+
+def prune_largest(runs: pd.DataFrame, util: pd.DataFrame) -> pd.DataFrame:
+    """At the largest size with every seed finished: the orders unused in every seed, and (if any) the
+    pruned model retrained cold and warm for 3 seeds with `irrepprobe.prune`."""
+    from irrepprobe.prune.run import prune
+
+    size = runs["size"].max()
+    rows = []
+    for fam, g in runs[runs["size"] == size].groupby("family"):
+        per_seed = [set(orders_to_drop(util[util["run"] == run], THRESHOLD)) for run in g["run"]]
+        drop = sorted(set.intersection(*per_seed)) if per_seed else []
+        row = {"size": size, "family": fam, "seeds": len(g), "unused in every seed": str(drop),
+               "unused per seed": "; ".join(str(sorted(s)) for s in per_seed)}
+        if drop and len(g) >= 3:
+            res = prune(RUNS / g[g["seed"] == 0]["run"].iloc[0] / "best.pt", RUNS / "pruned" / fam, drop=drop,
+                        seeds=3, warm=True, molecules=500, log=lambda *a: None)
+            row["retrained test MAE"] = "; ".join(f"{v}: {m:.4f}" for v, m in
+                                                 res["runs"].groupby("variant")["test_mae"].mean().items())
+        rows.append(row)
+    return pd.DataFrame(rows)
 
 
 def main() -> None:
     t0 = time.time()
     cmd = command()
-    u0_grid, dip_grid = load_grid(HERE / "grid.yaml"), load_grid(HERE / "dipole.yaml")
-    u0 = experiment(u0_grid, RUNS / "lee-u0")
-    pgrid, unused = pruned_grid(u0_grid, u0["utilisation"])
-    pruned = experiment(pgrid, RUNS / "lee-u0") if pgrid.runs else None
-    dip = experiment(dip_grid, RUNS / "lee-dipole")
-    if pruned is not None:  # one report over full and pruned runs, so the correlation spans both
-        u0 = {k: pd.concat([u0[k], pruned[k]], ignore_index=True) if isinstance(u0[k], pd.DataFrame) else u0[k]
-              for k in u0}
-    experiment_report(u0, REPORTS / "u0", "Lee et al. study 1: U0, four L sets x 3 seeds", command=cmd)
-    experiment_report(dip, REPORTS / "dipole", "Lee et al. study 1 contrast: dipole vector", command=cmd)
-    save_csv(unused, REPORTS / "tables" / "unused_orders.csv")
-    eq_u0 = model_reports(u0, RUNS / "lee-u0", REPORTS / "u0", cmd)
-    eq_dip = model_reports(dip, RUNS / "lee-dipole", REPORTS / "dipole", cmd)
-    write_summary(u0, dip, unused, eq_u0, eq_dip, cmd, time.time() - t0, u0_grid, dip_grid, pgrid)
+    grid = load_grid(HERE / "curve.yaml")
+    res = experiment(grid, RUNS)
+    doc = Document("Study 1: which orders does a U0 model use, as the training set grows? (after Lee, Galkin, Miret)")
+    doc.text("Produced by `analyses/lee/run.py` with the grid `analyses/lee/curve.yaml`; the exact command and "
+             "the sizes are at the end. Every number below comes from the runs finished when it ran "
+             f"({len(res['runs'])} of {len(grid.runs)}).")
+    if res["runs"].empty:
+        save_text(doc.markdown(REPORTS), REPORTS / "README.md")
+        return
+    runs = C.with_size(res["runs"])
+    util = res["utilisation"].merge(runs[["run", "size", "family"]], on="run")
+    errors = C.abs_errors(RUNS, runs)
 
+    table = C.curve_table(runs, errors, RUNS, ["family"])
+    paired = C.paired_table(runs, errors, PAIRS, ["size"])
+    joint = joint_table(util, runs)
+    orders = order_verdicts(joint)
 
-def _mean_std(g: pd.Series) -> str:
-    return f"{g.mean():.3f} ± {g.std():.3f}" if len(g) > 1 else f"{g.mean():.3f}"
+    # findings and their verdicts
+    verdicts = []
+    for r in paired[paired["verdict"] != ""].itertuples():
+        verdicts.append({"finding": r.comparison, "size": r.size, "evidence": f"{r.diff:+.4f} eV [{r.ci_low:+.4f}, "
+                         f"{r.ci_high:+.4f}] ({100 * r.relative:+.1f}%)", "verdict": r.verdict})
+    for size, g in orders[orders["family"].isin(UNUSED_IN) & orders["l"].isin([1, 2])].groupby("size"):
+        v = set(g["verdict"])
+        verdicts.append({"finding": "Lee et al.: l=1 and l=2 largely unused for U0", "size": size,
+                         "evidence": "; ".join(f"{r.family} l={r.l}: {r.verdict}" for r in g.itertuples()),
+                         "verdict": "reproduced" if v == {"unused"} else "not reproduced" if v == {"used"}
+                         else "not decidable at this scale"})
+    verdicts = pd.DataFrame(verdicts)
 
+    doc.heading("Verdicts")
+    doc.text("Reproduced: the interval lies wholly on the side the paper predicts; not reproduced: wholly on the "
+             "other side; not decidable at this scale: it covers zero (or, for utilisation, the seeds disagree or "
+             f"an interval straddles the {THRESHOLD:.0%} threshold).")
+    doc.table(verdicts, C.save(verdicts, REPORTS, "verdicts"))
+    doc.heading("Test error against training size")
+    doc.text("Test MAE (eV) on the same 2,000 test molecules, mean over seeds and molecules, with a 95% bootstrap "
+             "interval that resamples both molecules and seeds. `epochs`: per seed; `stopped_early`: seeds that early "
+             "stopping ended before the cap (the others hit the cap, so they may not have converged).")
+    doc.table(table.round(4), C.save(table, REPORTS, "learning_curve"))
+    doc.figure(C.curve_figure(table, "family", REPORTS, "learning_curve", "U0 test MAE against training size "
+                              "(95% intervals over molecules and seeds)", "test MAE (eV)"),
+               "Test MAE against training size per L set")
+    doc.heading("Paired differences between L sets")
+    doc.text("a minus b in test MAE on the same molecules (negative: a is better); the interval draws molecules "
+             "once for both (the pairing) and seeds independently for each.")
+    cols = ["size", "comparison", "mae_a", "mae_b", "diff", "ci_low", "ci_high", "relative", "rel_low", "rel_high", "p",
+            "verdict"]
+    doc.table(paired[cols].round(4), C.save(paired, REPORTS, "paired_differences"))
+    doc.heading("Which orders are used, per training size")
+    doc.text("Scale-free utilisation of each order (the share of what the model learned beyond the composition "
+             "baseline that the intervention takes away) when it is zeroed at every layer at once, and when it is "
+             "truly removed (its spherical harmonics and every path through it switched off), per seed with its "
+             f"95% interval. Unused: every seed's interval below {THRESHOLD:.0%} under zeroing, mean, resampling and "
+             "removal; used: every seed's interval above it when zeroed and when removed.")
+    doc.table(orders, C.save(orders, REPORTS, "orders_per_size"))
+    doc.figure(C.utilisation_figure(joint, REPORTS, "utilisation_vs_size", "joint zeroing of each order at "
+                                    "every layer: mean over seeds, band = seeds' range; dotted: 5%"),
+               "Utilisation of each order against training size")
+    C.save(joint, REPORTS, "utilisation_joint")
 
-def write_summary(u0, dip, unused, eq_u0, eq_dip, cmd, seconds, u0_grid, dip_grid, pgrid) -> None:
-    tag = (lambda df: df.assign(config="dipole " + df["config"]))  # the two grids share config names
-    runs = pd.concat([u0["runs"], tag(dip["runs"])], ignore_index=True)
-    util = pd.concat([u0["utilisation"], tag(dip["utilisation"])], ignore_index=True)
-    per_block = util[(util["point"] != "all") & (util["intervention"] == "zero") & util["reachable"]]
-    per_order = (per_block.groupby(["config", "l"])["scale_free"].agg(["mean", "max"])
-                 .unstack("l").round(3))
-    per_order.columns = [f"{s} util l={l}" for s, l in per_order.columns]
-    joint = util[(util["point"] == "all") & util["intervention"].isin(["zero", "removed"])]
-    joint = joint.groupby(["config", "intervention", "l"])["scale_free"].mean().unstack(["intervention", "l"])
-    joint = joint.sort_index(axis=1, level=[1, 0])
-    joint.columns = [f"{'zeroed' if i == 'zero' else 'removed'} l={l}" for i, l in joint.columns]
-    joint = (100 * joint).round(1)
-    latent = pd.concat([pd.read_csv(REPORTS / "u0" / "tables" / "runs.csv"),
-                        pd.read_csv(REPORTS / "dipole" / "tables" / "runs.csv").assign(
-                            config=lambda d: "dipole " + d["config"])])
-    runs = runs.drop(columns=["latent"], errors="ignore").merge(latent[["run", "config", "latent"]],
-                                                                 on=["run", "config"], how="left")
-    table = (runs.groupby("config", sort=False)
-             .agg(target=("target", "first"), ls=("ls", lambda s: str(s.iloc[0])), params=("params", "first"),
-                  seeds=("seed", "size"), test_mae=("test_mae", _mean_std),
-                  unused_blocks=("unused_blocks", "mean"), blocks=("blocks", "first"),
-                  unreachable=("unreachable_blocks", "mean"), latent=("latent", "mean"))
-             .join(joint, on="config").reset_index())
-    save_csv(table, REPORTS / "tables" / "study.csv")
-    save_csv(per_order.reset_index(), REPORTS / "tables" / "utilisation_per_order.csv")
-    dip1 = pd.concat([eq_u0.assign(model="U0"), eq_dip.assign(model="dipole_vec")])
-    dip1 = dip1[dip1["target"].astype(str).str.startswith("dipole")]
-    save_csv(dip1, REPORTS / "tables" / "dipole_probes.csv")
-    corr = pd.read_csv(REPORTS / "u0" / "tables" / "correlation.csv")
-    times = run_times(RUNS, [f"lee-u0/{r.name}" for r in u0_grid.runs + pgrid.runs]
-                      + [f"lee-dipole/{r.name}" for r in dip_grid.runs])
-    doc = Document("Study 1: which irreps does a U0 model use? (after Lee, Galkin, Miret)")
-    doc.text("Produced by `analyses/lee/run.py` with the grids `analyses/lee/grid.yaml` and "
-             "`analyses/lee/dipole.yaml`. Experiment reports: [U0 grid](u0/report.md), "
-             "[dipole contrast](dipole/report.md); one full model report per L set (seed 0, probes, latent maps "
-             "per block) under `u0/models/` and `dipole/models/`.")
-    doc.heading("Per configuration")
-    doc.text("Test MAE in eV (U0) and in Debye per component (dipole), mean ± std over seeds. Unused blocks: "
-             "reachable blocks whose scale-free utilisation (the share of what the model learned beyond the "
-             "composition baseline that the ablation takes away) has a 95% interval entirely below "
-             f"{THRESHOLD:.0%} under zero, mean and resample ablation; mean count per run out of `blocks` "
-             "(reachable blocks: the embedding, each layer's update and stream); `unreachable`: blocks no output "
-             "depends on by construction, in neither count. Zeroed l / removed l: the scale-free utilisation "
-             "(%, mean over seeds) of every layer's order-l blocks zeroed at once, and of the order truly removed "
-             "(spherical harmonics and every path through it switched off). Latent: kNN R2 of the target, "
-             "mean over the same stream blocks in every configuration.")
-    doc.table(table, "tables/study.csv")
-    doc.heading("Orders unused in every seed, and the retraining without them")
-    doc.table(unused, "tables/unused_orders.csv")
-    doc.heading("Does the l=1 part of a U0 model carry the dipole?")
-    doc.text("Equivariant probe of the dipole vector from each 1o block (R2 against zero, 5-fold, scalar weights), "
-             "the same probe on 5 untrained initialisations (mean, sd), the difference (selectivity), whether R2 "
-             "beats every initialisation, and the control task (dipoles shuffled among molecules of equal "
-             "composition); seed 0.")
-    dip1 = dip1.round(3)
-    doc.table(dip1[["model", "config", "point", "block", "r2", "r2_untrained", "r2_untrained_sd", "selectivity",
-                    "above_controls", "r2_control_task"]], "tables/dipole_probes.csv")
-    doc.heading("Latent structure against test error (all U0 runs)")
-    doc.text("Latent structure over the same stream blocks in every configuration; bootstrap over "
-             "configurations (seeds of one configuration drawn together); leave-one-configuration-out: is a "
-             "configuration's error predicted better by a line in latent structure than by the others' mean?")
-    doc.table(corr[["runs", "n", "groups", "rho", "ci_low", "ci_high"]])
-    loco = pd.read_csv(REPORTS / "u0" / "tables" / "leave_one_config_out.csv")
-    from irrepprobe.metrics.correlation import loco_verdict
-    doc.bullets(list(corr["verdict"]) + [loco_verdict(loco)])
-    save_text(doc.markdown(REPORTS) + "\n" + provenance(cmd, times, seconds, SIZES), REPORTS / "README.md")
+    dyn = dynamics_table(runs)
+    if len(dyn):
+        doc.heading("Utilisation over training (seed 0)")
+        doc.text("Scale-free utilisation under zeroing of each order's reachable hidden blocks (mean over the "
+                 "blocks) at the kept checkpoints, 500 test molecules, utilisation on 200; per-block tables and "
+                 "probe selectivity per epoch under `dynamics/`.")
+        doc.figure(C.dynamics_figure(dyn, REPORTS, "utilisation_vs_epoch", "utilisation of each order against "
+                                     "the epoch"), "Utilisation against the epoch")
+        C.save(dyn, REPORTS, "dynamics")
+
+    probes = probe_summary(runs)
+    if len(probes):
+        doc.heading("Probes against untrained initialisations (seed 0)")
+        doc.text("Ridge probes of 16 QM9 scalars beyond composition from each l>0 block's invariants, and an "
+                 "equivariant probe of the dipole vector from each 1o block, each against the same probe on the "
+                 "model's own initialisation and 4 other untrained initialisations. Full reports under `models/`.")
+        doc.table(probes, C.save(probes, REPORTS, "probes"))
+
+    doc.heading("Latent structure against test error, within each size")
+    rows = []
+    for size, g in runs.groupby("size"):
+        sub = {"runs": res["runs"][res["runs"]["run"].isin(g["run"])],
+               "utilisation": res["utilisation"][res["utilisation"]["run"].isin(g["run"])],
+               "knn": res["knn"][res["knn"]["run"].isin(g["run"])]}
+        experiment_report(sub, REPORTS / f"n{size}", f"Lee et al. U0 learning curve, {size} training molecules",
+                          command=cmd)
+        corr = pd.read_csv(REPORTS / f"n{size}" / "tables" / "correlation.csv").iloc[0]
+        loco = pd.read_csv(REPORTS / f"n{size}" / "tables" / "leave_one_config_out.csv")
+        from irrepprobe.metrics.correlation import loco_verdict
+        rows.append({"size": size, "runs": int(corr["n"]), "configurations": int(corr["groups"]),
+                     "Spearman rho": round(corr["rho"], 2), "ci_low": round(corr["ci_low"], 2),
+                     "ci_high": round(corr["ci_high"], 2), "leave one configuration out": loco_verdict(loco),
+                     "report": f"[n{size}](n{size}/report.md)"})
+    corr = pd.DataFrame(rows)
+    doc.text("Latent structure: kNN R2 of U0 beyond composition, mean over the stream blocks every configuration "
+             "has; rank correlation with test error across that size's runs, bootstrap over configurations.")
+    doc.table(corr, C.save(corr, REPORTS, "latent_vs_error"))
+
+    pruned = prune_largest(runs, res["utilisation"])
+    doc.heading("Pruning at the largest size")
+    doc.table(pruned, C.save(pruned, REPORTS, "pruning"))
+    times = run_times(RUNS, [r.name for r in grid.runs])
+    save_text(doc.markdown(REPORTS) + "\n" + provenance(cmd, times, time.time() - t0, SIZES), REPORTS / "README.md")
     print(f"-> {REPORTS / 'README.md'}")
 
 

@@ -3,6 +3,7 @@ from .correlation import spearman_ci
 from .features import composition, hidden_points, own_quantity, invariant_targets, invariants, point_invariants, scalar_labels, target_table
 from .latent import knn_scores, knn_summary, latent_map, subsample
 from .norms import norms, participation_ratio
+from .paired import mae_interval, paired_difference
 from .probes import (EquivariantProbe, cv_r2, equivariant_probe_scores, equivariant_targets, probe_scores,
                      ridge_probe)
 from .similarity import cka_matrix, debiased_cka, linear_cka, trained_vs_control
@@ -11,5 +12,5 @@ from .utilisation import THRESHOLD, ablation, grad_x_activation, reachable, util
 
 __all__ = ["INTERVENTIONS", "THRESHOLD", "EquivariantProbe", "ablation", "cka_matrix", "debiased_cka", "knn_summary", "trained_vs_control", "cv_r2", "equivariant_probe_scores",
            "equivariant_targets", "grad_x_activation", "hidden_points", "composition", "invariant_targets", "own_quantity", "invariants",
-           "knn_scores", "latent_map", "linear_cka", "norms", "participation_ratio", "point_invariants",
+           "knn_scores", "latent_map", "linear_cka", "mae_interval", "norms", "paired_difference", "participation_ratio", "point_invariants",
            "probe_scores", "ridge_probe", "scalar_labels", "spearman_ci", "subsample", "target_table", "reachable", "utilisation", "verdicts"]

@@ -1,0 +1,74 @@
+"""Test error with intervals that respect how it was measured: every configuration on the same test
+molecules (so two configurations are compared molecule by molecule, a paired design) and a few training
+seeds each (so the seeds' spread is part of the uncertainty too).
+
+Both functions take absolute errors as arrays [seeds, molecules] whose columns are the same molecules
+in the same order, and draw, per bootstrap resample, molecules with replacement (one draw shared by both
+sides: the pairing) and, independently for each side, seeds with replacement."""
+from __future__ import annotations
+
+import numpy as np
+
+
+def _check(a: np.ndarray, name: str) -> np.ndarray:
+    a = np.asarray(a, dtype=float)
+    if a.ndim != 2 or a.shape[0] < 1 or a.shape[1] < 2:
+        raise ValueError(f"{name}: expected absolute errors [seeds, molecules] with at least 2 molecules, "
+                         f"got shape {a.shape}")
+    if not np.isfinite(a).all():
+        raise ValueError(f"{name}: errors must be finite")
+    return a
+
+
+def _draws(a: np.ndarray, mols: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Mean absolute error of ``a`` per resample: seeds drawn with replacement, molecules ``mols``."""
+    S = a.shape[0]
+    counts = np.stack([np.bincount(rng.integers(0, S, S), minlength=S) for _ in range(len(mols))]) / S
+    per_mol = counts @ a  # [resamples, molecules]: the seed-averaged error of each molecule
+    return np.take_along_axis(per_mol, mols, axis=1).mean(1)
+
+
+def mae_interval(a, n_boot: int = 2000, level: float = 0.95, seed: int = 0) -> dict:
+    """Mean absolute error over seeds and molecules, with a bootstrap interval over both."""
+    a = _check(a, "a")
+    rng = np.random.default_rng(seed)
+    mols = rng.integers(0, a.shape[1], (n_boot, a.shape[1]))
+    d = _draws(a, mols, rng)
+    lo, hi = np.quantile(d, [(1 - level) / 2, (1 + level) / 2])
+    return {"mae": float(a.mean()), "ci_low": float(lo), "ci_high": float(hi), "seeds": a.shape[0],
+            "molecules": a.shape[1]}
+
+
+def paired_difference(a, b, n_boot: int = 2000, level: float = 0.95, seed: int = 0) -> dict:
+    """MAE of ``a`` minus MAE of ``b`` on the same molecules, with a paired bootstrap interval; ``relative``
+    is the difference over b's MAE, with its interval. ``p``: two-sided bootstrap p-value of no difference
+    (twice the share of resamples on the far side of zero, at least 1/n_boot)."""
+    a, b = _check(a, "a"), _check(b, "b")
+    if a.shape[1] != b.shape[1]:
+        raise ValueError(f"a and b must hold the same molecules: {a.shape[1]} and {b.shape[1]} columns")
+    rng = np.random.default_rng(seed)
+    mols = rng.integers(0, a.shape[1], (n_boot, a.shape[1]))
+    da, db = _draws(a, mols, rng), _draws(b, mols, rng)
+    diff, rel = da - db, (da - db) / db
+    q = [(1 - level) / 2, (1 + level) / 2]
+    (lo, hi), (rlo, rhi) = np.quantile(diff, q), np.quantile(rel, q)
+    d0 = float(a.mean() - b.mean())
+    far = (diff <= 0).mean() if d0 > 0 else (diff >= 0).mean()
+    return {"mae_a": float(a.mean()), "mae_b": float(b.mean()), "diff": d0, "ci_low": float(lo),
+            "ci_high": float(hi), "relative": d0 / float(b.mean()), "rel_low": float(rlo), "rel_high": float(rhi),
+            "p": float(min(1.0, max(2 * far, 1 / n_boot))), "seeds_a": a.shape[0], "seeds_b": b.shape[0],
+            "molecules": a.shape[1]}
+
+
+def verdict(low: float, high: float, expect: str) -> str:
+    """A finding that predicts a difference of sign ``expect`` ("negative" or "positive") against an
+    interval [low, high]: ``reproduced`` when the interval lies wholly on that side of zero, ``not
+    reproduced`` when it lies wholly on the other side, ``not decidable at this scale`` when it covers zero."""
+    if expect not in ("negative", "positive"):
+        raise ValueError(f"expect must be 'negative' or 'positive', got {expect!r}")
+    below, above = high < 0, low > 0
+    if (below and expect == "negative") or (above and expect == "positive"):
+        return "reproduced"
+    if below or above:
+        return "not reproduced"
+    return "not decidable at this scale"
