@@ -71,3 +71,19 @@ def test_report_command_and_bad_input(report, tmp_path, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "not a capture directory" in err[0]
     assert main(["report", str(cap.path), "--out", str(tmp_path / "x"), "--map-layers", "nope"]) == 2
+
+
+def test_a_utilisation_table_measured_elsewhere_is_used_not_measured_again(report, tmp_path):
+    # an experiment run measures utilisation already; the report takes its table, and its verdict
+    # follows that table: here one block planted as unused under every intervention
+    cap = load_capture(report["out"].parent / "cap")
+    util = report["tables"]["utilisation"].drop(columns=["used"])
+    planted = (util["point"] == "layers.1") & (util["block"] == "1o")
+    util.loc[planted, ["scale_free", "scale_free_low", "scale_free_high"]] = [0.001, 0.0, 0.002]
+    util["molecules"] = 77
+    rep = make_report(cap, out=tmp_path / "r", device="cpu", controls=1, map_method="pca", utilisation=util,
+                      log=lambda *a: None)
+    assert ["layers.1", "1o"] in rep["verdict"]["unused"] and ["layers.1", "1o"] not in report["verdict"]["unused"]
+    assert (pd.read_csv(tmp_path / "r" / "tables" / "utilisation.csv")["molecules"] == 77).all()
+    assert not (tmp_path / "r" / "tables" / "utilisation.json").exists()  # nothing was measured here
+    assert "first 77 captured" in (tmp_path / "r" / "report.md").read_text()

@@ -41,7 +41,7 @@ RUNS = ROOT / "experiments" / "lee-curve"
 REPORTS = ROOT / "reports" / "lee"
 SIZES = ("QM9 (all 130,831 molecules shuffled with split seed 0): 16,000 / 1,000 / 2,000 molecules for train / "
          "validation / test; training sets of 1,000, 4,000 and 16,000 are the first molecules of that train split "
-         "(nested); epochs capped at 120, 50 and 25 with early stopping after 20 epochs without a better "
+         "(nested); epochs capped at 120, 50 and 15 with early stopping after 20 epochs without a better "
          "validation MAE; batch 32, AdamW lr 1e-3 halved on plateaus; lee preset, multiplicity 16 for every "
          "order, 3 layers, 6 A cutoff, 20 Bessel functions; utilisation on 500 test molecules; 3 seeds")
 PAIRS = [  # (label, a, b, the sign of a - b the paper predicts, or None for context)
@@ -89,8 +89,9 @@ def probe_summary(runs: pd.DataFrame) -> pd.DataFrame:
         if not (dest / "tables" / "probes.csv").exists():
             print(f"report for {r.run}", flush=True)
             cap = load_capture(RUNS / r.run / "capture")
-            make_report(cap, out=dest, ablation_molecules=None, map_points=1000, map_layers=hidden_points(cap)[-1:],
-                        device="cpu", command=command(), log=lambda *a: None)
+            make_report(cap, out=dest, map_points=1000, map_layers=hidden_points(cap)[-1:], device="cpu",
+                        utilisation=pd.read_csv(RUNS / r.run / "metrics" / "utilisation.csv"), command=command(),
+                        log=lambda *a: None)
         scal = pd.read_csv(dest / "tables" / "probes.csv")
         eq = pd.read_csv(dest / "tables" / "probes_equivariant.csv") if (dest / "tables" / "probes_equivariant.csv").stat().st_size > 1 else pd.DataFrame()
         for l, g in scal[scal["l"] > 0].groupby("l"):
@@ -210,7 +211,9 @@ def main() -> None:
         doc.heading("Utilisation over training (seed 0)")
         doc.text("Scale-free utilisation under zeroing of each order's reachable hidden blocks (mean over the "
                  "blocks) at the kept checkpoints, 500 test molecules, utilisation on 200; per-block tables and "
-                 "probe selectivity per epoch under `dynamics/`.")
+                 "probe selectivity per epoch under `dynamics/`. In the first epochs the model has learned little "
+                 "beyond composition, the denominator of the scale-free share, so the share swings (below 0 or far "
+                 "above 100%) until it has.")
         doc.figure(C.dynamics_figure(dyn, REPORTS, "utilisation_vs_epoch", "utilisation of each order against "
                                      "the epoch"), "Utilisation against the epoch")
         C.save(dyn, REPORTS, "dynamics")

@@ -74,9 +74,12 @@ def _utilisation(cap: Capture, out: Path, model, molecules, device, trust, thres
 def make_report(capture, out=None, model=None, trust: bool | None = None, ablation_molecules: int | None = 1000,
                 map_points: int | None = 2000, map_method: str = "umap", map_layers: list[str] | None = None,
                 compare=None, threshold: float = M.THRESHOLD, device: str = "auto", seed: int = 0,
-                controls: int = 5, command: str | None = None, log=print) -> dict:
+                controls: int = 5, command: str | None = None, utilisation: pd.DataFrame | None = None,
+                log=print) -> dict:
     """Compute every metric of ``capture`` and write the report into ``out`` (default
-    ``CAPTURE/report``). Returns the tables (DataFrames) and the paths written."""
+    ``CAPTURE/report``). Returns the tables (DataFrames) and the paths written. ``utilisation``: a table
+    :func:`irrepprobe.metrics.utilisation` already made for this capture and model (an experiment run's
+    ``metrics/utilisation.csv``), used instead of measuring it again."""
     cap = capture if isinstance(capture, Capture) else load_capture(capture)
     out = Path(out) if out else cap.path / "report"
     figs, tabs = out / "figures", out / "tables"
@@ -107,7 +110,12 @@ def make_report(capture, out=None, model=None, trust: bool | None = None, ablati
     with stage("norms"):
         norms = M.norms(cap)
     with stage("utilisation (ablation, gradient x activation)"):
-        util = _utilisation(cap, out, model, ablation_molecules, device, trust, threshold, seed, log)
+        if utilisation is None:
+            util = _utilisation(cap, out, model, ablation_molecules, device, trust, threshold, seed, log)
+        else:
+            util = utilisation.assign(parity=utilisation["parity"].fillna(""))
+            util["used"] = M.verdicts(util, threshold)
+            save_csv(util, tabs / "utilisation.csv")
     with stage("probes (ridge, every block x scalar label)"):
         inv = M.invariant_targets(cap)  # the own quantity (beyond composition) and the squared error
         own = inv.drop(columns=["squared error"], errors="ignore")

@@ -9,8 +9,8 @@
 // the backward) are computed at once so that independent accumulators hide the multiply-add latency.
 // Both walk each destination's edges (by_dst, rowptr): the forward writes that destination's row alone;
 // the backward reads its output gradient row once for all its edges and accumulates the input gradient
-// of the sources in a buffer per thread (the node features are small), summed at the end: no atomics. B gets no gradient (the caller takes the
-// PyTorch path when it needs one).
+// of the sources in a buffer per thread (node features are small), summed by the caller: no atomics.
+// B gets no gradient (the caller takes the PyTorch path when it needs one).
 #include <torch/extension.h>
 #include <ATen/Parallel.h>
 #include <vector>
