@@ -103,11 +103,9 @@ def curve_figure(table: pd.DataFrame, family: str, out: Path, name: str, title: 
                  panel: str | None = None):
     """Test MAE against training size, one line per ``family`` value (one panel per ``panel`` value),
     intervals as error bars, both axes logarithmic."""
-    panels = list(dict.fromkeys(table[panel])) if panel else [None]
-    cols = min(3, len(panels))
-    rows = -(-len(panels) // cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(4.8 * cols, 3.6 * rows), squeeze=False)
-    for ax, p in zip(axes.flat, panels):
+    keys = list(dict.fromkeys(table[panel])) if panel else [None]
+    fig, axes = panels(len(keys), 3, 4.8, 3.6)
+    for ax, p in zip(axes, keys):
         t = table if p is None else table[table[panel] == p]
         for k, (fam, g) in enumerate(t.groupby(family, sort=False)):
             g = g.sort_values("size")
@@ -121,8 +119,6 @@ def curve_figure(table: pd.DataFrame, family: str, out: Path, name: str, title: 
         if p is not None:
             ax.set_title(str(p), fontsize=10)
         ax.legend(fontsize=7)
-    for ax in list(axes.flat)[len(panels):]:
-        ax.axis("off")
     fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     return F.save(fig, out / "figures", name)
@@ -169,10 +165,8 @@ def dynamics_figure(table: pd.DataFrame, out: Path, name: str, title: str):
     """Utilisation of each order (mean over its reachable hidden blocks) against the epoch, one panel
     per configuration."""
     configs = list(dict.fromkeys(table["config"]))
-    cols = min(4, len(configs))
-    rows = -(-len(configs) // cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(4.0 * cols, 3.0 * rows), squeeze=False)
-    for ax, config in zip(axes.flat, configs):
+    fig, axes = panels(len(configs), 4, 4.0, 3.0)
+    for ax, config in zip(axes, configs):
         g = table[(table["config"] == config) & table["reachable"]]
         for l, gl in g.groupby("l"):
             m = gl.groupby("epoch")["utilisation"].mean()
@@ -182,11 +176,38 @@ def dynamics_figure(table: pd.DataFrame, out: Path, name: str, title: str):
         ax.set_xlabel("epoch (0 drawn at 0.5)", fontsize=8)
         ax.set_ylabel("utilisation, %", fontsize=8)
         ax.legend(fontsize=6)
-    for ax in list(axes.flat)[len(configs):]:
-        ax.axis("off")
     fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     return F.save(fig, out / "figures", name)
+
+
+def latent_by_size(res: dict, runs: pd.DataFrame, out: Path, title: str, command: str) -> pd.DataFrame:
+    """One experiment report per training size (``out/n<size>/``: latent structure against test error
+    within that size, bootstrap over configurations, leave-one-configuration-out), and one row each."""
+    from irrepprobe.metrics.correlation import loco_verdict
+    from irrepprobe.report.experiment import experiment_report
+
+    rows = []
+    for size, g in runs.groupby("size"):
+        sub = {k: res[k][res[k]["run"].isin(g["run"])] for k in ("runs", "utilisation", "knn")}
+        experiment_report(sub, out / f"n{size}", f"{title}, {size} training molecules", command=command)
+        corr = pd.read_csv(out / f"n{size}" / "tables" / "correlation.csv").iloc[0]
+        loco = pd.read_csv(out / f"n{size}" / "tables" / "leave_one_config_out.csv")
+        rows.append({"size": size, "runs": int(corr["n"]), "configurations": int(corr["groups"]),
+                     "Spearman rho (within target)": round(corr["rho"], 2), "ci_low": round(corr["ci_low"], 2),
+                     "ci_high": round(corr["ci_high"], 2), "leave one configuration out": loco_verdict(loco),
+                     "report": f"[n{size}](n{size}/report.md)"})
+    return pd.DataFrame(rows)
+
+
+def panels(n: int, cols: int, w: float, h: float):
+    """A figure with ``n`` panels in rows of ``cols``, the unused ones switched off."""
+    cols = min(cols, n)
+    rows = -(-n // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(w * cols, h * rows), squeeze=False)
+    for ax in list(axes.flat)[n:]:
+        ax.axis("off")
+    return fig, list(axes.flat)[:n]
 
 
 def save(df: pd.DataFrame, out: Path, name: str) -> str:

@@ -34,7 +34,6 @@ from irrepprobe.fileio import save_text  # noqa: E402
 from irrepprobe.metrics import THRESHOLD  # noqa: E402
 from irrepprobe.prune import orders_to_drop  # noqa: E402
 from irrepprobe.report.document import Document  # noqa: E402
-from irrepprobe.report.experiment import experiment_report  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 RUNS = ROOT / "experiments" / "lee-curve"
@@ -227,21 +226,7 @@ def main() -> None:
         doc.table(probes, C.save(probes, REPORTS, "probes"))
 
     doc.heading("Latent structure against test error, within each size")
-    rows = []
-    for size, g in runs.groupby("size"):
-        sub = {"runs": res["runs"][res["runs"]["run"].isin(g["run"])],
-               "utilisation": res["utilisation"][res["utilisation"]["run"].isin(g["run"])],
-               "knn": res["knn"][res["knn"]["run"].isin(g["run"])]}
-        experiment_report(sub, REPORTS / f"n{size}", f"Lee et al. U0 learning curve, {size} training molecules",
-                          command=cmd)
-        corr = pd.read_csv(REPORTS / f"n{size}" / "tables" / "correlation.csv").iloc[0]
-        loco = pd.read_csv(REPORTS / f"n{size}" / "tables" / "leave_one_config_out.csv")
-        from irrepprobe.metrics.correlation import loco_verdict
-        rows.append({"size": size, "runs": int(corr["n"]), "configurations": int(corr["groups"]),
-                     "Spearman rho": round(corr["rho"], 2), "ci_low": round(corr["ci_low"], 2),
-                     "ci_high": round(corr["ci_high"], 2), "leave one configuration out": loco_verdict(loco),
-                     "report": f"[n{size}](n{size}/report.md)"})
-    corr = pd.DataFrame(rows)
+    corr = C.latent_by_size(res, runs, REPORTS, "Lee et al. U0 learning curve", cmd)
     doc.text("Latent structure: kNN R2 of U0 beyond composition, mean over the stream blocks every configuration "
              "has; rank correlation with test error across that size's runs, bootstrap over configurations.")
     doc.table(corr, C.save(corr, REPORTS, "latent_vs_error"))

@@ -27,7 +27,6 @@ from irrepprobe.fileio import save_text  # noqa: E402
 from irrepprobe.metrics import THRESHOLD  # noqa: E402
 from irrepprobe.metrics.paired import paired_difference, verdict  # noqa: E402
 from irrepprobe.report.document import Document  # noqa: E402
-from irrepprobe.report.experiment import experiment_report  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 RUNS = ROOT / "experiments" / "miller-curve"
@@ -148,19 +147,7 @@ def main() -> None:
         doc.table(piv.reset_index(), C.save(joint, REPORTS, "utilisation_joint"))
 
     doc.heading("Latent structure against test error, within each size")
-    rows = []
-    for size, g in runs.groupby("size"):
-        sub = {k: res[k][res[k]["run"].isin(g["run"])] for k in ("runs", "utilisation", "knn")}
-        experiment_report(sub, REPORTS / f"n{size}", f"Miller et al. learning curve, {size} training molecules",
-                          command=cmd)
-        corr = pd.read_csv(REPORTS / f"n{size}" / "tables" / "correlation.csv").iloc[0]
-        loco = pd.read_csv(REPORTS / f"n{size}" / "tables" / "leave_one_config_out.csv")
-        from irrepprobe.metrics.correlation import loco_verdict
-        rows.append({"size": size, "runs": int(corr["n"]), "configurations": int(corr["groups"]),
-                     "Spearman rho (within target)": round(corr["rho"], 2), "ci_low": round(corr["ci_low"], 2),
-                     "ci_high": round(corr["ci_high"], 2), "leave one configuration out": loco_verdict(loco),
-                     "report": f"[n{size}](n{size}/report.md)"})
-    corr = pd.DataFrame(rows)
+    corr = C.latent_by_size(res, runs, REPORTS, "Miller et al. learning curve", cmd)
     doc.table(corr, C.save(corr, REPORTS, "latent_vs_error"))
     times = run_times(RUNS, [r.name for r in grid.runs])
     save_text(doc.markdown(REPORTS) + "\n" + provenance(cmd, times, time.time() - t0, SIZES), REPORTS / "README.md")
