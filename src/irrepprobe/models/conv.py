@@ -58,7 +58,6 @@ class UVUPlan(nn.Module):
         self.lanes = [tuple(v) for v in self.lanes]  # (irrep, first column, channels)
         self.in1_splits = [mul * ir.dim for mul, ir in i1]
         self.in1_shapes = [(mul, ir.dim) for mul, ir in i1]
-        self.out_dim = io.dim
         sh_slices = i2.slices()
         self.groups = []  # (input block, mul, d1, d3, paths, sh columns lo:hi, cache key, lane, lane channels)
         w_uq, mid_of_ours = [], []
@@ -94,9 +93,9 @@ class UVUPlan(nn.Module):
         inv = torch.empty(io.dim, dtype=torch.long)
         inv[torch.tensor(mid_of_ours)] = torch.arange(io.dim)
         self.register_buffer("mid_perm", inv, persistent=False)
-        self._linear_plan = None
         self.register_buffer("w_uq", torch.tensor(w_uq), persistent=False)
         self.w_splits = [mul * Q for (a, mul, d1, d3, Q, *_rest) in self.groups]
+        self._linear_plan = None  # the Linear's instructions per lane, on first use
 
     def e3nn_layout(self, lanes: list[torch.Tensor]) -> torch.Tensor:
         """Messages as lanes -> [atoms, tp.irreps_out.dim] in e3nn's layout."""

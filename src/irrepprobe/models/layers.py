@@ -110,8 +110,8 @@ class Interaction(nn.Module):
         """``cache``: a dict shared by the layers of one forward pass (the fast path keeps the edges'
         B tensors and graph there)."""
         weight = self.radial(radial)
-        scale = 1 / math.sqrt(self.avg_neighbors)
         if self.plan is not None:
+            scale = 1 / math.sqrt(self.avg_neighbors)
             lanes = self.plan(x, sh, weight, edge_index, cache, fused=True)
             if self.linear._forward_hooks or self.linear._forward_pre_hooks:  # a hook sees e3nn's layout
                 out = self.linear(self.plan.e3nn_layout(lanes) * scale)
@@ -122,7 +122,7 @@ class Interaction(nn.Module):
             messages = self.tp(x[src], sh, weight)
             agg = torch.zeros(x.shape[0], messages.shape[1], dtype=x.dtype, device=x.device)
             agg.index_add_(0, dst, messages)
-            out = self.linear(agg * scale)
+            out = self.linear(agg / math.sqrt(self.avg_neighbors))
         if self.self_connection is not None:
             out = out + self.self_connection(x)
         if self.gate is not None:
