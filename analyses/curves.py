@@ -134,7 +134,10 @@ def joint_utilisation(util: pd.DataFrame) -> pd.DataFrame:
                      "utilisation": float(g["scale_free"].mean()),
                      "per_seed": " / ".join(f"{100 * v:.0f}% [{100 * lo:.0f}, {100 * hi:.0f}]" for v, lo, hi in
                                             zip(g["scale_free"], g["scale_free_low"], g["scale_free_high"])),
-                     "used_seeds": int(g["used"].sum()), "unused_seeds": int((~g["used"].astype(bool)).sum())})
+                     "used_seeds": int(g["used"].sum()), "unused_seeds": int((~g["used"].astype(bool)).sum()),
+                     # the seeds' range, and the outermost ends of their intervals
+                     "low": float(g["scale_free"].min()), "high": float(g["scale_free"].max()),
+                     "low_min": float(g["scale_free_low"].min()), "high_max": float(g["scale_free_high"].max())})
     return pd.DataFrame(rows)
 
 

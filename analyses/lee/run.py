@@ -59,20 +59,16 @@ def order_verdicts(joint: pd.DataFrame) -> pd.DataFrame:
     for (size, fam, l), g in joint.groupby(["size", "family", "l"]):
         unused = (g["high_max"] < THRESHOLD).all()
         used = (g[g["intervention"].isin(["zero", "removed"])]["low_min"] > THRESHOLD).all()
+        per_seed = dict(zip(g["intervention"], g["per_seed"]))
         rows.append({"size": size, "family": fam, "l": l, "seeds": int(g["seeds"].min()),
                      "verdict": "unused" if unused else "used" if used else "mixed",
-                     "zeroed": g.loc[g["intervention"] == "zero", "per_seed"].squeeze() if (g["intervention"] == "zero").any() else "",
-                     "removed": g.loc[g["intervention"] == "removed", "per_seed"].squeeze() if (g["intervention"] == "removed").any() else ""})
+                     "zeroed": per_seed.get("zero", ""), "removed": per_seed.get("removed", "")})
     return pd.DataFrame(rows)
 
 
 def joint_table(util: pd.DataFrame, runs: pd.DataFrame) -> pd.DataFrame:
-    j = C.joint_utilisation(util)
-    bounds = (util[util["point"] == "all"].groupby(["config", "l", "intervention"])
-              .agg(low=("scale_free", "min"), high=("scale_free", "max"), low_min=("scale_free_low", "min"),
-                   high_max=("scale_free_high", "max")).reset_index())
     meta = runs.drop_duplicates("config")[["config", "size", "family"]]
-    return j.merge(bounds, on=["config", "l", "intervention"]).merge(meta, on="config")
+    return C.joint_utilisation(util).merge(meta, on="config")
 
 
 def probe_summary(runs: pd.DataFrame) -> pd.DataFrame:
