@@ -141,23 +141,23 @@ def joint_utilisation(util: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def utilisation_figure(joint: pd.DataFrame, out: Path, name: str, title: str):
-    """Joint utilisation (zeroed at every layer) of each order against training size, one panel per
-    family, mean over seeds with the seeds' range."""
+def utilisation_figure(joint: pd.DataFrame, out: Path, name: str, title: str, panel: str = "family",
+                        line: str = "l"):
+    """Joint utilisation (zeroed at every layer) against training size, one panel per ``panel`` value
+    and one line per ``line`` value, mean over seeds with the seeds' range."""
     z = joint[joint["intervention"] == "zero"]
-    fams = list(dict.fromkeys(z["family"]))
-    fig, axes = plt.subplots(1, len(fams), figsize=(4.2 * len(fams), 3.4), squeeze=False)
-    for ax, fam in zip(axes.flat, fams):
-        g = z[z["family"] == fam]
-        for l, gl in g.groupby("l"):
-            gl = gl.sort_values("size")
-            ax.plot(gl["size"], 100 * gl["utilisation"], "o-", ms=4, label=f"l={l}")
-            ax.fill_between(gl["size"], 100 * gl["low"], 100 * gl["high"], alpha=0.2)
+    keys = list(dict.fromkeys(z[panel]))
+    fig, axes = panels(len(keys), 4, 4.2, 3.4)
+    for ax, key in zip(axes, keys):
+        for value, g in z[z[panel] == key].groupby(line):
+            g = g.sort_values("size")
+            ax.plot(g["size"], 100 * g["utilisation"], "o-", ms=4, label=f"{line}={value}")
+            ax.fill_between(g["size"], 100 * g["low"], 100 * g["high"], alpha=0.2)
         ax.set_xscale("log")
         ax.axhline(5, color="grey", lw=0.8, ls=":")
-        ax.set_title(fam, fontsize=10)
+        ax.set_title(str(key), fontsize=10)
         ax.set_xlabel("training molecules")
-        ax.set_ylabel("% of what was learned beyond composition")
+        ax.set_ylabel("% of what was learned beyond composition", fontsize=8)
         ax.legend(fontsize=7)
     fig.suptitle(title, fontsize=10)
     fig.tight_layout()
@@ -182,6 +182,19 @@ def dynamics_figure(table: pd.DataFrame, out: Path, name: str, title: str):
     fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     return F.save(fig, out / "figures", name)
+
+
+def dynamics_table(runs: pd.DataFrame, runs_dir: Path, out: Path) -> pd.DataFrame:
+    """Utilisation per block over the kept epochs of each run in ``runs`` (resumable, under
+    ``out/dynamics/<config>/``)."""
+    from irrepprobe.report.dynamics import dynamics
+
+    tables = []
+    for r in runs.itertuples():
+        res = dynamics(runs_dir / r.run, out=out / "dynamics" / r.config, subset=500, molecules=200, device="cpu",
+                       log=lambda *a: None)
+        tables.append(res["table"].assign(config=r.config, size=r.size, family=r.family))
+    return pd.concat(tables, ignore_index=True) if tables else pd.DataFrame()
 
 
 def latent_by_size(res: dict, runs: pd.DataFrame, out: Path, title: str, command: str) -> pd.DataFrame:

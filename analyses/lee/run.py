@@ -103,18 +103,6 @@ def probe_summary(runs: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def dynamics_table(runs: pd.DataFrame) -> pd.DataFrame:
-    """Utilisation per block over the kept epochs of seed 0 of every configuration with l > 0."""
-    from irrepprobe.report.dynamics import dynamics
-
-    tables = []
-    for r in runs[(runs["seed"] == 0) & (runs["family"] != "ls=0")].itertuples():
-        out = REPORTS / "dynamics" / r.config
-        res = dynamics(RUNS / r.run, out=out, subset=500, molecules=200, device="cpu", log=lambda *a: None)
-        tables.append(res["table"].assign(config=r.config, size=r.size, family=r.family))
-    return pd.concat(tables, ignore_index=True) if tables else pd.DataFrame()
-
-
 def prune_largest(runs: pd.DataFrame, util: pd.DataFrame) -> pd.DataFrame:
     """At the largest size with every seed finished: the orders unused in every seed, and (if any) the
     pruned model retrained cold and warm for 3 seeds with `irrepprobe.prune`."""
@@ -201,7 +189,7 @@ def main() -> None:
                "Utilisation of each order against training size")
     C.save(joint, REPORTS, "utilisation_joint")
 
-    dyn = dynamics_table(runs)
+    dyn = C.dynamics_table(runs[(runs["seed"] == 0) & (runs["family"] != "ls=0")], RUNS, REPORTS)
     if len(dyn):
         doc.heading("Utilisation over training (seed 0)")
         doc.text("Scale-free utilisation under zeroing of each order's reachable hidden blocks (mean over the "

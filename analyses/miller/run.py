@@ -4,8 +4,8 @@ overtake scalars as the training set grows, and is the dipole moment the target 
 Runs (or resumes) ``analyses/miller/curve.yaml`` (L1Net against a parameter-matched L0Net at depth 2 and 3,
 six targets, nested training sets of 1,000 / 3,000 / 10,000 molecules, 3 seeds, the same test molecules),
 then writes reports/miller/: learning curves with intervals, paired L1-vs-L0 and depth differences per
-target and size, the utilisation of l=1 in the L1 nets, latent structure against error within each size,
-and a verdict per finding.
+target and size, the utilisation of l=1 in the L1 nets against size and (seed 0, largest size) against the
+epoch, latent structure against error within each size, and a verdict per finding.
 
     OMP_NUM_THREADS=1 python analyses/miller/run.py [--report-only]
 """
@@ -145,6 +145,21 @@ def main() -> None:
         doc.text("Scale-free utilisation (%) of l=1 zeroed at every layer at once and truly removed, mean over seeds "
                  f"(per-seed intervals in tables/utilisation_joint.csv; unused means an interval below {THRESHOLD:.0%}).")
         doc.table(piv.reset_index(), C.save(joint, REPORTS, "utilisation_joint"))
+        doc.figure(C.utilisation_figure(joint[joint["l"] == 1], REPORTS, "utilisation_vs_size", "l=1 zeroed at "
+                                        "every layer: mean over seeds, band = seeds' range; dotted: 5%",
+                                        panel="target", line="depth"), "Utilisation of l=1 against training size")
+
+    largest = runs[(runs["seed"] == 0) & (runs["net"] == "L1") & (runs["size"] == runs["size"].max())]
+    dyn = C.dynamics_table(largest, RUNS, REPORTS)
+    if len(dyn):
+        doc.heading("Utilisation over training (seed 0, largest size)")
+        doc.text("Scale-free utilisation under zeroing of each order's reachable hidden blocks of the L1 nets (mean "
+                 "over the blocks) at the kept checkpoints, 500 test molecules, utilisation on 200; per-block tables "
+                 "and probe selectivity per epoch under `dynamics/`. In the first epochs the model has learned little "
+                 "beyond the mean, the denominator of the scale-free share, so the share swings until it has.")
+        doc.figure(C.dynamics_figure(dyn, REPORTS, "utilisation_vs_epoch", "utilisation of each order against "
+                                     "the epoch"), "Utilisation against the epoch")
+        C.save(dyn, REPORTS, "dynamics")
 
     doc.heading("Latent structure against test error, within each size")
     corr = C.latent_by_size(res, runs, REPORTS, "Miller et al. learning curve", cmd)
