@@ -189,17 +189,8 @@ def main() -> None:
                "Utilisation of each order against training size")
     C.save(joint, REPORTS, "utilisation_joint")
 
-    dyn = C.dynamics_table(runs[(runs["seed"] == 0) & (runs["family"] != "ls=0")], RUNS, REPORTS)
-    if len(dyn):
-        doc.heading("Utilisation over training (seed 0)")
-        doc.text("Scale-free utilisation under zeroing of each order's reachable hidden blocks (mean over the "
-                 "blocks) at the kept checkpoints, 500 test molecules, utilisation on 200; per-block tables and "
-                 "probe selectivity per epoch under `dynamics/`. In the first epochs the model has learned little "
-                 "beyond composition, the denominator of the scale-free share, so the share swings (below 0 or far "
-                 "above 100%) until it has.")
-        doc.figure(C.dynamics_figure(dyn, REPORTS, "utilisation_vs_epoch", "utilisation of each order against "
-                                     "the epoch"), "Utilisation against the epoch")
-        C.save(dyn, REPORTS, "dynamics")
+    C.dynamics_section(doc, runs[(runs["seed"] == 0) & (runs["family"] != "ls=0")], RUNS, REPORTS, "seed 0",
+                       "composition")
 
     probes = probe_summary(runs)
     if len(probes):

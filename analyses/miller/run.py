@@ -150,16 +150,8 @@ def main() -> None:
                                         panel="target", line="depth"), "Utilisation of l=1 against training size")
 
     largest = runs[(runs["seed"] == 0) & (runs["net"] == "L1") & (runs["size"] == runs["size"].max())]
-    dyn = C.dynamics_table(largest, RUNS, REPORTS)
-    if len(dyn):
-        doc.heading("Utilisation over training (seed 0, largest size)")
-        doc.text("Scale-free utilisation under zeroing of each order's reachable hidden blocks of the L1 nets (mean "
-                 "over the blocks) at the kept checkpoints, 500 test molecules, utilisation on 200; per-block tables "
-                 "and probe selectivity per epoch under `dynamics/`. In the first epochs the model has learned little "
-                 "beyond the mean, the denominator of the scale-free share, so the share swings until it has.")
-        doc.figure(C.dynamics_figure(dyn, REPORTS, "utilisation_vs_epoch", "utilisation of each order against "
-                                     "the epoch"), "Utilisation against the epoch")
-        C.save(dyn, REPORTS, "dynamics")
+    C.dynamics_section(doc, largest, RUNS, REPORTS, "the L1 nets, seed 0, largest size",
+                       "composition")
 
     doc.heading("Latent structure against test error, within each size")
     corr = C.latent_by_size(res, runs, REPORTS, "Miller et al. learning curve", cmd)
