@@ -197,7 +197,7 @@ def dynamics_table(runs: pd.DataFrame, runs_dir: Path, out: Path) -> pd.DataFram
     return pd.concat(tables, ignore_index=True) if tables else pd.DataFrame()
 
 
-def dynamics_section(doc, runs: pd.DataFrame, runs_dir: Path, out: Path, which: str, baseline: str) -> None:
+def dynamics_section(doc, runs: pd.DataFrame, runs_dir: Path, out: Path, which: str) -> None:
     """The report's section on utilisation over training for ``runs`` (``which`` names them, e.g. "seed
     0"): figure and table, nothing when no run kept checkpoints."""
     dyn = dynamics_table(runs, runs_dir, out)
@@ -206,7 +206,7 @@ def dynamics_section(doc, runs: pd.DataFrame, runs_dir: Path, out: Path, which: 
     doc.heading(f"Utilisation over training ({which})")
     doc.text("Scale-free utilisation under zeroing of each order's reachable hidden blocks (mean over the blocks) at "
              "the kept checkpoints, 500 test molecules, utilisation on 200; per-block tables and probe selectivity "
-             f"per epoch under `dynamics/`. In the first epochs the model has learned little beyond {baseline}, the "
+             "per epoch under `dynamics/`. In the first epochs the model has learned little beyond composition, the "
              "denominator of the scale-free share, so the share swings (below 0 or far above 100%) until it has.")
     doc.figure(dynamics_figure(dyn, out, "utilisation_vs_epoch", "utilisation of each order against the epoch"),
                "Utilisation against the epoch")

@@ -189,8 +189,7 @@ def main() -> None:
                "Utilisation of each order against training size")
     C.save(joint, REPORTS, "utilisation_joint")
 
-    C.dynamics_section(doc, runs[(runs["seed"] == 0) & (runs["family"] != "ls=0")], RUNS, REPORTS, "seed 0",
-                       "composition")
+    C.dynamics_section(doc, runs[(runs["seed"] == 0) & (runs["family"] != "ls=0")], RUNS, REPORTS, "seed 0")
 
     probes = probe_summary(runs)
     if len(probes):

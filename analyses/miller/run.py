@@ -150,8 +150,7 @@ def main() -> None:
                                         panel="target", line="depth"), "Utilisation of l=1 against training size")
 
     largest = runs[(runs["seed"] == 0) & (runs["net"] == "L1") & (runs["size"] == runs["size"].max())]
-    C.dynamics_section(doc, largest, RUNS, REPORTS, "the L1 nets, seed 0, largest size",
-                       "composition")
+    C.dynamics_section(doc, largest, RUNS, REPORTS, "the L1 nets, seed 0, largest size")
 
     doc.heading("Latent structure against test error, within each size")
     corr = C.latent_by_size(res, runs, REPORTS, "Miller et al. learning curve", cmd)
