@@ -62,7 +62,8 @@ def order_verdicts(joint: pd.DataFrame) -> pd.DataFrame:
         per_seed = dict(zip(g["intervention"], g["per_seed"]))
         rows.append({"size": size, "family": fam, "l": l, "seeds": int(g["seeds"].min()),
                      "verdict": "unused" if unused else "used" if used else "mixed",
-                     "zeroed": per_seed.get("zero", ""), "removed": per_seed.get("removed", "")})
+                     "zeroed": per_seed.get("zero", ""), "mean": per_seed.get("mean", ""),
+                     "resampled": per_seed.get("resample", ""), "removed": per_seed.get("removed", "")})
     return pd.DataFrame(rows)
 
 
@@ -88,9 +89,11 @@ def probe_summary(runs: pd.DataFrame) -> pd.DataFrame:
                         utilisation=pd.read_csv(RUNS / r.run / "metrics" / "utilisation.csv"), command=command(),
                         log=lambda *a: None)
         scal = pd.read_csv(dest / "tables" / "probes.csv")
-        eq = pd.read_csv(dest / "tables" / "probes_equivariant.csv") if (dest / "tables" / "probes_equivariant.csv").stat().st_size > 1 else pd.DataFrame()
+        eq_csv = dest / "tables" / "probes_equivariant.csv"
+        eq = pd.read_csv(eq_csv) if eq_csv.stat().st_size > 1 else pd.DataFrame()
         for l, g in scal[scal["l"] > 0].groupby("l"):
-            row = {"size": r.size, "family": r.family, "l": int(l), "blocks": g[["point", "block"]].drop_duplicates().shape[0],
+            row = {"size": r.size, "family": r.family, "l": int(l),
+                   "blocks": g[["point", "block"]].drop_duplicates().shape[0],
                    "scalar targets above every init": f"{int(g['above_controls'].sum())}/{len(g)}",
                    "mean selectivity (R2 - untrained)": round(float(g["selectivity"].mean()), 3)}
             d = eq[(eq["l"] == l) & eq["target"].astype(str).str.startswith("dipole")] if len(eq) else eq
@@ -179,10 +182,12 @@ def main() -> None:
     doc.table(paired[cols].round(4), C.save(paired, REPORTS, "paired_differences"))
     doc.heading("Which orders are used, per training size")
     doc.text("Scale-free utilisation of each order (the share of what the model learned beyond the composition "
-             "baseline that the intervention takes away) when it is zeroed at every layer at once, and when it is "
-             "truly removed (its spherical harmonics and every path through it switched off), per seed with its "
-             f"95% interval. Unused: every seed's interval below {THRESHOLD:.0%} under zeroing, mean, resampling and "
-             "removal; used: every seed's interval above it when zeroed and when removed.")
+             "baseline that the intervention takes away) when it is zeroed, replaced by its mean, or replaced by "
+             "another molecule's value at every layer at once, and when it is truly removed (its spherical "
+             "harmonics and every path through it switched off), per seed with its 95% interval; above 100%, the "
+             "intervention leaves the prediction worse than the composition baseline. Unused: every seed's "
+             f"interval below {THRESHOLD:.0%} under zeroing, mean, resampling and removal; used: every seed's "
+             "interval above it when zeroed and when removed.")
     doc.table(orders, C.save(orders, REPORTS, "orders_per_size"))
     doc.figure(C.utilisation_figure(joint, REPORTS, "utilisation_vs_size", "joint zeroing of each order at "
                                     "every layer: mean over seeds, band = seeds' range; dotted: 5%"),
