@@ -22,6 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import curves as C  # noqa: E402
 from common import ROOT, command, experiment, provenance, run_times  # noqa: E402
 
+from irrepprobe.data.targets import get_target  # noqa: E402
 from irrepprobe.experiments import load_grid  # noqa: E402
 from irrepprobe.fileio import save_text  # noqa: E402
 from irrepprobe.metrics import THRESHOLD  # noqa: E402
@@ -103,8 +104,6 @@ def main() -> None:
     table = C.curve_table(runs, errors, RUNS, ["target", "net", "depth"])
     comp = comparisons(runs, errors)
     mu = mu_gains_most(comp)
-    from irrepprobe.data.targets import get_target
-
     l1 = comp[comp["comparison"].str.startswith("L1 - L0")]
     verdicts = pd.DataFrame(
         [{"finding": f"Miller et al.: L1 beats L0 on {r.target}", "size": r.size, "depth": r.comparison[-1],
@@ -142,8 +141,9 @@ def main() -> None:
         piv = joint[joint["intervention"].isin(["zero", "removed"])].pivot_table(
             index=["target", "depth", "size"], columns="intervention", values="utilisation").mul(100).round(1)
         doc.heading("How much the L1 nets use l=1")
-        doc.text("Scale-free utilisation (%) of l=1 zeroed at every layer at once and truly removed, mean over seeds "
-                 f"(per-seed intervals in tables/utilisation_joint.csv; unused means an interval below {THRESHOLD:.0%}).")
+        doc.text("Scale-free utilisation (%) of l=1 zeroed at every layer at once and truly removed, mean over "
+                 "seeds (per-seed intervals in tables/utilisation_joint.csv; unused means an interval below "
+                 f"{THRESHOLD:.0%}).")
         doc.table(piv.reset_index(), C.save(joint, REPORTS, "utilisation_joint"))
         doc.figure(C.utilisation_figure(joint[joint["l"] == 1], REPORTS, "utilisation_vs_size", "l=1 zeroed at "
                                         "every layer: mean over seeds, band = seeds' range; dotted: 5%",
