@@ -38,18 +38,15 @@ def git_commit() -> str:
 
 
 def run_times(out: Path, names: list[str]) -> dict:
-    """Training seconds summed over the runs' epochs, and first start to last finish."""
-    train, starts, ends = 0.0, [], []
+    """Seconds of training (summed over the runs' epochs) and of measuring (last checkpoint to done) over
+    the finished runs. A first-start-to-last-finish span would count the hours between sessions."""
+    train = measure = 0.0
     for name in names:
         d = Path(out) / name
-        if (d / "metrics.csv").exists():
-            train += float(pd.read_csv(d / "metrics.csv")["seconds"].sum())
-        if (d / "config.yaml").exists():
-            starts.append((d / "config.yaml").stat().st_mtime)
         if (d / "done.json").exists():
-            ends.append((d / "done.json").stat().st_mtime)
-    span = (max(ends) - min(starts)) if starts and ends else float("nan")
-    return {"train_seconds": train, "elapsed_seconds": span}
+            train += float(pd.read_csv(d / "metrics.csv")["seconds"].sum())
+            measure += (d / "done.json").stat().st_mtime - (d / "last.pt").stat().st_mtime
+    return {"train_seconds": train, "measure_seconds": measure}
 
 
 def provenance(cmd: str, times: dict, report_seconds: float, sizes: str) -> str:
@@ -57,6 +54,7 @@ def provenance(cmd: str, times: dict, report_seconds: float, sizes: str) -> str:
 
     cpu = platform.processor() or platform.machine()
     gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "none"
+    train, measure = times["train_seconds"], times["measure_seconds"]
     versions = ", ".join(f"{p} {version(p)}" for p in ("torch", "e3nn", "torch_geometric", "scikit-learn",
                                                        "umap-learn", "qm9pack"))
     return "\n".join([
@@ -65,9 +63,9 @@ def provenance(cmd: str, times: dict, report_seconds: float, sizes: str) -> str:
         f"- Sizes: {sizes}",
         f"- Hardware: {os.cpu_count()} CPU cores ({cpu}), GPU: {gpu}; runs with OMP_NUM_THREADS=1, "
         "two experiments side by side",
-        f"- Wall time: training {times['train_seconds'] / 60:.1f} min summed over runs; first run start to last "
-        f"run finish {times['elapsed_seconds'] / 60:.1f} min (other work shared the machine); "
-        f"this report {report_seconds / 60:.1f} min",
+        f"- Compute: training {train / 3600:.1f} h and measuring {measure / 3600:.1f} h summed over the finished "
+        f"runs, so about {(train + measure) / 7200:.1f} h of wall time with two runs side by side; this report "
+        f"{report_seconds / 60:.0f} min",
         f"- Software: Python {platform.python_version()}, {versions}, irrepprobe {git_commit()}",
         "",
     ])
