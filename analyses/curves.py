@@ -17,6 +17,7 @@ import pandas as pd  # noqa: E402
 
 from irrepprobe.capture import load_capture  # noqa: E402
 from irrepprobe.fileio import save_csv  # noqa: E402
+from irrepprobe.metrics import THRESHOLD  # noqa: E402
 from irrepprobe.metrics.paired import mae_interval, paired_difference, verdict  # noqa: E402
 from irrepprobe.report import figures as F  # noqa: E402
 
@@ -164,16 +165,25 @@ def utilisation_figure(joint: pd.DataFrame, out: Path, name: str, title: str, pa
     return F.save(fig, out / "figures", name)
 
 
-def dynamics_figure(table: pd.DataFrame, out: Path, name: str, title: str):
+def dynamics_figure(table: pd.DataFrame, out: Path, name: str, title: str, ylim=(-100.0, 500.0)):
     """Utilisation of each order (mean over its reachable hidden blocks) against the epoch, one panel
-    per configuration."""
+    per configuration. Early epochs, where the model has learned little beyond composition, give shares of
+    thousands of percent; those points are drawn as triangles on the edge of ``ylim`` so that they do not
+    flatten the rest."""
     configs = list(dict.fromkeys(table["config"]))
     fig, axes = panels(len(configs), 4, 4.0, 3.0)
+    lo, hi = ylim
     for ax, config in zip(axes, configs):
         g = table[(table["config"] == config) & table["reachable"]]
         for l, gl in g.groupby("l"):
             m = gl.groupby("epoch")["utilisation"].mean()
-            ax.plot(np.maximum(m.index, 0.5), 100 * m.values, "o-", ms=3, label=f"l={l}")
+            x, y = np.maximum(m.index, 0.5), 100 * m.values
+            line, = ax.plot(x, np.clip(y, lo, hi), "o-", ms=3, label=f"l={l}")
+            for edge, marker, off in ((hi, "^", y > hi), (lo, "v", y < lo)):
+                if off.any():
+                    ax.plot(x[off], np.full(off.sum(), edge), marker, ms=7, color=line.get_color())
+        ax.axhline(100 * THRESHOLD, color="grey", ls=":", lw=0.8)
+        ax.set_ylim(lo - 0.04 * (hi - lo), hi + 0.04 * (hi - lo))
         ax.set_xscale("log")
         ax.set_title(config, fontsize=8)
         ax.set_xlabel("epoch (0 drawn at 0.5)", fontsize=8)
@@ -208,7 +218,8 @@ def dynamics_section(doc, runs: pd.DataFrame, runs_dir: Path, out: Path, which: 
              "the kept checkpoints, 500 test molecules, utilisation on 200; per-block tables and probe selectivity "
              "per epoch under `dynamics/`. In the first epochs the model has learned little beyond composition, the "
              "denominator of the scale-free share, so the share swings (below 0 or far above 100%) until it has.")
-    doc.figure(dynamics_figure(dyn, out, "utilisation_vs_epoch", "utilisation of each order against the epoch"),
+    doc.figure(dynamics_figure(dyn, out, "utilisation_vs_epoch", "utilisation of each order against the epoch "
+                               "(triangles: off the scale, beyond -100% or 500%; dotted: 5%)"),
                "Utilisation against the epoch")
     save(dyn, out, "dynamics")
 

@@ -62,8 +62,8 @@ def order_verdicts(joint: pd.DataFrame) -> pd.DataFrame:
         per_seed = dict(zip(g["intervention"], g["per_seed"]))
         rows.append({"size": size, "family": fam, "l": l, "seeds": int(g["seeds"].min()),
                      "verdict": "unused" if unused else "used" if used else "mixed",
-                     "zeroed": per_seed.get("zero", ""), "mean": per_seed.get("mean", ""),
-                     "resampled": per_seed.get("resample", ""), "removed": per_seed.get("removed", "")})
+                     "zeroed": per_seed.get("zero", ""), "resampled": per_seed.get("resample", ""),
+                     "removed": per_seed.get("removed", "")})
     return pd.DataFrame(rows)
 
 
@@ -182,10 +182,11 @@ def main() -> None:
     doc.table(paired[cols].round(4), C.save(paired, REPORTS, "paired_differences"))
     doc.heading("Which orders are used, per training size")
     doc.text("Scale-free utilisation of each order (the share of what the model learned beyond the composition "
-             "baseline that the intervention takes away) when it is zeroed, replaced by its mean, or replaced by "
-             "another molecule's value at every layer at once, and when it is truly removed (its spherical "
-             "harmonics and every path through it switched off), per seed with its 95% interval; above 100%, the "
-             "intervention leaves the prediction worse than the composition baseline. Unused: every seed's "
+             "baseline that the intervention takes away) when it is zeroed or replaced by another molecule's "
+             "value at every layer at once, and when it is truly removed (its spherical harmonics and every path "
+             "through it switched off), per seed with its 95% interval; above 100%, the intervention leaves the "
+             "prediction worse than the composition baseline. Mean ablation is zeroing here: the only "
+             "rotation-invariant mean of an l>0 feature is zero. Unused: every seed's "
              f"interval below {THRESHOLD:.0%} under zeroing, mean, resampling and removal; used: every seed's "
              "interval above it when zeroed and when removed.")
     doc.table(orders, C.save(orders, REPORTS, "orders_per_size"))
