@@ -143,7 +143,8 @@ def main() -> None:
         doc.heading("How much the L1 nets use l=1")
         doc.text("Scale-free utilisation (%) of l=1 zeroed at every layer at once and truly removed, mean over "
                  "seeds (per-seed intervals in tables/utilisation_joint.csv; unused means an interval below "
-                 f"{THRESHOLD:.0%}).")
+                 f"{THRESHOLD:.0%}). The two coincide in these nets: every path through the l=1 harmonics has "
+                 "an l=1 feature at one end, so zeroing the features at every layer removes the order.")
         doc.table(piv.reset_index(), C.save(joint, REPORTS, "utilisation_joint"))
         doc.figure(C.utilisation_figure(joint[joint["l"] == 1], REPORTS, "utilisation_vs_size", "l=1 zeroed at "
                                         "every layer: mean over seeds, band = seeds' range; dotted: 5%",
