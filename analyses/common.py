@@ -49,22 +49,23 @@ def run_times(out: Path, names: list[str]) -> dict:
     return {"train_seconds": train, "measure_seconds": measure}
 
 
-def provenance(cmd: str, times: dict, report_seconds: float, sizes: str) -> str:
+def provenance(cmd: str, times: dict, report_seconds: float, sizes: str, jobs: int = 1) -> str:
+    """``jobs``: how many runs the grid's executor trained side by side (wall time is the summed time over it)."""
     import torch
 
     cpu = platform.processor() or platform.machine()
     gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "none"
     train, measure = times["train_seconds"], times["measure_seconds"]
+    side = f"{jobs} runs side by side" if jobs > 1 else "one run at a time"
     versions = ", ".join(f"{p} {version(p)}" for p in ("torch", "e3nn", "torch_geometric", "scikit-learn",
                                                        "umap-learn", "qm9pack"))
     return "\n".join([
         "## How this was made", "",
         f"- Command: `{cmd}` (from the repository root; reruns skip finished runs and resume interrupted ones)",
         f"- Sizes: {sizes}",
-        f"- Hardware: {os.cpu_count()} CPU cores ({cpu}), GPU: {gpu}; runs with OMP_NUM_THREADS=1, "
-        "two experiments side by side",
+        f"- Hardware: {os.cpu_count()} CPU cores ({cpu}), GPU: {gpu}; runs with OMP_NUM_THREADS=1, {side}",
         f"- Compute: training {train / 3600:.1f} h and measuring {measure / 3600:.1f} h summed over the finished "
-        f"runs, so about {(train + measure) / 7200:.1f} h of wall time with two runs side by side; this report "
+        f"runs, so about {(train + measure) / 3600 / jobs:.1f} h of wall time with {side}; this report "
         f"{report_seconds / 60:.0f} min",
         f"- Software: Python {platform.python_version()}, {versions}, irrepprobe {git_commit()}",
         "",

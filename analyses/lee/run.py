@@ -221,7 +221,8 @@ def main() -> None:
                  "the largest size, so nothing is pruned and retrained; per seed, the orders that would be:")
     doc.table(pruned, C.save(pruned, REPORTS, "pruning"))
     times = run_times(RUNS, [r.name for r in grid.runs])
-    save_text(doc.markdown(REPORTS) + "\n" + provenance(cmd, times, time.time() - t0, SIZES), REPORTS / "README.md")
+    made = provenance(cmd, times, time.time() - t0, SIZES, grid.executor.get("jobs", 1))
+    save_text(doc.markdown(REPORTS) + "\n" + made, REPORTS / "README.md")
     print(f"-> {REPORTS / 'README.md'}")
 
 

@@ -157,7 +157,8 @@ def main() -> None:
     corr = C.latent_by_size(res, runs, REPORTS, "Miller et al. learning curve", cmd)
     doc.table(corr, C.save(corr, REPORTS, "latent_vs_error"))
     times = run_times(RUNS, [r.name for r in grid.runs])
-    save_text(doc.markdown(REPORTS) + "\n" + provenance(cmd, times, time.time() - t0, SIZES), REPORTS / "README.md")
+    made = provenance(cmd, times, time.time() - t0, SIZES, grid.executor.get("jobs", 1))
+    save_text(doc.markdown(REPORTS) + "\n" + made, REPORTS / "README.md")
     print(f"-> {REPORTS / 'README.md'}")
 
 
