@@ -6,9 +6,6 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")
-# A fixed salt and no date make a redrawn SVG byte-identical, so rerunning a report leaves unchanged figures
-# out of the diff.
-matplotlib.rcParams["svg.hashsalt"] = "irrepprobe"
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
@@ -16,15 +13,14 @@ import pandas as pd  # noqa: E402
 from ..fileio import atomic_write  # noqa: E402
 
 
-META = {"svg": {"Date": None}, "png": {}}
-
-
 def save(fig, out: Path, name: str) -> Path:
     """``out/name.png`` and ``out/name.svg``, written atomically; returns the PNG path."""
-    for ext in ("svg", "png"):
-        atomic_write(out / f"{name}.{ext}", lambda tmp, ext=ext: fig.savefig(tmp, format=ext, dpi=130,
-                                                                              bbox_inches="tight",
-                                                                              metadata=META[ext]))
+    # A fixed salt and no date make a redrawn SVG byte-identical, so rerunning a report leaves unchanged
+    # figures out of the diff; the salt is set only around our own savefig, not in the user's rcParams.
+    with matplotlib.rc_context({"svg.hashsalt": "irrepprobe"}):
+        for ext in ("svg", "png"):
+            atomic_write(out / f"{name}.{ext}", lambda tmp, ext=ext: fig.savefig(
+                tmp, format=ext, dpi=130, bbox_inches="tight", metadata={"Date": None} if ext == "svg" else None))
     plt.close(fig)
     return out / f"{name}.png"
 
