@@ -19,8 +19,8 @@ SWITCH_UNSET = "mace" not in sys.modules and "TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD" 
 
 from e3nn import o3  # noqa: E402
 
-from irrepprobe.adapters import detect, get_adapter  # noqa: E402
-from irrepprobe.capture import capture, hooked  # noqa: E402
+from irrepprobe.adapters import detect, get_adapter, load_model  # noqa: E402
+from irrepprobe.capture import capture, hooked, model_of  # noqa: E402
 from irrepprobe.capture.layouts import split  # noqa: E402
 from irrepprobe.cli import main  # noqa: E402
 from irrepprobe.data.structures import read_structures  # noqa: E402
@@ -79,7 +79,7 @@ def run_hooked(adapter, model, batch, points):
 
 
 def test_points_match_real_tensors_and_energies_are_maces_own(adapter, tiny, mols):
-    assert adapter.name == "mace" and not adapter.needs_grad
+    assert adapter.name == "mace" and adapter.has_forces and not adapter.needs_grad
     assert detect(str(MODEL)).name == "mace"
     if SWITCH_UNSET:
         assert "TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD" not in os.environ
@@ -247,3 +247,85 @@ def test_pickles_need_trust_and_run_no_code_without_it(tmp_path, capsys, monkeyp
     torch.save({"model": {"w": torch.zeros(1)}, "mace.modules.models": 1}, "ckpt.pt")  # a training checkpoint
     with pytest.raises(IrrepprobeError, match="not a MACE module"):
         get_adapter("mace").load("ckpt.pt", trust=True)
+
+
+def two_heads(heads, path):
+    """A real two-head ScaleShiftMACE built by MACE's own constructor from the tiny model's config: per
+    head its own E0s (the second's 0.5 eV higher per atom), scale, shift and readout weights (random);
+    the trunk's trained weights copied over. Saved as mace_run_train saves a model."""
+    import warnings
+
+    from mace.tools.scripts_utils import extract_config_mace_model
+
+    tiny = get_adapter("mace").load(str(MODEL), trust=True)  # not the fixture: another test scripts it
+    config = extract_config_mace_model(tiny.module)
+    e0, scale = config["atomic_energies"], float(config["atomic_inter_scale"])
+    config.update(heads=heads, atomic_energies=np.concatenate([e0, e0 + 0.5]),
+                  atomic_inter_scale=np.array([scale, scale]), atomic_inter_shift=np.zeros(2))
+    with torch.random.fork_rng(devices=[]), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.manual_seed(0)
+        module = type(tiny.module)(**config)
+    own, trained = module.state_dict(), tiny.module.state_dict()
+    module.load_state_dict({k: trained[k] if k in trained and trained[k].shape == v.shape else v
+                            for k, v in own.items()})
+    torch.save(module, path)
+    return path
+
+
+def test_multi_head_model_is_measured_at_the_chosen_head(adapter, tiny, mols, tmp_path):
+    path = two_heads(["pbe", "r2scan"], tmp_path / "two.model")
+    some = mols.take(np.arange(4))
+    with pytest.raises(IrrepprobeError) as err:  # no head called default: refused, never guessed
+        load_model(path, "mace", trust=True)
+    assert str(err.value) == "this MACE model has several heads: pbe, r2scan; choose one with --head NAME"
+    with pytest.raises(IrrepprobeError, match="no head 'Default'; valid: pbe, r2scan$"):
+        load_model(path, "mace", trust=True, head="Default")
+    raw = adapter.load(str(path), trust=True)
+    with pytest.raises(IrrepprobeError, match="several heads"):
+        next(adapter.batches(raw, some))
+
+    energies = {}
+    for name in ("pbe", "r2scan"):
+        model = adapter.choose(raw, name)
+        assert f"head {name} of pbe, r2scan" in adapter.summary(model)
+        energies[name] = adapter.predict(model, next(adapter.batches(model, some, 4)))
+    assert (energies["r2scan"] - energies["pbe"]).abs().min() > 1e-2
+    from mace.calculators import MACECalculator  # MACE's own calculator at that head
+
+    atoms = some.atoms(2)
+    atoms.calc = MACECalculator(models=raw.module, device="cpu", default_dtype="float32", head="r2scan")
+    assert abs(atoms.get_potential_energy() - float(energies["r2scan"][2])) < 1e-4
+
+    cap = capture(load_model(path, "mace", trust=True, head="r2scan"), some, ["products.1"], tmp_path / "c",
+                  trusted=True)
+    assert cap.meta["head"] == "r2scan" and cap.meta["heads"] == ["pbe", "r2scan"]
+    again = model_of(cap)  # what report, utilisation and controls measure
+    assert again.info["head"] == "r2scan"
+    assert np.allclose(adapter.predict(again, next(adapter.batches(again, some, 4))).numpy(), cap.arrays["output"])
+    control = adapter.untrained(again, seed=1)
+    assert control.info["head"] == "r2scan" and control.info["heads"] == ["pbe", "r2scan"]
+
+    # a fine-tuned model's own head is called Default: measured with no flag; single-head models too
+    assert load_model(two_heads(["pt_head", "Default"], tmp_path / "ft.model"), "mace",
+                      trust=True).info["head"] == "Default"
+    assert adapter.choose(tiny) is tiny and tiny.info["heads"] == ["Default"]
+
+
+def test_cli_head_picks_a_mace_head(tmp_path, capsys):
+    import json
+
+    path = two_heads(["pbe", "r2scan"], tmp_path / "two.model")
+    base = ["capture", str(path), "--trust", "--data", str(XYZ), "--subset", "3"]
+    for extra, message in (([], "several heads: pbe, r2scan; choose one with --head NAME"),
+                           (["--modality", "pbe"], "--modality is for SevenNet multi-fidelity models; this is a "
+                                                   "mace model: use --head NAME"),
+                           (["--head", "pbe", "--modality", "pbe"], "not both")):
+        code = main(base + ["--out", str(tmp_path / "bad"), *extra])
+        err = capsys.readouterr().err.strip().splitlines()
+        assert code == 2 and len(err) == 1 and message in err[0], err
+    assert not (tmp_path / "bad").exists()
+    assert main(base + ["--out", str(tmp_path / "c"), "--head", "pbe"]) == 0
+    assert "head pbe of pbe, r2scan" in capsys.readouterr().out
+    meta = json.loads((tmp_path / "c" / "meta.json").read_text())
+    assert meta["head"] == "pbe" and meta["heads"] == ["pbe", "r2scan"]

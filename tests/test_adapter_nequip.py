@@ -215,7 +215,11 @@ def test_edge_points_are_pooled_per_structure(adapter, mols, caps, model):
 def test_ablation_moves_the_prediction(model, caps):
     cap, _ = caps
     table = utilisation(cap, molecules=40, device="cpu", batch_size=20, n_boot=50)
-    assert (table["score"] == "error").all()
+    # energies against the label; forces (by autograd) scored beside them as the shift of the model's own
+    forces, table = table[table["quantity"] == "forces"], table[table["quantity"] != "forces"]
+    assert (table["score"] == "error").all() and (forces["score"] == "shift").all()
+    assert len(forces) == len(table) and np.isfinite(forces["scale_free"]).all()
+    assert forces["scale_free"].max() > 0.05
     rows = table.set_index(["point", "block"])
     stream = "layer0_convnet" if model.info["family"] == "NequIP" else "allegro.tps.0"
     for block in ("0e", "1o", "2e"):

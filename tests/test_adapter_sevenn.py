@@ -12,7 +12,8 @@ pytest.importorskip("sevenn")
 from e3nn import o3  # noqa: E402
 
 from irrepprobe.adapters import detect, get_adapter  # noqa: E402
-from irrepprobe.capture import hooked  # noqa: E402
+from irrepprobe.capture import capture, hooked, model_of  # noqa: E402
+from irrepprobe.cli import main  # noqa: E402
 from irrepprobe.capture.layouts import blocks, split  # noqa: E402
 from irrepprobe.data.structures import qm9_structures  # noqa: E402
 from irrepprobe.errors import IrrepprobeError  # noqa: E402
@@ -62,7 +63,7 @@ def pooled(x, index, n):
 
 
 def test_points_match_real_tensors_and_batches_are_sevenns_own(adapter, seven, mols):
-    assert adapter.name == "sevenn" and adapter.needs_grad
+    assert adapter.name == "sevenn" and adapter.has_forces and not adapter.needs_grad
     assert detect("7net-0").name == "sevenn" and detect(seven.info["path"]).name == "sevenn"
     assert seven.quantity.name == "energy" and seven.quantity.unit == "eV" and seven.quantity.per_atom
     assert seven.info["lmax"] == 2 and seven.info["layers"] == 5 and seven.info["cutoff"] == 5.0
@@ -210,3 +211,60 @@ def test_untrained_control_is_finite_and_differs(adapter, seven, mols):
                        fixed["rescale_atomic_energy.shift"])
     assert not torch.equal(control.module.get_parameter("2_self_interaction_2.linear.weight"),
                            fixed["2_self_interaction_2.linear.weight"])
+
+
+@pytest.fixture(scope="module")
+def mf(adapter):
+    """The shipped multi-fidelity SevenNet-MF-0 (R2SCAN and PBE), loaded without choosing a fidelity."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return adapter.load("7net-mf-0", trust=True)
+
+
+def test_multi_fidelity_model_is_measured_at_the_chosen_fidelity(adapter, mf, seven, mols, tmp_path):
+    assert mf.info["heads"] == ["R2SCAN", "PBE"] and mf.info["head"] is None
+    some = mols.take(np.arange(4))
+    for refused in (lambda: adapter.choose(mf), lambda: next(adapter.batches(mf, some))):  # never guessed
+        with pytest.raises(IrrepprobeError, match="several fidelities") as err:
+            refused()
+        assert str(err.value).endswith("R2SCAN, PBE; choose one with --modality NAME")
+    with pytest.raises(IrrepprobeError, match="no fidelity 'HSE'; valid: R2SCAN, PBE$"):
+        adapter.choose(mf, "HSE")
+    with pytest.raises(IrrepprobeError, match="single fidelity"):
+        adapter.choose(seven, "PBE")
+    assert adapter.choose(seven) is seven  # single-fidelity models need no choice
+
+    energies = {}
+    for name in ("PBE", "R2SCAN"):
+        model = adapter.choose(mf, name)
+        assert model.module is mf.module and f"modality {name} of R2SCAN, PBE" in adapter.summary(model)
+        energies[name] = adapter.predict(model, next(adapter.batches(model, some, 4)))
+    assert mf.info["head"] is None  # choose() copies
+    assert (energies["PBE"] - energies["R2SCAN"]).abs().min() > 1e-2
+    # as sevenn's own calculator at that fidelity
+    from sevenn.calculator import SevenNetCalculator
+
+    atoms = some.atoms(1)
+    atoms.calc = SevenNetCalculator(copy.deepcopy(mf.module), file_type="model_instance", device="cpu",
+                                    modal="R2SCAN")
+    assert abs(atoms.get_potential_energy() - float(energies["R2SCAN"][1])) < 1e-3
+
+    cap = capture(adapter.choose(mf, "R2SCAN"), some, ["4_equivariant_gate"], tmp_path / "c", trusted=True)
+    assert cap.meta["head"] == "R2SCAN" and cap.meta["heads"] == ["R2SCAN", "PBE"]
+    assert np.allclose(cap.arrays["output"], energies["R2SCAN"].numpy())
+    again = model_of(cap)  # what report, utilisation and controls measure
+    assert again.info["head"] == "R2SCAN"
+    assert torch.allclose(adapter.predict(again, next(adapter.batches(again, some, 4))), energies["R2SCAN"])
+    assert adapter.untrained(again, seed=0).info["head"] == "R2SCAN"
+
+
+def test_cli_needs_a_modality_for_a_multi_fidelity_model(tmp_path, capsys):
+    base = ["capture", "7net-mf-0", "--trust", "--data", "qm9:test", "--subset", "4", "--out", str(tmp_path / "c")]
+    for extra, message in (([], "several fidelities (modalities): R2SCAN, PBE; choose one with --modality NAME"),
+                           (["--modality", "HSE"], "valid: R2SCAN, PBE"),
+                           (["--head", "PBE"], "--head is for MACE multi-head models; this is a sevenn model: "
+                                               "use --modality NAME")):
+        code = main(base + extra)
+        err = capsys.readouterr().err.strip().splitlines()
+        assert code == 2 and len(err) == 1 and message in err[0], err
+    assert not (tmp_path / "c").exists()

@@ -32,8 +32,10 @@ def test_sevenn_capture_and_report_without_labels_of_its_energy(xyz, tmp_path):
     assert cap.points[0] == "onehot_to_feature_x" and "4_equivariant_gate" in cap.points
     util = pd.read_csv(rep / "tables" / "utilisation.csv")
     assert (util["score"] == "shift").all() and util["utilisation"].notna().all()
-    zero = util[util["intervention"] == "zero"].set_index(["point", "block"])
-    assert zero.loc[("0_equivariant_gate", "0e"), "utilisation"] > 0.05
+    assert set(util["quantity"]) == {"energy", "forces"}  # forces by autograd, scored beside the energy
+    zero = util[util["intervention"] == "zero"].set_index(["point", "block", "quantity"])
+    assert zero.loc[("0_equivariant_gate", "0e", "energy"), "utilisation"] > 0.05
+    assert zero.loc[("0_equivariant_gate", "0e", "forces"), "utilisation"] > 0.05
     eq = pd.read_csv(rep / "tables" / "probes_equivariant.csv")
     assert set(eq[eq["target"] == "dipole_vec"]["block"]) == {"1e"}  # vectors without parity are probed
     md = (rep / "report.md").read_text()

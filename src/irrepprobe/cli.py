@@ -56,13 +56,23 @@ def cmd_evaluate(args) -> int:
 def cmd_capture(args) -> int:
     from pathlib import Path
 
-    from .adapters import load_model
+    from .adapters import detect, get_adapter, load_model
     from .capture import capture, resolve_data
+    from .errors import IrrepprobeError
     from .examples import example_checkpoint
     from .train.distributed import resolve_device
 
     source = args.model or str(example_checkpoint())
-    model = load_model(source, args.format, trust=args.trust, device=resolve_device(args.device or "auto"))
+    if args.head is not None and args.modality is not None:
+        raise IrrepprobeError("give --head (a MACE head) or --modality (a SevenNet fidelity), not both")
+    flag, head = ("head", args.head) if args.head is not None else ("modality", args.modality)
+    adapter = detect(source) if args.format == "auto" else get_adapter(args.format)
+    if head is not None and adapter.head_flag != flag:  # before loading: a flag of another family
+        what = {"head": "MACE multi-head", "modality": "SevenNet multi-fidelity"}[flag]
+        raise IrrepprobeError(f"--{flag} is for {what} models; this is a {adapter.name} model"
+                              + (f": use --{adapter.head_flag} NAME" if adapter.head_flag else ", which has no heads"))
+    model = load_model(source, adapter.name, trust=args.trust, device=resolve_device(args.device or "auto"),
+                       head=head)
     if args.format == "auto":
         print(f"model format: {model.adapter.name} (picked from {source}; --format to choose)")
     data = args.data or f"qm9:{args.split}"
@@ -70,7 +80,7 @@ def cmd_capture(args) -> int:
     target = args.target or (model.quantity.name if model.quantity.name in structures.labels else None)
     out = args.out or _capture_dir(args.model, data)
     cap = capture(model, structures, args.points, out, args.batch_size, args.save_nodes, target=target,
-                  trusted=args.trust)
+                  trusted=args.trust, check_equivariance=args.check_equivariance)
     m = cap.meta
     print(f"captured {len(cap.points)} points over {m['n_molecules']} structures of {m['data']} with "
           f"{Path(m['model']).name} in {m['seconds']:.1f} s -> {cap.path}")
@@ -80,6 +90,9 @@ def cmd_capture(args) -> int:
     for name, why in m["skipped"].items():
         print(f"skipped {name}: {why}")
     print(cap.summary.drop(columns=["mean_sq_norm"]).to_string(index=False, float_format=lambda v: f"{v:.4f}"))
+    from .capture import equivariance_line
+
+    print(equivariance_line(m.get("equivariance")))
     return 0
 
 
@@ -113,7 +126,7 @@ def cmd_report(args) -> int:
                       map_points=None if args.map_points == 0 else args.map_points, map_method=args.map_method,
                       map_layers=args.map_layers, compare=args.compare, threshold=args.threshold,
                       device=args.device or "auto", seed=args.seed, controls=args.controls,
-                      command=_command(args))
+                      command=_command(args), quantity=args.quantity, first_look=args.first_look or None)
     v = res["verdict"]
     print("unused blocks: " + (", ".join(f"{p} {b}" for p, b in v["unused"]) or "none"))
     print("orders to drop: " + (", ".join(f"l={l}" for l in v["drop"]) or "none"))
@@ -312,6 +325,13 @@ def build_parser() -> argparse.ArgumentParser:
                     help="point name patterns, e.g. 'layers.*' or '*' (default: the adapter's choice)")
     sp.add_argument("--trust", action="store_true",
                     help="allow loading a model file that must be unpickled (it can run code)")
+    sp.add_argument("--head", metavar="NAME", help="the head of a multi-head MACE model (default: its only "
+                                                   "head, or the one called default)")
+    sp.add_argument("--modality", metavar="NAME", help="the fidelity of a multi-fidelity SevenNet model, e.g. "
+                                                       "PBE (needed when it has several)")
+    sp.add_argument("--check-equivariance", type=int, default=16, metavar="N",
+                    help="after the capture, rerun the first N structures randomly rotated and check that the "
+                         "model is equivariant (equivariance.csv; default 16, 0 to skip)")
     sp.add_argument("--out", help="capture directory (default: beside the model file, or capture-NAME-DATA)")
     sp.add_argument("--device", choices=["auto", "cpu", "cuda"])
     sp.add_argument("--batch-size", type=int, default=64)
@@ -337,6 +357,13 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--compare", metavar="CAPTURE", help="another model's capture for a CKA comparison")
     sp.add_argument("--controls", type=int, default=5,
                     help="untrained initialisations the probes are compared with (default 5)")
+    sp.add_argument("--quantity", default="both", choices=["energy", "forces", "both"],
+                    help="what ablation scores: the model's energy (its own quantity), its forces, or both "
+                         "(default; forces only where the family computes them)")
+    sp.add_argument("--first-look", type=int, default=64, metavar="N",
+                    help="sequential ablation: stop adding structures to an ablation whose interval is already "
+                         "clearly on one side of the threshold, looking at N structures and every doubling "
+                         "(default 64; 0: every ablation on every structure)")
     sp.add_argument("--device", choices=["auto", "cpu", "cuda"])
     sp.add_argument("--seed", type=int, default=0)
     sp.set_defaults(func=cmd_report)

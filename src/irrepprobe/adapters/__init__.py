@@ -39,9 +39,11 @@ def detect(source: str) -> Adapter:
                           f"({', '.join(FAMILIES)})")
 
 
-def load_model(source, fmt: str = "auto", trust: bool = False, device="cpu") -> Loaded:
+def load_model(source, fmt: str = "auto", trust: bool = False, device="cpu", head: str | None = None) -> Loaded:
+    """``source`` loaded by its family's adapter, measured at ``head`` (a MACE head or a SevenNet fidelity;
+    None: the model's default one, refused when it has several and no default: see :meth:`Adapter.choose`)."""
     adapter = detect(source) if fmt == "auto" else get_adapter(fmt)
-    return adapter.load(str(source), trust=trust, device=device)
+    return adapter.choose(adapter.load(str(source), trust=trust, device=device), head)
 
 
 __all__ = ["Adapter", "Batch", "FAMILIES", "Loaded", "Point", "Quantity", "detect", "get_adapter", "load_model"]

@@ -8,7 +8,7 @@ control and a summary. Everything above ``adapters/`` sees a model only through 
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Callable, Iterator
 
 import torch
@@ -101,10 +101,16 @@ class Adapter:
     """One model family. Subclasses override what differs; the defaults suit e3nn-style modules."""
 
     name = "base"
-    needs_grad = False  # True: the forward computes forces by autograd, so capture keeps grad on
+    needs_grad = False  # True: even the energy-only predict needs gradients on (capture keeps grad on)
+    has_forces = False  # True: predict(..., forces=True) computes forces (by autograd): they can be scored
     # True: predict returns an output still in the autograd graph (attribution sets it for its pass;
     # families whose force step frees the graph keep it only when asked, as it costs memory)
     keep_graph = False
+    # families whose models can have several heads (MACE) or fidelities (SevenNet's modalities): the capture
+    # flag that picks one ("head", "modality"), the family's name and what it calls one / several of them
+    head_flag: str | None = None
+    family = ""  # e.g. "MACE"
+    head_words = ("head", "heads")
 
     def accepts(self, source: str) -> bool:
         """Whether ``--format auto`` should pick this adapter for ``source`` (cheap, no unpickling)."""
@@ -112,6 +118,24 @@ class Adapter:
 
     def load(self, source: str, trust: bool = False, device: str | torch.device = "cpu") -> Loaded:
         raise NotImplementedError
+
+    def choose(self, model: Loaded, head: str | None = None) -> Loaded:
+        """``model`` measured at ``head``, one of ``model.info["heads"]`` (a copy sharing the module);
+        None: its default one (the only one, or one the family marks as default). Refused, listing the
+        names, when the model has several and none is the default, so that none is measured silently."""
+        heads, (one, several) = list(model.info.get("heads") or []), self.head_words
+        if head is None:
+            if heads and model.info.get("head") is None:
+                raise IrrepprobeError(f"this {self.family} model has several {several}: {', '.join(heads)}; "
+                                      f"choose one with --{self.head_flag} NAME")
+            return model
+        if self.head_flag is None:
+            raise IrrepprobeError(f"{self.name} models have no heads or fidelities to choose from (got {head!r})")
+        if not heads:
+            raise IrrepprobeError(f"this {self.family} model has a single {one}: none to choose (got {head!r})")
+        if head not in heads:
+            raise IrrepprobeError(f"this {self.family} model has no {one} {head!r}; valid: {', '.join(heads)}")
+        return replace(model, info={**model.info, "head": head})
 
     def points(self, model: Loaded) -> list[Point]:
         """Every point this adapter can capture, in forward order."""
@@ -124,12 +148,15 @@ class Adapter:
     def batches(self, model: Loaded, structures, batch_size: int = 64) -> Iterator[Batch]:
         raise NotImplementedError
 
-    def predict(self, model: Loaded, batch: Batch) -> torch.Tensor:
-        """[structures, k] the model's :attr:`Loaded.quantity` for each structure of ``batch``."""
+    def predict(self, model: Loaded, batch: Batch, forces: bool = False) -> torch.Tensor:
+        """[structures, k] the model's :attr:`Loaded.quantity` for each structure of ``batch``. The
+        cheapest pass by default: families that take forces by autograd skip that step unless ``forces``
+        (then :meth:`forces` returns them)."""
         raise NotImplementedError
 
     def forces(self, model: Loaded, batch: Batch) -> torch.Tensor | None:
-        """[atoms, 3] forces of the last :meth:`predict` call where the family computes them."""
+        """[atoms, 3] forces on ``batch`` where the family computes them (those of the last
+        ``predict(..., forces=True)`` on it, else a new pass)."""
         return None
 
     def untrained(self, model: Loaded, seed: int | None = None) -> Loaded | None:
@@ -162,17 +189,19 @@ class Adapter:
 
 
 class ForcesOfPredict:
-    """For families whose forward computes forces with the energy: :meth:`predict` keeps them with
-    :meth:`keep_forces`, and :meth:`forces` returns them (predicting first if ``batch`` was not the last)."""
+    """For families whose forward computes forces with the energy: ``predict(..., forces=True)`` keeps
+    them with :meth:`keep_forces`, and :meth:`forces` returns them (predicting with forces first if
+    ``batch`` was not the last)."""
 
+    has_forces = True
     _last: tuple[Batch, torch.Tensor | None] | None = None
 
     def keep_forces(self, batch: Batch, forces: torch.Tensor | None) -> None:
         self._last = (batch, None if forces is None else forces.detach())
 
     def forces(self, model: Loaded, batch: Batch) -> torch.Tensor | None:
-        if self._last is None or self._last[0] is not batch:
-            self.predict(model, batch)
+        if self._last is None or self._last[0] is not batch or self._last[1] is None:
+            self.predict(model, batch, forces=True)
         return self._last[1]
 
 

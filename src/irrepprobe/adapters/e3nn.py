@@ -542,7 +542,7 @@ class E3nnAdapter(Adapter):
             yield Batch(inputs, inputs["batch"], rows, edge_batch)
             start = stop
 
-    def predict(self, model: Loaded, batch: Batch) -> torch.Tensor:
+    def predict(self, model: Loaded, batch: Batch, forces: bool = False) -> torch.Tensor:
         out = model.module(batch.inputs)
         if out.dim() == 1:
             out = out[:, None]

@@ -73,7 +73,7 @@ class IrrepprobeAdapter(Adapter):
             pyg = PygBatch.from_data_list(items).to(model.device)
             yield Batch(pyg, pyg.batch, rows)
 
-    def predict(self, model: Loaded, batch: Batch) -> torch.Tensor:
+    def predict(self, model: Loaded, batch: Batch, forces: bool = False) -> torch.Tensor:
         return model.module(batch.inputs)
 
     def untrained(self, model: Loaded, seed: int | None = None) -> Loaded:

@@ -30,6 +30,7 @@ from __future__ import annotations
 import os
 import warnings
 import zipfile
+from contextlib import nullcontext
 from pathlib import Path
 
 import torch
@@ -37,7 +38,7 @@ from e3nn import o3
 
 from ..data.structures import sha256
 from ..errors import IrrepprobeError
-from .base import Adapter, Batch, Loaded, Point, Quantity, parameters
+from .base import Adapter, Batch, ForcesOfPredict, Loaded, Point, Quantity, parameters
 from .files import check_file, describe, kind_of, refuse_untrusted, torch_load
 
 _MARKER = b"mace.modules.models"  # the module of MACE's model classes, as the pickle names it
@@ -102,9 +103,9 @@ def _layout(module) -> str:
     return "mul_ir"
 
 
-class MACEAdapter(Adapter):
+class MACEAdapter(ForcesOfPredict, Adapter):
     name = "mace"
-    needs_grad = False  # predict asks MACE for the energy only; forces() turns gradients on itself
+    head_flag, family = "head", "MACE"
 
     def __init__(self):
         self.keep_graph = False  # predict's energy stays in the graph only when asked (attribution)
@@ -148,8 +149,9 @@ class MACEAdapter(Adapter):
     def _loaded(self, module, source: str, digest: str | None, **extra) -> Loaded:
         module.eval()
         heads = list(getattr(module, "heads", None) or ["Default"])
-        # as MACE's calculator: the only head, else the one called "default", else the last
-        head = heads[0] if len(heads) == 1 else next((h for h in heads if h.lower() == "default"), heads[-1])
+        # the only head, else the one called "default" (a fine-tuned model's own); else none: choose()
+        # refuses to guess (MACE's calculator would take the last)
+        head = heads[0] if len(heads) == 1 else next((h for h in heads if h.lower() == "default"), None)
         inter = module.interactions
         info = {
             "cls": type(module).__name__,
@@ -209,6 +211,7 @@ class MACEAdapter(Adapter):
         from mace import data as mace_data
         from mace.tools import torch_geometric, torch_tools, utils
 
+        self.choose(model)  # several heads and none chosen: refused, not guessed
         self._check_elements(model, structures)
         z_table = utils.AtomicNumberTable(model.info["elements"])
         # the info keys MACE's calculator reads (charge and spin embeddings of models that have them)
@@ -245,13 +248,12 @@ class MACEAdapter(Adapter):
         data["positions"] = batch.inputs["positions"].detach()  # MACE sets requires_grad on it: keep the batch's
         return model.module(data, training=forces and self.keep_graph, compute_force=forces)
 
-    def predict(self, model: Loaded, batch: Batch) -> torch.Tensor:
-        energy = self._forward(model, batch, forces=False)["energy"].reshape(-1, 1)
+    def predict(self, model: Loaded, batch: Batch, forces: bool = False) -> torch.Tensor:
+        with torch.enable_grad() if forces else nullcontext():
+            out = self._forward(model, batch, forces=forces)
+        self.keep_forces(batch, out["forces"] if forces else None)
+        energy = out["energy"].reshape(-1, 1)
         return energy if self.keep_graph else energy.detach()
-
-    def forces(self, model: Loaded, batch: Batch) -> torch.Tensor | None:
-        with torch.enable_grad():
-            return self._forward(model, batch, forces=True)["forces"].detach()
 
     def labels_of(self, model: Loaded, structures, target: str | None) -> str | None:
         label = super().labels_of(model, structures, target)
@@ -287,12 +289,15 @@ class MACEAdapter(Adapter):
         finally:
             torch.set_default_dtype(saved)
         module.to(device=model.device, dtype=dtype)
-        return self._loaded(module, model.source, model.sha256, untrained=True, seed=seed)
+        loaded = self._loaded(module, model.source, model.sha256, untrained=True, seed=seed)
+        loaded.info["head"] = model.info["head"]  # measured at the trained model's head
+        return loaded
 
     def summary(self, model: Loaded) -> str:
         info = model.info
         layout = "" if info["layout"] == "mul_ir" else f", cuequivariance layout {info['layout']}"
-        head = f", head {info['head']} of {', '.join(info['heads'])}" if len(info["heads"]) > 1 else ""
+        head = (f", head {info['head'] or '(not chosen)'} of {', '.join(info['heads'])}" if len(info["heads"]) > 1
+                else "")
         from ase.data import chemical_symbols
 
         elements = " ".join(chemical_symbols[z] for z in info["elements"])

@@ -156,7 +156,6 @@ def _symbols_to_numbers(type_names) -> list[int] | None:
 
 class NequIPAdapter(ForcesOfPredict, Adapter):
     name = "nequip"
-    needs_grad = True  # models built with do_derivatives (the default) take forces by autograd in forward
 
     def __init__(self):
         # True: the force step keeps the autograd graph (create_graph), so that the energy returned by
@@ -374,22 +373,23 @@ class NequIPAdapter(ForcesOfPredict, Adapter):
 
     # ---------------------------------------------------------------- prediction
 
-    def predict(self, model: Loaded, batch: Batch) -> torch.Tensor:
+    def predict(self, model: Loaded, batch: Batch, forces: bool = False) -> torch.Tensor:
         data = dict(batch.inputs)  # the model's top level copies it too; keep the batch as it was
         data["pos"] = batch.inputs["pos"].detach()  # ForceStressOutput sets requires_grad on its input
         fso = model.module.model
-        derivatives = model.info["do_derivatives"]
-        was = fso.training
+        derivatives = model.info["do_derivatives"] and forces
+        was, did = fso.training, getattr(fso, "do_derivatives", False)
         if derivatives and self.keep_graph:
             fso.training = True  # its autograd step then uses create_graph: the graph survives it
+        if not derivatives:
+            fso.do_derivatives = False  # energy only: ForceStressOutput short-circuits to its energy model
         try:
-            with torch.enable_grad() if derivatives else nullcontext():
+            with torch.enable_grad() if derivatives or self.keep_graph else torch.no_grad():
                 out = model.module(data)
         finally:
-            fso.training = was
+            fso.training, fso.do_derivatives = was, did
         energy = out["total_energy"].reshape(-1, 1)
-        forces = out.get("forces")
-        self.keep_forces(batch, forces)
+        self.keep_forces(batch, out.get("forces") if derivatives else None)
         return energy if self.keep_graph else energy.detach()
 
     # ---------------------------------------------------------------- control and summary

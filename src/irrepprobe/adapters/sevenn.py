@@ -14,8 +14,12 @@ is the layer's own update (role ``update``), ``{t}_equivariant_gate`` the featur
 role ``inner``. With parity off (every pretrained SevenNet) vectors are ``1e`` and l=1 is in e3nn's
 basis (Cartesian x, y, z): a rotation ``R`` acts on it as ``o3.Irreps("1e").D_from_matrix(R) == R``.
 
-Forces come from autograd with respect to the edge vectors, so :meth:`SevenNetAdapter.predict` runs
-under ``torch.enable_grad()`` itself; the force module frees the graph unless ``keep_graph`` is set.
+Forces come from autograd with respect to the edge vectors: ``predict(..., forces=True)`` runs under
+``torch.enable_grad()`` itself and the force module frees the graph unless ``keep_graph`` is set; the
+default energy-only predict runs the modules without the force step and without autograd.
+Multi-fidelity models (``7net-mf-0``: R2SCAN, PBE) are measured at the fidelity (sevenn's modality)
+that :meth:`~irrepprobe.adapters.base.Adapter.choose` sets, written as ``data_modality`` on every graph as
+sevenn's calculator does; with several, none is guessed.
 Checkpoints are pickles: nothing is unpickled without ``trust``, and :meth:`accepts` reads raw bytes only.
 """
 from __future__ import annotations
@@ -126,7 +130,7 @@ def looks_like_checkpoint(path) -> bool:
 
 class SevenNetAdapter(ForcesOfPredict, Adapter):
     name = "sevenn"
-    needs_grad = True
+    head_flag, family, head_words = "modality", "SevenNet", ("fidelity", "fidelities (modalities)")
 
     def __init__(self):
         # True: the force module keeps the autograd graph (create_graph), so that the energy returned by
@@ -202,8 +206,10 @@ class SevenNetAdapter(ForcesOfPredict, Adapter):
         layers = int(config["num_convolution_layer"])
         gates = [module._modules[f"{t}_equivariant_gate"].gate.irreps_out for t in range(layers)]
         hidden = max(gates, key=lambda ir: ir.lmax)
-        modal_map = config.get("_modal_map") or None
-        modal = min(modal_map, key=modal_map.get) if modal_map else None
+        modal_map = config.get("_modal_map") or {}
+        modalities = sorted(modal_map, key=modal_map.get)
+        # no default fidelity (sevenn's calculator also refuses to guess): the only one, else choose()
+        modal = modalities[0] if len(modalities) == 1 else None
         info = {
             "config": config,  # what untrained() rebuilds from
             "cutoff": cutoff,
@@ -215,8 +221,8 @@ class SevenNetAdapter(ForcesOfPredict, Adapter):
             "irreps_layers": [str(ir) for ir in gates],
             "elements": sorted(int(z) for z in module.type_map) if module.type_map else [],
             "sevenn_version": config.get("version"),
-            "modal": modal,  # multi-fidelity models: the modality evaluated (change before batches())
-            "modalities": list(modal_map) if modal_map else [],
+            "head": modal,  # multi-fidelity models: the modality evaluated (set by choose())
+            "heads": modalities,
         }
         info.update(extra)
         return Loaded(module, self, source, digest, Quantity("energy", "eV", "1x0e", per_atom=True), info=info)
@@ -274,7 +280,7 @@ class SevenNetAdapter(ForcesOfPredict, Adapter):
         from sevenn.atom_graph_data import AtomGraphData
         from sevenn.train.dataload import unlabeled_atoms_to_graph
 
-        cutoff, modal = model.info["cutoff"], model.info.get("modal")
+        cutoff, modal = model.info["cutoff"], model.info.get("head")
         out = []
         for r in rows:
             g = AtomGraphData.from_numpy_dict(unlabeled_atoms_to_graph(structures.atoms(int(r)), cutoff))
@@ -287,6 +293,7 @@ class SevenNetAdapter(ForcesOfPredict, Adapter):
         from torch_geometric.data import Batch as PygBatch
 
         _sevenn()
+        self.choose(model)  # a multi-fidelity model loaded without choosing one: refused, not guessed
         self._check_elements(model, structures)
         for start in range(0, len(structures), batch_size):
             rows = torch.arange(start, min(start + batch_size, len(structures)))
@@ -308,24 +315,33 @@ class SevenNetAdapter(ForcesOfPredict, Adapter):
 
     # ---------------------------------------------------------------- prediction
 
-    def predict(self, model: Loaded, batch: Batch) -> torch.Tensor:
+    def predict(self, model: Loaded, batch: Batch, forces: bool = False) -> torch.Tensor:
         data = copy.copy(batch.inputs)  # the model writes into its input: keep the batch as it was
         data["edge_vec"] = batch.inputs["edge_vec"].detach()  # a fresh leaf for the force gradient
         if "cell_volume" in data:
             data["cell_volume"] = batch.inputs["cell_volume"].clone()  # clamped in place by force_output
-        force = model.module._modules.get("force_output")
+        module = model.module
+        if not forces:  # the modules in order, minus the force step: a forward pass without autograd
+            with torch.enable_grad() if self.keep_graph else torch.no_grad():
+                out = module._preprocess(data)
+                for name, m in module._modules.items():
+                    if name != "force_output":
+                        out = m(out)
+            self.keep_forces(batch, None)
+            energy = out["inferred_total_energy"].reshape(-1, 1)
+            return energy if self.keep_graph else energy.detach()
+        force = module._modules.get("force_output")
         was = force.training if force is not None else False
         if force is not None and self.keep_graph:
             force.training = True  # create_graph: the graph survives the force gradient
         try:
             with torch.enable_grad():
-                out = model.module(data)
+                out = module(data)
         finally:
             if force is not None:
                 force.training = was
         energy = out["inferred_total_energy"].reshape(-1, 1)
-        forces = out["inferred_force"] if "inferred_force" in out else None
-        self.keep_forces(batch, forces)
+        self.keep_forces(batch, out["inferred_force"] if "inferred_force" in out else None)
         return energy if self.keep_graph else energy.detach()
 
     # ---------------------------------------------------------------- control and summary
@@ -353,7 +369,7 @@ class SevenNetAdapter(ForcesOfPredict, Adapter):
         extra = {k: model.info[k] for k in ("pretrained", "path") if k in model.info}
         loaded = self._loaded(module.to(model.device), config, model.source, model.sha256, untrained=True,
                               seed=seed, **extra)
-        loaded.info["modal"] = model.info.get("modal")
+        loaded.info["head"] = model.info.get("head")
         return loaded
 
     def summary(self, model: Loaded) -> str:
@@ -362,7 +378,8 @@ class SevenNetAdapter(ForcesOfPredict, Adapter):
         fname = Path(info.get("path") or model.source).name
         parity = "on (O(3))" if info["is_parity"] else "off (SO(3): vectors are 1e)"
         last = info["irreps_layers"][-1]
-        modal = f", modality {info['modal']} of {', '.join(info['modalities'])}" if info.get("modal") else ""
+        modal = (f", modality {info['head'] or '(not chosen)'} of {', '.join(info['heads'])}" if info.get("heads")
+                 else "")
         return (f"SevenNet {src} ({fname}, trained with sevenn {info.get('sevenn_version')}): NequIP-style "
                 f"gated interaction layers with linear self-connections; orders l=0..{info['lmax']}, parity "
                 f"{parity}; channels per order {info['irreps_hidden']} ({info['layers']} layers, the last "

@@ -1,4 +1,5 @@
 """Per-irrep activations of a trained model: hooks, block slicing, streaming reductions, capture files."""
+from .equivariance import check_equivariance, equivariance_line
 from .hooks import Recorder, find_points, hooked, keeping, refuse_compiled, replacing, select
 from .layouts import Block, blocks, from_mul_ir, split, to_mul_ir
 from .run import (capture, capture_checkpoint, capture_untrained, choose_points, model_of, resolve_data, run_capture,
@@ -6,6 +7,6 @@ from .run import (capture, capture_checkpoint, capture_untrained, choose_points,
 from .store import Capture, load_capture, summary_table
 
 __all__ = ["Block", "Capture", "Recorder", "blocks", "capture", "capture_checkpoint", "capture_untrained",
-           "choose_points", "find_points", "from_mul_ir", "hooked", "keeping", "load_capture", "model_of",
-           "refuse_compiled", "replacing", "resolve_data", "run_capture", "select", "split", "structures_of",
-           "summary_table", "to_mul_ir"]
+           "check_equivariance", "choose_points", "equivariance_line", "find_points", "from_mul_ir", "hooked",
+           "keeping", "load_capture", "model_of", "refuse_compiled", "replacing", "resolve_data", "run_capture",
+           "select", "split", "structures_of", "summary_table", "to_mul_ir"]

@@ -116,13 +116,17 @@ def replacing(points, replace: dict[str, Callable[[torch.Tensor], torch.Tensor]]
     return [(by_name[n].module, make(by_name[n], fn)) for n, fn in replace.items()]
 
 
-def keeping(points, store: dict[str, torch.Tensor]) -> list[tuple[str, Callable]]:
+def keeping(points, store: dict[str, torch.Tensor], grad: bool = False) -> list[tuple[str, Callable]]:
     """Hooks that keep each point's tensor (in the point's own layout, still in the autograd graph) in
     ``store``. The kept tensor is written back, so that what runs downstream is computed from it: a point
-    whose read makes a new tensor (a slice of the module's output) would otherwise get no gradient."""
+    whose read makes a new tensor (a slice of the module's output) would otherwise get no gradient.
+    ``grad``: a tensor outside the autograd graph becomes a leaf that requires one (attribution)."""
     def make(p: Point):
         def hook(module, args, out):
-            store[p.name] = x = p.read(out)
+            x = p.read(out)
+            if grad and torch.is_tensor(x) and not x.requires_grad and x.is_floating_point():
+                x = x.detach().requires_grad_(True)  # nothing upstream needs a gradient (no forces asked)
+            store[p.name] = x
             return p.write(out, x)
         return hook
     return [(p.module, make(p)) for p in as_points(points)]

@@ -74,7 +74,8 @@ def model_of(cap: Capture, model=None, trust: bool | None = None, device="cpu") 
         if cap.meta.get("model_sha256") and sha256(path) != cap.meta["model_sha256"]:
             raise IrrepprobeError(f"{path} is not the model capture {cap.path} was taken from (its sha256 differs)")
     trust = cap.meta.get("trusted", False) if trust is None else trust
-    return load_model(source, cap.meta["adapter"], trust=trust, device=device)
+    # the head or fidelity the capture measured, so that ablations and controls measure the same one
+    return load_model(source, cap.meta["adapter"], trust=trust, device=device, head=cap.meta.get("head"))
 
 
 def choose_points(model: Loaded, patterns: list[str] | None):
@@ -85,7 +86,8 @@ def choose_points(model: Loaded, patterns: list[str] | None):
     return [by_name[n] for n in names]
 
 
-def run_capture(model: Loaded, structures: Structures, points, batch_size: int = 64, nodes_dir=None):
+def run_capture(model: Loaded, structures: Structures, points, batch_size: int = 64, nodes_dir=None,
+                batches=None):
     """Run ``model`` over ``structures`` under a :class:`Recorder` on ``points``. Gradients stay on for
     families whose forward needs them (forces by autograd); every reduction is detached, so memory
     stays bounded. Returns the recorder and the predictions [structures, k]."""
@@ -93,7 +95,7 @@ def run_capture(model: Loaded, structures: Structures, points, batch_size: int =
     grad = torch.enable_grad() if adapter.needs_grad else torch.no_grad()
     with Recorder(model.module, points, nodes_dir, n_molecules=len(structures)) as rec, grad:
         bar = progress(total=len(structures), desc="capture", unit="structure")
-        for batch in adapter.batches(model, structures, batch_size):
+        for batch in batches if batches is not None else adapter.batches(model, structures, batch_size):
             bar.update(batch.n_structures)
             rec.begin(batch)
             outputs.append(adapter.predict(model, batch).detach().double().cpu())
@@ -103,12 +105,18 @@ def run_capture(model: Loaded, structures: Structures, points, batch_size: int =
 
 def capture(model: Loaded, structures: Structures, points: list[str] | None = None, out=None,
             batch_size: int = 64, save_nodes: bool = False, target: str | None = None,
-            trusted: bool = False) -> Capture:
+            trusted: bool = False, check_equivariance: int = 16, batches=None) -> Capture:
     """Capture ``model`` over ``structures`` into ``out`` and return the loaded :class:`Capture`.
     ``points``: glob patterns (default: the adapter's). ``target``: the label holding the model's own
-    quantity (then errors are stored); None: the capture holds predictions only."""
+    quantity (then errors are stored); None: the capture holds predictions only. ``check_equivariance``:
+    after the capture, rerun the first that many structures randomly rotated and compare
+    (:func:`~irrepprobe.capture.equivariance.check_equivariance`; 0 skips): ``equivariance.csv``,
+    ``meta["equivariance"]`` and an ``equivariance_max_rel`` column in the summary; a failure prints one line."""
     if len(structures) == 0:
         raise IrrepprobeError("no structures to capture")
+    if check_equivariance is None or check_equivariance < 0:
+        raise IrrepprobeError(f"check_equivariance is a number of structures (0 skips the check), got "
+                              f"{check_equivariance}")
     if out is None:
         raise IrrepprobeError("give the capture directory (--out)")
     adapter = model.adapter
@@ -116,7 +124,7 @@ def capture(model: Loaded, structures: Structures, points: list[str] | None = No
     chosen = choose_points(model, points)
     out = Path(out)
     t0 = time.time()
-    rec, pred = run_capture(model, structures, chosen, batch_size, out / "nodes" if save_nodes else None)
+    rec, pred = run_capture(model, structures, chosen, batch_size, out / "nodes" if save_nodes else None, batches)
     seconds = time.time() - t0
 
     info = {(p, b.name): (b.l, b.parity, b.mul) for p, bl in rec.blocks.items() for b in bl}
@@ -142,11 +150,14 @@ def capture(model: Loaded, structures: Structures, points: list[str] | None = No
         "format": "irrepprobe.capture", "format_version": 2,
         "adapter": adapter.name, "model": model.source, "model_sha256": model.sha256, "trusted": bool(trusted),
         "model_summary": adapter.summary(model),
+        # the head (MACE) or fidelity (SevenNet's modality) measured, and all the model has
+        "head": model.info.get("head"), "heads": list(model.info.get("heads") or []),
         "quantity": {"name": q.name, "unit": q.unit, "irreps": q.irreps, "per_atom": q.per_atom},
         "target": label, "data": structures.source, "data_sha256": structures.sha256,
         "labels": {k: {"shape": list(v.shape[1:]), "unit": structures.units.get(k, "")}
                    for k, v in structures.labels.items()},
         "elements": elements, "n_molecules": len(structures), "seconds": round(seconds, 3),
+        "periodic": int(structures.pbc.any(1).sum()),  # structures with a periodic direction
         "points": {p.name: {"irreps": str(p.irreps), "module": p.module, "kind": p.kind, "layout": p.layout,
                             "role": p.role,
                             "blocks": [{"name": b.name, "l": b.l, "parity": b.parity, "mul": b.mul}
@@ -163,7 +174,24 @@ def capture(model: Loaded, structures: Structures, points: list[str] | None = No
         meta["checkpoint"], meta["checkpoint_sha256"] = model.source, model.sha256
     if not meta["points"]:
         raise IrrepprobeError("no point could be captured: " + "; ".join(f"{k}: {v}" for k, v in rec.skipped.items()))
-    write_capture(out, arrays, meta, summary_table(stats, info))
+    summary = summary_table(stats, info)
+    meta["equivariance"] = None
+    if check_equivariance > 0:
+        from ..fileio import save_csv
+        from .equivariance import check_equivariance as check, equivariance_line
+
+        table, meta["equivariance"] = check(model, structures, [p for p in chosen if p.name not in rec.skipped],
+                                            n=min(check_equivariance, len(structures)), batch_size=batch_size)
+        out.mkdir(parents=True, exist_ok=True)
+        save_csv(table, out / "equivariance.csv")
+        per_block = table.loc[table["kind"].isin(["node", "edge"]), ["point", "block", "max_rel"]]
+        summary = summary.merge(per_block.rename(columns={"max_rel": "equivariance_max_rel"}),
+                                on=["point", "block"], how="left")
+        if not meta["equivariance"]["passed"]:
+            print(equivariance_line(meta["equivariance"]), flush=True)
+    elif (out / "equivariance.csv").exists():
+        (out / "equivariance.csv").unlink()  # an earlier capture's, into the same directory
+    write_capture(out, arrays, meta, summary)
     return load_capture(out)
 
 
@@ -181,13 +209,17 @@ def capture_checkpoint(ckpt_path, split: str = "test", subset: int | None = None
 
 
 def capture_untrained(cap: Capture, out, seed: int | None = None, model=None, device: str = "auto",
-                      batch_size: int = 64, cache_dir=None, trust: bool | None = None) -> Capture | None:
-    """Capture, over the same structures and points, the untrained model of ``cap`` (same architecture,
-    initialisation ``seed``; None: the family's own choice). None when the family has no untrained
-    control."""
-    trained = model_of(cap, model, trust=trust, device=resolve_device(device))
+                      batch_size: int = 64, cache_dir=None, trust: bool | None = None, points=None,
+                      trained: Loaded | None = None, structures: Structures | None = None,
+                      batches=None) -> Capture | None:
+    """Capture, over the same structures and ``points`` (default: the capture's), the untrained model of
+    ``cap`` (same architecture, initialisation ``seed``; None: the family's own choice). None when the
+    family has no untrained control. ``trained``, ``structures`` and ``batches`` (the trained model's,
+    which an untrained twin shares) save reloading and rebuilding them for every control."""
+    trained = trained or model_of(cap, model, trust=trust, device=resolve_device(device))
     ctl = trained.adapter.untrained(trained, seed)
     if ctl is None:
         return None
-    return capture(ctl, structures_of(cap, cache_dir), cap.points, out, batch_size, target=cap.meta["target"],
-                   trusted=cap.meta.get("trusted", False))
+    structures = structures if structures is not None else structures_of(cap, cache_dir)
+    return capture(ctl, structures, points or cap.points, out, batch_size, target=cap.meta["target"],
+                   trusted=cap.meta.get("trusted", False), check_equivariance=0, batches=batches)

@@ -24,20 +24,40 @@ from ..errors import IrrepprobeError
 INTERVENTIONS = ("zero", "mean", "resample")
 
 
+def _batch_activations(model: Loaded, batch, points) -> dict[str, torch.Tensor]:
+    store: dict[str, torch.Tensor] = {}
+    grad = torch.enable_grad() if model.adapter.needs_grad else torch.no_grad()
+    with hooked(model.module, keeping(points, store)), grad:
+        model.adapter.predict(model, batch)
+    return {p.name: to_mul_ir(store[p.name], p.irreps, p.layout).detach() for p in points if p.name in store}
+
+
 def activations(model: Loaded, batches, points) -> list[dict[str, torch.Tensor]]:
     """Per batch, each point's tensor in ``mul_ir`` (detached): the donors of ``resample`` and the
     data of ``mean``."""
-    out = []
-    grad = torch.enable_grad() if model.adapter.needs_grad else torch.no_grad()
-    for batch in batches:
-        store: dict[str, torch.Tensor] = {}
-        with hooked(model.module, keeping(points, store)), grad:
-            model.adapter.predict(model, batch)
-        out.append({p.name: to_mul_ir(store[p.name], p.irreps, p.layout).detach() for p in points if p.name in store})
-    return out
+    return [_batch_activations(model, b, points) for b in batches]
 
 
-def channel_means(acts: list[dict[str, torch.Tensor]], points) -> dict[str, torch.Tensor]:
+class Activations:
+    """:func:`activations`, computed batch by batch when first asked for (an energy-only pass each), so
+    that a sequential ablation that stops early never runs the batches it does not reach."""
+
+    def __init__(self, model: Loaded, batches, points):
+        self.model, self.batches, self.points, self._done = model, batches, points, {}
+
+    def __len__(self) -> int:
+        return len(self.batches)
+
+    def __getitem__(self, k: int) -> dict[str, torch.Tensor]:
+        if k not in self._done:
+            self._done[k] = _batch_activations(self.model, self.batches[k], self.points)
+        return self._done[k]
+
+    def __iter__(self):
+        return (self[k] for k in range(len(self)))
+
+
+def channel_means(acts, points) -> dict[str, torch.Tensor]:
     """Per point, the mean over all rows of every l = 0 column, zero for l > 0 columns."""
     means = {}
     for p in points:
@@ -57,12 +77,26 @@ class Intervention:
     """Builds the hooks that replace the named blocks of each point under one intervention, batch by
     batch (``resample`` draws its donors from the next batch)."""
 
-    def __init__(self, kind: str, points, acts, batches, seed: int = 0):
+    def __init__(self, kind: str, points, acts, batches, seed: int = 0, means: dict | None = None,
+                 first: int | None = None, acts_for_means=None):
+        """``means``: per point, the data's per-channel means (e.g. from the capture); points without
+        one get theirs from the activations of the batches that hold the first ``first`` structures
+        (all batches when None)."""
         if kind not in INTERVENTIONS:
             raise IrrepprobeError(f"unknown intervention {kind!r}; valid: {', '.join(INTERVENTIONS)}")
         self.kind, self.points = kind, {p.name: p for p in points}
         self.acts, self.batches, self.seed = acts, batches, seed
-        self.means = channel_means(acts, points) if kind == "mean" else None
+        self.means = None
+        if kind == "mean":
+            self.means = dict(means or {})
+            missing = [p for p in points if p.name not in self.means]
+            if missing:
+                source = acts_for_means if acts_for_means is not None else acts
+                k, seen = 0, 0
+                while k < len(batches) and (first is None or seen < first):
+                    seen += batches[k].n_structures
+                    k += 1
+                self.means.update(channel_means([source[j] for j in range(k)], missing))
         self.index = 0  # the batch being run
 
     def hooks(self, replace: dict[str, list[str]]):

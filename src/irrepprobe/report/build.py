@@ -10,7 +10,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ..capture import Capture, capture_untrained, load_capture
+from ..capture import Capture, capture_untrained, load_capture, model_of, structures_of
+from ..train.distributed import resolve_device
 from ..errors import IrrepprobeError
 from ..fileio import save_csv, save_json
 from .. import metrics as M
@@ -21,41 +22,57 @@ from .document import Document
 # What the verdict calls "carries information about a target": a probe that explains at least half
 # the variance, at least 0.2 more than the same probe on the untrained model.
 INFO_R2, INFO_SELECTIVITY = 0.5, 0.2
+# gradient x activation (a first-order diagnostic beside the ablations) on the first so many structures
+ATTRIBUTION_MOLECULES = 128
+# a probe control whose untrained R2 (mean over initialisations) or control-task R2 is below this is
+# broken (the ridge fit extrapolates wildly): selectivity against it is not information
+CONTROL_FLOOR = -1.0
 # Targets that correlate this strongly with the model's own target count as the same target.
 SAME_TARGET_CORR = 0.95
 
 
 def _controls(cap: Capture, out: Path, model, device, log, trust=None, n: int = 5) -> list[Capture]:
-    """Captures of ``n`` untrained initialisations over the same structures: the run's own (the weights
-    training began from, ``control/capture``) and seeds 1..n-1 (``control/seed{k}``), each reused when
-    already in ``out``; empty when the model's family has no untrained control."""
-    ctls = []
+    """Captures of ``n`` untrained initialisations over the same structures, at the points the probes
+    read (the hidden ones): the run's own (the weights training began from, ``control/capture``) and
+    seeds 1..n-1 (``control/seed{k}``), each reused when already in ``out``; empty when the model's
+    family has no untrained control. The trained model is loaded and the batches built once for all."""
+    points = M.hidden_points(cap)
+    ctls, shared = [], None
     for k in range(n):
         path = out / "control" / ("capture" if k == 0 else f"seed{k}")
         if (path / "meta.json").exists():
             ctl = load_capture(path)
-            same = (np.array_equal(ctl.arrays["index"], cap.arrays["index"]) and set(ctl.points) == set(cap.points)
+            same = (np.array_equal(ctl.arrays["index"], cap.arrays["index"]) and set(ctl.points) == set(points)
                     and ctl.meta.get("model_sha256") == cap.meta.get("model_sha256")
-                    and ctl.meta.get("adapter") == cap.meta.get("adapter"))
+                    and ctl.meta.get("adapter") == cap.meta.get("adapter")
+                    and ctl.meta.get("head") == cap.meta.get("head"))
             if same:
                 log(f"reusing the untrained control capture in {path}")
                 ctls.append(ctl)
                 continue
-        ctl = capture_untrained(cap, path, seed=None if k == 0 else k, model=model, device=device, trust=trust)
+        if shared is None:
+            trained = model_of(cap, model, trust=trust, device=resolve_device(device))
+            structures = structures_of(cap)
+            batch_size = int(cap.meta.get("batch_size") or 64)
+            shared = {"trained": trained, "structures": structures,
+                      "batches": list(trained.adapter.batches(trained, structures, batch_size))}
+        ctl = capture_untrained(cap, path, seed=None if k == 0 else k, points=points, **shared)
         if ctl is None:
             return []
         ctls.append(ctl)
     return ctls
 
 
-def _utilisation(cap: Capture, out: Path, model, molecules, device, trust, threshold, seed, log) -> pd.DataFrame:
+def _utilisation(cap: Capture, out: Path, model, molecules, device, trust, threshold, seed, log, quantity,
+                 first_look) -> pd.DataFrame:
     """Utilisation under every intervention, reused from ``out`` when an earlier report there measured
     the same model on the same structures with the same settings (``tables/utilisation.json`` says so):
     it is the costly stage, and a report rerun for its other parts should not redo it."""
     key = {"model_sha256": cap.meta.get("model_sha256"), "data_sha256": cap.meta.get("data_sha256"),
            "index_sha256": hashlib.sha256(np.ascontiguousarray(cap.arrays["index"]).tobytes()).hexdigest(),
            "points": M.hidden_points(cap), "molecules": molecules, "interventions": list(M.INTERVENTIONS),
-           "seed": seed}
+           "seed": seed, "head": cap.meta.get("head"), "quantity": quantity, "first_look": first_look,
+           "threshold": threshold, "table_version": 2}
     table, meta = out / "tables" / "utilisation.csv", out / "tables" / "utilisation.json"
     if table.exists() and meta.exists() and json.loads(meta.read_text()) == key:
         log(f"reusing the utilisation measured for this model and data in {table}")
@@ -64,7 +81,8 @@ def _utilisation(cap: Capture, out: Path, model, molecules, device, trust, thres
         util["used"] = M.verdicts(util, threshold)
         return util
     util = M.utilisation(cap, model, molecules=molecules, device=device, trust=trust,
-                         interventions=M.INTERVENTIONS, threshold=threshold, seed=seed)
+                         interventions=M.INTERVENTIONS, threshold=threshold, seed=seed, quantity=quantity,
+                         first_look=first_look, attribution_molecules=ATTRIBUTION_MOLECULES)
     meta.unlink(missing_ok=True)  # the key goes last: a table without it is never reused
     save_csv(util, table)
     save_json(key, meta)
@@ -75,16 +93,22 @@ def make_report(capture, out=None, model=None, trust: bool | None = None, ablati
                 map_points: int | None = 2000, map_method: str = "umap", map_layers: list[str] | None = None,
                 compare=None, threshold: float = M.THRESHOLD, device: str = "auto", seed: int = 0,
                 controls: int = 5, command: str | None = None, utilisation: pd.DataFrame | None = None,
-                log=print) -> dict:
+                quantity: str = "both", first_look: int | None = 64, log=print) -> dict:
     """Compute every metric of ``capture`` and write the report into ``out`` (default
     ``CAPTURE/report``). Returns the tables (DataFrames) and the paths written. ``utilisation``: a table
     :func:`irrepprobe.metrics.utilisation` already made for this capture and model (an experiment run's
-    ``metrics/utilisation.csv``), used instead of measuring it again."""
+    ``metrics/utilisation.csv``), used instead of measuring it again. ``quantity``: energy, forces or
+    both (forces where the family computes them). ``first_look``: the sequential rule of
+    :func:`irrepprobe.metrics.ablation` (None or 0: every ablation on every structure)."""
     cap = capture if isinstance(capture, Capture) else load_capture(capture)
     out = Path(out) if out else cap.path / "report"
     figs, tabs = out / "figures", out / "tables"
     if not 0 < threshold < 1:
         raise IrrepprobeError(f"--threshold must be a fraction between 0 and 1, got {threshold:g}")
+    if quantity not in M.QUANTITIES:
+        raise IrrepprobeError(f"--quantity must be one of {', '.join(M.QUANTITIES)}, got {quantity!r}")
+    if first_look is not None and first_look < 0:
+        raise IrrepprobeError(f"--first-look must be 0 (off) or a number of structures, got {first_look}")
     if controls < 1:
         raise IrrepprobeError(f"--controls must be at least 1, got {controls}")
     if map_method not in M.latent.MAP_METHODS:
@@ -111,7 +135,8 @@ def make_report(capture, out=None, model=None, trust: bool | None = None, ablati
         norms = M.norms(cap)
     with stage("utilisation (ablation, gradient x activation)"):
         if utilisation is None:
-            util = _utilisation(cap, out, model, ablation_molecules, device, trust, threshold, seed, log)
+            util = _utilisation(cap, out, model, ablation_molecules, device, trust, threshold, seed, log,
+                                quantity, first_look or None)
         else:
             util = utilisation.assign(parity=utilisation["parity"].fillna(""))
             util["used"] = M.verdicts(util, threshold)
@@ -121,9 +146,10 @@ def make_report(capture, out=None, model=None, trust: bool | None = None, ablati
         own = inv.drop(columns=["squared error"], errors="ignore")
         Y = M.target_table(cap)
         Y = pd.concat([Y, own[[c for c in own.columns if c not in Y]]], axis=1)
-        probes = M.probe_scores(cap, Y, ctls, seed=seed)
+        probes = _flag_controls(M.probe_scores(cap, Y, ctls, points=hidden, seed=seed), cap)
     with stage("probes (equivariant)"):
-        eq = M.equivariant_probe_scores(cap, M.equivariant_targets(cap), ctls, seed=seed)
+        eq = _flag_controls(M.equivariant_probe_scores(cap, M.equivariant_targets(cap), ctls, points=hidden, seed=seed), cap,
+                            ridge=False)
     with stage("latent structure (kNN)"):
         knn = M.knn_scores(cap, inv, points=hidden, seed=seed)
     with stage(f"latent maps ({map_method})"):
@@ -134,6 +160,7 @@ def make_report(capture, out=None, model=None, trust: bool | None = None, ablati
         cka_other = M.cka_matrix(cap, other) if other is not None else None
 
     own_col = own.columns[0]
+    checks = M.denominator_checks(cap, util)
     copies = _same_target(Y, own_col)
     verdict = _verdict(util, probes, eq, hidden, threshold, copies, target)
     out.mkdir(parents=True, exist_ok=True)
@@ -142,6 +169,7 @@ def make_report(capture, out=None, model=None, trust: bool | None = None, ablati
               "verdict_by_intervention": verdict["grid"]}
     for name, df in tables.items():
         save_csv(df, tabs / f"{name}.csv")
+    save_csv(checks, tabs / "denominators.csv")
     save_csv(cka, tabs / "cka.csv", index=True)
     if cka_ctl is not None:
         save_csv(cka_ctl, tabs / "cka_trained_vs_untrained.csv")
@@ -156,7 +184,9 @@ def make_report(capture, out=None, model=None, trust: bool | None = None, ablati
 
     paths = {}
     sel = probes[probes["target"] == own_col]
-    zero = util[(util["point"] != "all") & (util["intervention"] == "zero")].assign(
+    zero = util[(util["point"] != "all") & (util["intervention"] == "zero")]
+    zero = zero.groupby(["point", "block"], as_index=False, sort=False).agg(  # the larger of the quantities
+        scale_free=("scale_free", "max"), reachable=("reachable", "first"), used=("used", "first")).assign(
         percent=lambda d: 100 * d["scale_free"],
         mark=lambda d: np.where(~d["reachable"], "unreachable", np.where(~d["used"], "unused", "")))
     paths["utilisation"] = F.save(F.utilisation_heatmap(
@@ -179,11 +209,31 @@ def make_report(capture, out=None, model=None, trust: bool | None = None, ablati
                                                     xlabel=f"point of {other.path.name}"), figs, "cka_compare")
 
     doc = _document(head, meta, mae, unit, verdict, norms, util, probes, eq, knn, cka_ctl, paths, own_col,
-                    threshold, n_map, map_method, ablation_molecules, timings, command)
+                    threshold, n_map, map_method, ablation_molecules, timings, command, checks, first_look)
     save_csv(pd.DataFrame(timings), tabs / "timings.csv")
     md, page = doc.write(out)
     return {"out": out, "report_md": md, "report_html": page, "figures": paths, "tables": tables,
             "cka": cka, "verdict": verdict, "timings": pd.DataFrame(timings)}
+
+
+def _flag_controls(probes: pd.DataFrame, cap: Capture, ridge: bool = True) -> pd.DataFrame:
+    """``control_flag``: why a probe's controls cannot tell information from artefact (empty when they
+    can): the untrained initialisations' or the control task's R2 far below 0, or (ridge) fewer
+    structures than the block has features."""
+    n = len(cap.arrays["index"])
+    width = {(p, b): M.invariants(cap, p, b).shape[1] for p, b in probes[["point", "block"]].drop_duplicates().values} \
+        if ridge and len(probes) else {}
+    flags = []
+    for r in probes.itertuples():
+        why = []
+        if np.isfinite(r.r2_untrained) and r.r2_untrained < CONTROL_FLOOR:
+            why.append(f"untrained R2 {r.r2_untrained:.2f}")
+        if np.isfinite(r.r2_control_task) and r.r2_control_task < CONTROL_FLOOR:
+            why.append(f"control-task R2 {r.r2_control_task:.2f}")
+        if width.get((r.point, r.block), 0) > n:
+            why.append(f"{n} structures for {width[(r.point, r.block)]} features")
+        flags.append("; ".join(why))
+    return probes.assign(control_flag=flags)
 
 
 def _maps(cap, inv, points, n_points, method, seed):
@@ -218,7 +268,14 @@ def _cell(row: pd.Series, t: float) -> str:
 
 
 def _interval(r) -> str:
-    return f"{100 * r.scale_free:.1f}% [{100 * r.scale_free_low:.1f}, {100 * r.scale_free_high:.1f}]"
+    if not np.isfinite(r.scale_free_high):
+        return "left out (no denominator)"
+    n = f", n={int(r.structures)}" if "structures" in r._fields and np.isfinite(r.structures) else ""
+    return f"{100 * r.scale_free:.1f}% [{100 * r.scale_free_low:.1f}, {100 * r.scale_free_high:.1f}{n}]"
+
+
+def _column(r, several: bool) -> str:
+    return f"{r.intervention} ({r.quantity})" if several else r.intervention
 
 
 def _verdict(util, probes, eq, hidden, threshold, copies, target) -> dict:
@@ -229,20 +286,26 @@ def _verdict(util, probes, eq, hidden, threshold, copies, target) -> dict:
     drop = orders_to_drop(util, threshold, hidden)
     both = pd.concat([probes, eq], ignore_index=True)
     both = both[both["point"].isin(hidden) & ~both["target"].isin(copies) & (both["target"] != target)]
-    info = both[(both["r2"] >= INFO_R2) & (both["selectivity"] >= INFO_SELECTIVITY) & both["above_controls"]]
+    info = both[(both["r2"] >= INFO_R2) & (both["selectivity"] >= INFO_SELECTIVITY) & both["above_controls"]
+                & (both["control_flag"].fillna("") == "")]
     best = info.sort_values("selectivity", ascending=False).groupby("target", sort=False).head(1)
     rows = []
+    several = "quantity" in util and util["quantity"].nunique() > 1
+    measured = util.groupby(["point", "block"])["scale_free_high"].apply(lambda v: bool(np.isfinite(v).any()))
     for r in per_block.itertuples():
         carried = info[(info["point"] == r.point) & (info["block"] == r.block)]["target"].tolist()
         row = {"point": r.point, "block": r.block, "l": r.l}
         for k in rows_all[(rows_all["point"] == r.point) & (rows_all["block"] == r.block)].itertuples():
-            row[k.intervention] = _interval(k)
-        row["verdict"] = "unreachable by construction" if not r.reachable else ("used" if r.used else "unused")
+            row[_column(k, several)] = _interval(k)
+        row["verdict"] = ("unreachable by construction" if not r.reachable else
+                          "undetermined (no denominator)" if not measured[(r.point, r.block)] else
+                          "used" if r.used else "unused")
         row["carries (other targets)"] = ", ".join(carried)
         rows.append(row)
     joint = util[util["point"] == "all"]
     grid = util[(util["point"].isin(hidden) | (util["point"] == "all")) & util["reachable"]]
-    by = grid.pivot_table(index=["point", "block"], columns="intervention", values="scale_free_high", sort=False)
+    by = grid.pivot_table(index=["point", "block"], columns="intervention", values="scale_free_high", sort=False,
+                          aggfunc="max")  # the larger over the quantities scored: unused only if unused for each
     by_threshold = pd.DataFrame({f"{100 * t:g}%": [_cell(row, t) for _, row in by.iterrows()] for t in SWEEP},
                                 index=by.index).reset_index()
     sweep = []
@@ -255,14 +318,76 @@ def _verdict(util, probes, eq, hidden, threshold, copies, target) -> dict:
     return {"unused": unused[["point", "block"]].values.tolist(),
             "unreachable": unreachable[["point", "block"]].values.tolist(), "drop": drop, "best_other": best,
             "table": pd.DataFrame(rows), "copies": copies, "sweep": pd.DataFrame(sweep), "grid": by_threshold,
-            "joint": pd.DataFrame([{"order": r.block, "intervention": r.intervention, "scale-free utilisation": _interval(r)}
-                                   for r in joint.itertuples()])}
+            "joint": pd.DataFrame([{"order": r.block, "intervention": r.intervention,
+                                    **({"quantity": r.quantity} if several else {}),
+                                    "scale-free utilisation": _interval(r)} for r in joint.itertuples()])}
+
+
+def _describe(q: str, kind: str, meta) -> str:
+    if q == "forces":
+        return "forces (error against the data's per-atom forces)" if kind == "error" else \
+            "forces (shift of the model's own forces, relative to their root mean square)"
+    return (f"{q} (error against {meta['target']})" if kind == "error" else
+            f"{q} (shift of the model's own prediction" + (" per atom" if meta["quantity"].get("per_atom") else "")
+            + ", relative to its spread)")
+
+
+def _header(meta, util) -> list[str]:
+    """What was measured, in a few lines: data, the function (head or fidelity), quantities, equivariance."""
+    from ..capture.equivariance import equivariance_line
+
+    n, periodic = meta["n_molecules"], meta.get("periodic")
+    lines = [f"Data: {meta['data']}, {n} structures" + (
+        "" if periodic is None else f", {periodic} of them periodic (cell and pbc)" if periodic else
+        ", none periodic") + "."]
+    heads = meta.get("heads") or []
+    if len(heads) > 1:
+        word = "fidelity (modality)" if meta["adapter"] == "sevenn" else "head"
+        lines.append(f"Function measured: {word} {meta.get('head')} of {', '.join(map(str, heads))}.")
+    if "quantity" in util:
+        scored = util.drop_duplicates("quantity")
+        text = "; ".join(_describe(r.quantity, r.score, meta) for r in scored.itertuples())
+        lines.append(f"Quantities scored: {text}" + ("" if (util["quantity"] == "forces").any() else
+                                                     " (no forces: not computed by this family, or not asked for)")
+                     + ".")
+    eq = meta.get("equivariance", "absent")
+    lines.append("Equivariance: " + ("not checked (a capture from before the check)" if eq == "absent" else
+                                     "not checked (--check-equivariance 0)" if eq is None else equivariance_line(eq))
+                 + ".")
+    return lines
+
+
+def _warnings(meta, util, checks) -> list[str]:
+    """Lines that come before any verdict: a model that is not equivariant, denominators that degenerate."""
+    out = []
+    eq = meta.get("equivariance")
+    if isinstance(eq, dict) and not eq.get("passed", True):
+        out.append("**The model failed the equivariance check**: which irreps it uses is not a meaningful question "
+                   "while rotating a structure changes its output or its features' invariants; read every number "
+                   "below with that in mind.")
+    for r in checks.itertuples():
+        out.append(f"**{r.check}**" + (f" ({r.quantity})" if isinstance(r.quantity, str) else "") + f": {r.message}.")
+    if len(util) and not np.isfinite(util["scale_free_high"]).any():
+        out.append("**No verdict**: no quantity has a denominator on this data, so no block is called used or "
+                   "unused and no order is proposed for pruning.")
+    return out
+
+
+def _rests_on(util) -> str:
+    if "quantity" not in util:
+        return "dependence: this trained checkpoint with each block replaced (ablation)"
+    ok = [q for q, v in util.groupby("quantity", sort=False)["scale_free_high"] if np.isfinite(v).any()]
+    out = [q for q in util["quantity"].unique() if q not in ok]
+    return ("dependence: this trained checkpoint with each block replaced (ablation), scored on "
+            + (" and ".join(ok) if ok else "nothing") + (f"; {', '.join(out)} left out (see above)" if out else "")
+            + "; a block is unused only when it is unused for each quantity scored")
 
 
 def _document(head, meta, mae, unit, verdict, norms, util, probes, eq, knn, cka_ctl, paths, own_col, threshold,
-              n_map, map_method, ablation_molecules, timings, command) -> Document:
+              n_map, map_method, ablation_molecules, timings, command, checks, first_look) -> Document:
     doc = Document(f"irrepprobe report: {head}")
     doc.text(meta["model_summary"] + ".")
+    doc.bullets(_header(meta, util))
     sha = meta.get("model_sha256")
     doc.text(f"Capture of {meta['model']}" + (f" (sha256 {sha[:12]})" if sha else "") + f" through the "
              f"{meta['adapter']} adapter over {meta['n_molecules']} structures of {meta['data']}, created "
@@ -270,12 +395,18 @@ def _document(head, meta, mae, unit, verdict, norms, util, probes, eq, knn, cka_
              else f"the data holds no label of the model's {meta['quantity']['name']}, so utilisation measures how "
              "far ablation moves the model's own prediction."))
     doc.heading("Verdict")
+    first = _warnings(meta, util, checks)
+    if first:
+        doc.text("Read this first:")
+        doc.bullets(first)
     unused = [f"{p} {b}" for p, b in verdict["unused"]]
     unreachable = [f"{p} {b}" for p, b in verdict["unreachable"]]
     best = verdict["best_other"]
     doc.bullets([
+        "What it rests on: " + _rests_on(util) + ".",
         f"Unused blocks (the 95% interval of the scale-free utilisation below {threshold:.0%} under every "
-        "intervention: zero, mean and resample): " + (", ".join(unused) if unused else "none") + ".",
+        "intervention, zero, mean and resample, and for every quantity scored): "
+        + (", ".join(unused) if unused else "none") + ".",
         "Unreachable by construction (no gradient from any output, on the data and on randomly displaced "
         "atoms: nothing downstream reads them), neither used nor unused and left out of every count: "
         + (", ".join(unreachable) if unreachable else "none") + ".",
@@ -308,9 +439,24 @@ def _document(head, meta, mae, unit, verdict, norms, util, probes, eq, knn, cka_
     scale_free = ("the share of what the model learned beyond a least-squares fit on element counts, "
                   "(MAE ablated - MAE) / (MAE of the composition fit - MAE)" if mae is not None else
                   "the shift itself, already relative to the spread")
-    doc.text(f"Ablation replaces a block at its point, so every later module sees the replacement, and {score}. "
-             "Three interventions: zero; mean (the per-channel mean over the data for l = 0; for l > 0 the "
-             "rotation average, zero, so mean and zero agree there); resample (the block of another structure, "
+    if "structures" in util:
+        most = int(util["structures"].max())
+        seq = (f" A sequential rule adds structures batch by batch: at {first_look} structures and every doubling, "
+               f"an ablation whose interval (at level 1 - 5%/K for K looks, Bonferroni: the chance that any early "
+               f"stop lands on the wrong side of the {threshold:.0%} threshold stays below 5%) lies wholly above the "
+               "threshold for some quantity, or below it for every quantity, stops; the rest go on to all "
+               f"{most} structures. Column `structures` says how many each row used; its interval is the usual 95%."
+               if first_look else
+               " Every ablation ran on every structure (no sequential rule).")
+    else:
+        seq = ""
+    doc.text(f"Ablation replaces a block at its point, so every later module sees the replacement, and {score}.{seq} "
+             + ("Forces are scored beside the energy: " + _describe("forces", util.loc[util["quantity"] == "forces",
+                "score"].iloc[0], meta) + "; scale-free against zero forces (what a fit on element counts "
+                "predicts) when the data has force labels. " if "quantity" in util and (util["quantity"] == "forces").any()
+                else "")
+             + "Three interventions: zero; mean (the per-channel mean over the data for l = 0; for l > 0 the "
+             "rotation average, zero, so mean is zero there: those rows are the zero ablation's, not rerun); resample (the block of another structure, "
              "atom by atom, randomly rotated for l > 0). Each row says which (`intervention`). Next to the raw "
              f"relative change (`utilisation`), a scale-free score (`scale_free`): {scale_free}, with a 95% "
              "paired bootstrap interval over structures (1,000 resamples). The numbers are about what leaves each "

@@ -59,14 +59,25 @@ def _heat(ax, g: pd.DataFrame, title: str, unit: str, cmap: str, vmin=None, vmax
     ax.figure.colorbar(im, ax=ax, label=unit, fraction=0.046, pad=0.04)
 
 
+CLIP = 200.0  # per cent: the top of the utilisation colour scale
+
+
 def utilisation_heatmap(norm_grid, util_grid, sel_grid, title: str, target: str, threshold: float,
                         marks: pd.DataFrame | None = None, unit: str = "% of what the model learned beyond composition"):
     """Norm share, utilisation (percent, with unused and unreachable cells marked) and selectivity."""
     fig, axes = plt.subplots(1, 3, figsize=(15, 0.62 * len(norm_grid) + 2.6))
     _heat(axes[0], norm_grid, "norm share", "fraction of the layer's mean squared norm", "viridis", 0, 1)
-    top = max(100.0, float(np.nanmax(util_grid.to_numpy(dtype=float))) if util_grid.size else 100.0)
-    _heat(axes[1], util_grid, f"utilisation, zeroed (unused: interval below {100 * threshold:g}%)",
-          unit, "magma_r", 0, top, fmt="{:.0f}%", marks=marks)
+    values = util_grid.to_numpy(dtype=float)
+    seen = values[np.isfinite(values)]
+    # one cell of thousands of per cent would flatten every other: the scale stops at CLIP, the cell says so
+    top = min(CLIP, max(100.0, float(seen.max()) if seen.size else 100.0))
+    over = pd.DataFrame([[f"beyond scale: {v:,.0f}%" if v > top else "" for v in row] for row in values],
+                        index=util_grid.index, columns=util_grid.columns)
+    if marks is not None:
+        over = over.where(over != "", marks.reindex_like(util_grid).fillna(""))
+    _heat(axes[1], util_grid.clip(upper=top), f"utilisation, zeroed (unused: interval below {100 * threshold:g}%)",
+          unit + f"; scale clipped at {top:.0f}%", "magma_r", 0, top, fmt="{:.0f}%",
+          marks=over.replace("", np.nan))
     _heat(axes[2], sel_grid, f"probe selectivity for {target}", "R2 trained - R2 untrained", "RdBu_r", -1, 1)
     for ax in axes[1:]:
         ax.set_yticklabels([])

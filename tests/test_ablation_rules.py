@@ -1,0 +1,81 @@
+"""The statistics behind a fast report: the sequential rule's error rate, and denominators that
+degenerate (a model no better than its composition fit) never turning into findings."""
+import numpy as np
+import pytest
+import torch
+
+from irrepprobe.adapters import load_model
+from irrepprobe.capture import capture
+from irrepprobe.data.structures import qm9_structures
+from irrepprobe.examples import example_checkpoint
+from irrepprobe.metrics import denominator_checks, utilisation
+from irrepprobe.metrics.utilisation import looks_for, sequential_stop
+from irrepprobe.prune import orders_to_drop
+
+
+class Paired:
+    """Per-structure errors of an unablated model, with a fixed scale-free denominator."""
+
+    def __init__(self, base):
+        self.base_per = base
+
+    def scale(self, rows):
+        return 1.0
+
+
+def _early_stops(effect, reps=200, n=512, level_free=False, seed=0, noise=0.4):
+    rng = np.random.default_rng(seed)
+    stops = []
+    for r in range(reps):
+        base = rng.gamma(2.0, 0.5, n)
+        ablated = base + effect + rng.normal(0, noise, n)  # the mean shift over the scale is ``effect``
+        if level_free:  # the naive rule: a 95% interval at every look
+            stops.append(sequential_stop([Paired(base)], [ablated], 64, alpha=0.05 * len(looks_for(n, 64)),
+                                         n_boot=200, seed=r))
+        else:
+            stops.append(sequential_stop([Paired(base)], [ablated], 64, n_boot=200, seed=r))
+    return np.asarray(stops)
+
+
+def test_looks_double_from_the_first_and_end_at_all_structures():
+    assert looks_for(500, 64) == [64, 128, 256, 500]
+    assert looks_for(500, None) == [500] and looks_for(50, 64) == [50]
+
+
+def test_sequential_rule_stops_on_the_wrong_side_at_most_alpha_of_the_time():
+    """A block exactly at the threshold: any early stop claims a side it is not on. Bonferroni over the
+    four looks keeps that below 5% (here within two standard errors of 200 runs); a 95% interval at
+    every look, the naive rule, does not."""
+    at_threshold = _early_stops(0.05)
+    rate = float((at_threshold < 512).mean())
+    assert rate <= 0.05 + 2 * np.sqrt(0.05 * 0.95 / 200)
+    naive = float((_early_stops(0.05, level_free=True) < 512).mean())
+    assert naive > rate
+
+
+def test_sequential_rule_stops_early_when_the_answer_is_clear():
+    clear = _early_stops(0.5, reps=40)
+    assert (clear == 64).mean() >= 0.95
+    unused = _early_stops(0.0, reps=40, noise=0.1)
+    assert (unused == 64).mean() >= 0.9  # clearly below 5% stops as early
+
+
+@pytest.fixture(scope="module")
+def wrong_label(qm9, tmp_path_factory):
+    """The example U0 model measured against the total energy U0 (not the atomisation energy it was
+    trained on): off by thousands of eV that a fit on element counts removes almost entirely, so the
+    model is far worse than the composition fit."""
+    model = load_model(example_checkpoint(), "irrepprobe")
+    structures = qm9_structures(qm9, torch.arange(100, 160))
+    assert "u0" in structures.labels
+    return capture(model, structures, out=tmp_path_factory.mktemp("w") / "cap", target="u0", check_equivariance=0)
+
+
+def test_a_model_worse_than_the_composition_fit_gets_no_scale_free_number_and_no_verdict(wrong_label):
+    table = utilisation(wrong_label, molecules=60, device="cpu", batch_size=30, n_boot=50)
+    checks = denominator_checks(wrong_label, table)
+    assert "no better than the baseline" in set(checks["check"])
+    assert table["scale_free"].isna().all() and table["scale_free_high"].isna().all()
+    assert table["utilisation"].notna().all()  # the raw relative change of the MAE still means something
+    assert table.loc[table["reachable"], "used"].all()  # nothing called unused on no evidence
+    assert orders_to_drop(table, 0.05) == []
