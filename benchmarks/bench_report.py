@@ -26,7 +26,7 @@ import torch
 from _common import cpu_model
 
 
-def run(case: str, molecules: int, out: Path, first_look):
+def run(case: str, molecules: int, out: Path, first_look, quantity: str):
     from irrepprobe.adapters import load_model
     from irrepprobe.capture import capture, capture_checkpoint, resolve_data
     from irrepprobe.examples import example_checkpoint
@@ -40,7 +40,8 @@ def run(case: str, molecules: int, out: Path, first_look):
         cap = capture(model, resolve_data("qm9:test", model, subset=molecules), out=out / "capture", trusted=True)
     capture_s = time.time() - t0
     t0 = time.time()
-    res = make_report(cap, out=out / "report", device="cpu", first_look=first_look, log=lambda *a: None)
+    res = make_report(cap, out=out / "report", device="cpu", first_look=first_look, quantity=quantity,
+                      log=lambda *a: None)
     return cap, res, capture_s, time.time() - t0
 
 
@@ -49,6 +50,10 @@ def main():
     ap.add_argument("--case", default="both", choices=["example", "sevenn", "both"])
     ap.add_argument("--molecules", type=int, default=500)
     ap.add_argument("--full", action="store_true", help="no sequential rule: every ablation on every structure")
+    ap.add_argument("--quantity", default="both", choices=["energy", "forces", "both"])
+    ap.add_argument("--check-full", action="store_true",
+                    help="after the timed report, measure utilisation again with every ablation on every structure "
+                         "(no sequential rule) and compare the verdicts block by block")
     ap.add_argument("--out", help="keep the captures and reports here (default: a temporary folder)")
     args = ap.parse_args()
     warnings.simplefilter("ignore")
@@ -56,9 +61,11 @@ def main():
     root = Path(args.out or tempfile.mkdtemp(prefix="bench-report-"))
     print(f"setup: {cpu_model()}, torch {torch.__version__}, {torch.get_num_threads()} threads, device cpu; "
           f"{args.molecules} QM9 test molecules; sequential rule {'off' if args.full else 'from 64'}; "
+          f"quantity {args.quantity}; "
           f"load average {busy:.1f} at the start")
     for case in (["example", "sevenn"] if args.case == "both" else [args.case]):
-        cap, res, capture_s, report_s = run(case, args.molecules, root / case, None if args.full else 64)
+        cap, res, capture_s, report_s = run(case, args.molecules, root / case, None if args.full else 64,
+                                            args.quantity)
         t = res["timings"]
         util = res["tables"]["utilisation"]
         print()
@@ -79,6 +86,26 @@ def main():
               + (", ".join(f"{p} {b}" for p, b in res["verdict"]["unused"]) or "none")
               + "; orders to drop: " + (", ".join(f"l={l}" for l in res["verdict"]["drop"]) or "none"))
         print(f"report: {res['report_html']}")
+        if args.check_full:
+            compare_full(cap, res, root / case, args.quantity)
+
+
+def compare_full(cap, res, out: Path, quantity: str):
+    """The verdicts of the timed report against every ablation on every structure."""
+    from irrepprobe.report import make_report
+
+    t0 = time.time()
+    full = make_report(cap, out=out / "report-full", device="cpu", first_look=None, quantity=quantity, controls=1,
+                       map_method="pca", log=lambda *a: None)
+    seconds = full["timings"].set_index("stage").filter(like="utilisation", axis=0)["seconds"].sum()
+    a = res["verdict"]["table"].set_index(["point", "block"])["verdict"]
+    b = full["verdict"]["table"].set_index(["point", "block"])["verdict"]
+    same = (a == b.reindex(a.index))
+    print(f"every ablation on every structure: utilisation {seconds:.1f} s ({time.time() - t0:.1f} s with the rest); "
+          f"verdicts agree on {int(same.sum())} of {len(same)} blocks"
+          + ("" if same.all() else "; differ: " + ", ".join(f"{p} {k}: {a[(p, k)]} vs {b[(p, k)]}"
+                                                          for p, k in same[~same].index))
+          + f"; orders to drop {res['verdict']['drop']} vs {full['verdict']['drop']}")
 
 
 if __name__ == "__main__":

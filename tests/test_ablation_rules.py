@@ -43,9 +43,9 @@ def test_looks_double_from_the_first_and_end_at_all_structures():
 
 
 def test_sequential_rule_stops_on_the_wrong_side_at_most_alpha_of_the_time():
-    """A block exactly at the threshold: any early stop claims a side it is not on. Bonferroni over the
-    four looks keeps that below 5% (here within two standard errors of 200 runs); a 95% interval at
-    every look, the naive rule, does not."""
+    """A block exactly at the threshold: any early stop calls it used when it is not above the
+    threshold. Bonferroni over the four looks keeps that below 5% (here within two standard errors of
+    200 runs); a 95% interval at every look, the naive rule, does not."""
     at_threshold = _early_stops(0.05)
     rate = float((at_threshold < 512).mean())
     assert rate <= 0.05 + 2 * np.sqrt(0.05 * 0.95 / 200)
@@ -57,7 +57,7 @@ def test_sequential_rule_stops_early_when_the_answer_is_clear():
     clear = _early_stops(0.5, reps=40)
     assert (clear == 64).mean() >= 0.95
     unused = _early_stops(0.0, reps=40, noise=0.1)
-    assert (unused == 64).mean() >= 0.9  # clearly below 5% stops as early
+    assert (unused == 512).all()  # an unused verdict always rests on every structure
 
 
 @pytest.fixture(scope="module")

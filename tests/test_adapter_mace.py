@@ -162,6 +162,9 @@ def test_captured_invariants_do_not_move_under_rotation(tiny, mols, tmp_path):
 def test_ablation_moves_the_prediction(tiny, mols, tmp_path):
     cap = capture(tiny, mols, None, tmp_path / "c", batch_size=50, target="u0_atom", trusted=True)
     table = utilisation(cap, molecules=50, device="cpu", interventions=("zero",), n_boot=100)
+    forces = table[table["quantity"] == "forces"]  # by autograd, scored beside the energy: the shift of its own
+    assert len(forces) and (forces["score"] == "shift").all() and np.isfinite(forces["scale_free"]).all()
+    table = table[table["quantity"] != "forces"]
     row = {(r.point, r.block): r for r in table[table.intervention == "zero"].itertuples()}
     assert set(row) >= {("products.0", "0e"), ("products.0", "1o"), ("products.0", "2e"), ("products.1", "0e")}
     assert row[("products.1", "0e")].utilisation > 0.5 and row[("products.0", "1o")].utilisation > 0.1
@@ -329,3 +332,29 @@ def test_cli_head_picks_a_mace_head(tmp_path, capsys):
     assert "head pbe of pbe, r2scan" in capsys.readouterr().out
     meta = json.loads((tmp_path / "c" / "meta.json").read_text())
     assert meta["head"] == "pbe" and meta["heads"] == ["pbe", "r2scan"]
+
+
+def test_periodic_diamond_cells_capture_rotation_safe_and_score_forces(adapter, tmp_path):
+    """Rattled diamond supercells (carbon is among the tiny model's elements), periodic: the capture's
+    equivariance check rotates cell and positions together and passes; one element means the energy's
+    share has no denominator and the verdict rests on the forces."""
+    from ase.build import bulk
+    from ase.io import write
+
+    frames = []
+    for i in range(12):
+        at = bulk("C", "diamond", a=3.57, cubic=True) * (2, 1, 1)
+        at.rattle(stdev=0.04 + 0.01 * (i % 3), seed=i)
+        at.set_cell(at.cell * (1 + 0.01 * (i % 4 - 1.5)), scale_atoms=True)
+        frames.append(at)
+    write(tmp_path / "diamond.extxyz", frames)
+    cells = read_structures(tmp_path / "diamond.extxyz")
+    tiny = adapter.load(str(MODEL), trust=True)  # a fresh copy: an earlier test scripts the shared one
+    cap = capture(tiny, cells, None, tmp_path / "c", batch_size=6, trusted=True, check_equivariance=4)
+    assert cap.meta["periodic"] == 12
+    eq = cap.meta["equivariance"]
+    assert eq["passed"] and eq["forces_max_rel"] is not None and eq["forces_max_rel"] < 1e-3
+    table = utilisation(cap, device="cpu", batch_size=6, n_boot=100)
+    energy, forces = table[table["quantity"] == "energy"], table[table["quantity"] == "forces"]
+    assert energy["scale_free"].isna().all()  # one stoichiometry: left out, not 79,000%
+    assert np.isfinite(forces["scale_free"]).all() and forces["scale_free"].max() > 0.05

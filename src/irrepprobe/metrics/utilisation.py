@@ -162,10 +162,10 @@ def looks_for(n: int, first: int | None) -> list[int]:
 
 def settled(intervals: list[tuple[float, float]], threshold: float) -> bool:
     """Whether an ablation can stop adding structures: some quantity's interval lies wholly above
-    ``threshold`` (the block is used under this intervention whatever the rest say), or every
-    quantity's lies wholly below it."""
-    ok = [(lo, hi) for lo, hi in intervals if np.isfinite(lo) and np.isfinite(hi)]
-    return bool(ok) and (any(lo >= threshold for lo, _ in ok) or all(hi < threshold for _, hi in ok))
+    ``threshold`` (the block is used under this intervention whatever the rest say). Never the other
+    way: an "unused" verdict, the one that prunes, always rests on every structure, so that it is the one
+    a full computation gives."""
+    return any(np.isfinite(lo) and lo >= threshold for lo, _ in intervals)
 
 
 def interim(scorers, per: list[np.ndarray], n: int, level: float, threshold: float, n_boot: int, seed: int) -> bool:
@@ -200,9 +200,9 @@ def ablation(model: Loaded, batches, points, scorer: Scorer, orders: bool = True
 
     ``forces``: also score the forces (one backward pass per ablated batch). ``first_look``: a sequential
     rule: structures are added batch by batch, and at ``first_look`` structures and every doubling an
-    ablation whose interval at level ``1 - alpha / looks`` lies on one side of ``threshold`` (see
-    :func:`settled`) stops; Bonferroni over the looks keeps the chance that any early stop lands on the
-    wrong side of the threshold below ``alpha``. The last look uses all structures and the usual 95%.
+    ablation whose interval at level ``1 - alpha / looks`` lies wholly above ``threshold`` for some
+    quantity (see :func:`settled`) stops; Bonferroni over the looks keeps the chance that any early stop
+    calls a block used that is not below ``alpha``. The last look uses all structures and the usual 95%.
     l > 0 blocks under ``mean`` are the zero ablation (the rotation average is zero): not rerun, copied."""
     n_all = sum(b.n_structures for b in batches)
     looks = looks_for(n_all, first_look)
@@ -235,7 +235,7 @@ def ablation(model: Loaded, batches, points, scorer: Scorer, orders: bool = True
             with _grad_context(model):
                 model.adapter.predict(model, batch, forces=True)
             f = model.adapter.forces(model, batch)
-            forces.add_base(k, f, batch.atom_batch, _atoms_of(scorer, batches, k), batch.n_structures)
+            forces.add_base(k, f, batch.atom_batch, _atoms_of(batches, k), batch.n_structures)
         for i in active:
             kind, (point, block, l, parity, replace) = runs[i]
             act = built[kind]
@@ -273,7 +273,7 @@ def ablation(model: Loaded, batches, points, scorer: Scorer, orders: bool = True
     return pd.DataFrame(rows)
 
 
-def _atoms_of(scorer, batches, k) -> torch.Tensor:
+def _atoms_of(batches, k) -> torch.Tensor:
     """The rows, among all atoms of the scored structures, of batch ``k``'s atoms (batches are in order)."""
     start = sum(b.n_atoms for b in batches[:k])
     return torch.arange(start, start + batches[k].n_atoms)

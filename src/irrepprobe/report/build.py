@@ -443,9 +443,10 @@ def _document(head, meta, mae, unit, verdict, norms, util, probes, eq, knn, cka_
         most = int(util["structures"].max())
         seq = (f" A sequential rule adds structures batch by batch: at {first_look} structures and every doubling, "
                f"an ablation whose interval (at level 1 - 5%/K for K looks, Bonferroni: the chance that any early "
-               f"stop lands on the wrong side of the {threshold:.0%} threshold stays below 5%) lies wholly above the "
-               "threshold for some quantity, or below it for every quantity, stops; the rest go on to all "
-               f"{most} structures. Column `structures` says how many each row used; its interval is the usual 95%."
+               f"stop calls a block used that is not stays below 5%) lies wholly above the {threshold:.0%} threshold "
+               f"for some quantity stops; the rest go on to all {most} structures, so an 'unused' verdict always "
+               "rests on every structure. Column `structures` says how many each row used; its interval is the "
+               "usual 95%."
                if first_look else
                " Every ablation ran on every structure (no sequential rule).")
     else:
