@@ -192,7 +192,8 @@ def make_report(capture, out=None, model=None, trust: bool | None = None, ablati
     paths["utilisation"] = F.save(F.utilisation_heatmap(
         F.grid(norms, "norm_share", hidden), F.grid(zero, "percent", hidden), F.grid(sel, "selectivity", hidden),
         head, own_col, threshold, marks=F.grid(zero, "mark", hidden).replace("", np.nan),
-        unit="% of what the model learned beyond composition" if mae is not None else "% of the prediction's spread"),
+        unit=("% of what the model learned beyond composition" if mae is not None else "% of the prediction's spread")
+        + (" (the larger of energy and forces)" if "quantity" in util and util["quantity"].nunique() > 1 else "")),
         figs, "utilisation_heatmap")
     last = hidden[-1]
     pl = probes[probes["point"] == last]
