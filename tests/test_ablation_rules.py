@@ -79,3 +79,48 @@ def test_a_model_worse_than_the_composition_fit_gets_no_scale_free_number_and_no
     assert table["utilisation"].notna().all()  # the raw relative change of the MAE still means something
     assert table.loc[table["reachable"], "used"].all()  # nothing called unused on no evidence
     assert orders_to_drop(table, 0.05) == []
+
+
+def test_a_collapsed_block_is_degenerate_not_unused(qm9, tmp_path):
+    """The example model with the 2e block leaving layers 0 and 1 scaled by 1e-20 (a forward hook of the
+    model's own, as a product that collapsed in training would leave it): norm shares of ~1e-40 and no
+    first-order effect: degenerate; no block of another order is."""
+    from irrepprobe.capture import blocks as blocks_of
+    from irrepprobe.metrics import grad_x_activation
+    from irrepprobe.metrics.utilisation import degenerate, predictions
+
+    model = load_model(example_checkpoint(), "irrepprobe")
+    points = {p.name: p for p in model.adapter.points(model)}
+    modules = dict(model.module.named_modules())
+    for name in ("layers.0", "layers.1"):
+        p = points[name]
+        cols = next(b.index for b in blocks_of(p.irreps) if b.name == "2e")
+
+        def collapse(module, args, out, p=p, cols=cols):
+            x = p.read(out).clone()
+            x[:, cols] = x[:, cols] * 1e-20
+            return p.write(out, x)
+        modules[p.module].register_forward_hook(collapse)
+    structures = qm9_structures(qm9, torch.arange(200, 240))
+    cap = capture(model, structures, ["layers.0", "layers.1", "layers.2"], tmp_path / "cap", target="u0_atom",
+                  check_equivariance=0)
+    batches = list(model.adapter.batches(model, structures, 20))
+    chosen = [points[n] for n in ("layers.0", "layers.1", "layers.2")]
+    table = grad_x_activation(model, batches, chosen)
+    mae = float((predictions(model, batches)[:, 0].numpy() - structures.labels["u0_atom"]).__abs__().mean())
+    table["grad_x_activation_relative"] = table["grad_x_activation"] / mae
+    flags = dict(zip(zip(table["point"], table["block"]), degenerate(cap, table)))
+    assert flags[("layers.0", "2e")] and flags[("layers.1", "2e")]
+    assert not any(v for k, v in flags.items() if k[1] != "2e")
+
+
+def test_three_outcomes_follow_the_intervals():
+    import pandas as pd
+
+    from irrepprobe.metrics import outcomes
+
+    t = pd.DataFrame({"point": ["a", "a", "b", "b", "c", "d"], "block": ["0e"] * 6,
+                      "scale_free_low": [0.01, 0.08, 0.01, 0.02, 0.01, np.nan],
+                      "scale_free_high": [0.04, 0.20, 0.04, 0.03, 0.09, np.nan]})
+    assert list(outcomes(t, 0.05)) == ["needed", "needed", "dispensable", "dispensable", "undecided",
+                                       "no denominator"]

@@ -184,6 +184,43 @@ def test_resampled_blocks_come_from_other_structures_rotated(example):
     assert not torch.allclose(got[:n0].norm(dim=-1), mine[:n0].norm(dim=-1), atol=1e-3)
 
 
+def test_resample_donors_have_the_recipients_element(example):
+    """Activations that hold each atom's atomic number in its scalar block: what a resampled atom
+    receives names the donor's element, which must be its own."""
+    from irrepprobe.capture import blocks as blocks_of
+    from irrepprobe.metrics.interventions import Intervention
+
+    model, structures, batches, points = example
+    p = points[0]
+    b0 = next(b for b in blocks_of(p.irreps) if b.name == "0e")
+    ends = np.cumsum([0] + [b.n_atoms for b in batches])
+    z = structures.numbers
+    acts = []
+    for k, b in enumerate(batches):
+        x = torch.zeros(b.n_atoms, p.irreps.dim)
+        x[:, b0.index] = z[ends[k]:ends[k + 1], None].float()
+        acts.append({p.name: x})
+    for numbers, same in ((z, True), (None, False)):
+        act = Intervention("resample", points, acts, batches, seed=0, numbers=numbers)
+        for k in range(len(batches)):
+            act.index = k
+            got = act._donor(p, [b0], batches[k].n_atoms)[:, b0.index[0]]
+            mine = z[ends[k]:ends[k + 1]].float()
+            assert torch.equal(got, mine) == same  # without the numbers, atom k takes atom k mod n
+    # and still from another structure: the donor structure's atoms, not the recipient's own
+    act = Intervention("resample", points, acts, batches, seed=0, numbers=z)
+    act.index = 0
+    acts_rows = [{p.name: torch.zeros(b.n_atoms, p.irreps.dim)} for b in batches]
+    acts_rows[1][p.name][:, b0.index[0]] = torch.arange(batches[1].n_atoms, dtype=torch.float32)
+    act.acts = acts_rows
+    rows = act._donor(p, [b0], batches[0].n_atoms)[:, b0.index[0]].long()
+    meant = (batches[0].atom_batch + 1) % batches[1].n_structures  # the designated donor structure
+    z0, z1 = z[: ends[1]], z[ends[1]: ends[2]]
+    there = torch.tensor([bool(((batches[1].atom_batch == s) & (z1 == e)).any()) for s, e in zip(meant, z0)])
+    assert there.float().mean() > 0.9  # a few atoms' element is missing there: taken from elsewhere in the batch
+    assert torch.equal(batches[1].atom_batch[rows][there], meant[there])
+
+
 def test_scale_free_score_does_not_change_when_the_output_is_scaled():
     from irrepprobe.metrics.interventions import paired_bootstrap
 

@@ -4,7 +4,8 @@ An ablation replaces one block at one point, for the rest of the forward pass, b
 
 * ``zero``: zeros;
 * ``mean``: the per-channel mean over the data for l = 0; for l > 0 the rotation average, which is zero;
-* ``resample``: the block of another structure of the data (atom by atom, cycling over its atoms),
+* ``resample``: the block of another structure of the data (atom by atom, each atom taking an atom of its
+  own element where the atomic numbers are given, cycling over them),
   randomly rotated for l > 0 with the Wigner-D matrices of the block, so that equivariance holds and the
   replacement carries no information about the structure it lands in.
 
@@ -78,14 +79,19 @@ class Intervention:
     batch (``resample`` draws its donors from the next batch)."""
 
     def __init__(self, kind: str, points, acts, batches, seed: int = 0, means: dict | None = None,
-                 first: int | None = None, acts_for_means=None):
+                 first: int | None = None, acts_for_means=None, numbers: torch.Tensor | None = None):
         """``means``: per point, the data's per-channel means (e.g. from the capture); points without
         one get theirs from the activations of the batches that hold the first ``first`` structures
-        (all batches when None)."""
+        (all batches when None). ``numbers``: the atomic number of every atom of the batches, in order:
+        ``resample`` then gives each atom a donor atom of its own element."""
         if kind not in INTERVENTIONS:
             raise IrrepprobeError(f"unknown intervention {kind!r}; valid: {', '.join(INTERVENTIONS)}")
         self.kind, self.points = kind, {p.name: p for p in points}
         self.acts, self.batches, self.seed = acts, batches, seed
+        self.numbers = None
+        if numbers is not None:
+            ends = np.cumsum([0] + [b.n_atoms for b in batches])
+            self.numbers = [torch.as_tensor(numbers[ends[k]:ends[k + 1]]).cpu() for k in range(len(batches))]
         self.means = None
         if kind == "mean":
             self.means = dict(means or {})
@@ -129,8 +135,8 @@ class Intervention:
 
     def _donor(self, p, chosen, rows: int) -> torch.Tensor:
         """Rows of the next batch's structures (structure i takes structure i + 1's; with one batch, its
-        neighbour's), cycled over their atoms (or edges), each structure's l > 0 blocks rotated by its own
-        random rotation."""
+        neighbour's), cycled over their atoms (or edges; atoms of the recipient's element when the atomic
+        numbers are known), each structure's l > 0 blocks rotated by its own random rotation."""
         b = self.index
         here, there = self.batches[b], self.batches[(b + 1) % len(self.batches)]
         donor = self.acts[(b + 1) % len(self.batches)][p.name]
@@ -146,7 +152,9 @@ class Intervention:
         src = (mine + 1) % n_theirs  # another structure, also when the donor batch is this one
         k = torch.arange(rows) - start_m[mine]  # the row's place within its structure
         take = start_t[src] + k % count_t[src].clamp(min=1)
-        out = donor[take].clone()
+        if kind == "node" and self.numbers is not None:
+            take = _same_element(take, src, theirs, self.numbers[b], self.numbers[(b + 1) % len(self.batches)])
+        out = donor[take].clone()  # rows of the donor batch
         gen = torch.Generator().manual_seed(self.seed * 100_003 + b)
         q = torch.randn(n_mine, 4, generator=gen, dtype=torch.float64)  # uniform random rotations
         R = o3.quaternion_to_matrix(q / q.norm(dim=1, keepdim=True))
@@ -157,6 +165,24 @@ class Intervention:
             v = out[:, blk.index].reshape(rows, blk.mul, blk.dim)
             out[:, blk.index] = torch.einsum("rij,rcj->rci", D[mine], v).reshape(rows, -1)
         return out
+
+
+def _same_element(take, src, theirs, z_mine, z_theirs) -> torch.Tensor:
+    """Donor rows of the recipient's element: atom ``k`` of element Z takes the (k mod count)-th atom of
+    element Z in its donor structure, else in the donor batch; an element the donor batch lacks keeps the
+    structure-cycled donor (``take``)."""
+    out = take.clone()
+    for z in torch.unique(z_mine).tolist():
+        rows = torch.nonzero(z_mine == z).flatten()
+        pool = torch.nonzero(z_theirs == z).flatten()
+        if len(pool) == 0:
+            continue
+        for s in torch.unique(src[rows]).tolist():
+            mine = rows[src[rows] == s]
+            own = pool[theirs[pool] == s]
+            cands = own if len(own) else pool
+            out[mine] = cands[torch.arange(len(mine)) % len(cands)]
+    return out
 
 
 def paired_bootstrap(per_base: np.ndarray, per_ablated: np.ndarray, denominator, n_boot: int = 1000,

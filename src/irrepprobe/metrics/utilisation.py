@@ -191,7 +191,7 @@ def sequential_stop(scorers, per: list[np.ndarray], first_look: int, threshold: 
 def ablation(model: Loaded, batches, points, scorer: Scorer, orders: bool = True,
              interventions=("zero",), seed: int = 0, n_boot: int = 1000, forces: ForceScorer | None = None,
              first_look: int | None = None, threshold: float = THRESHOLD, alpha: float = 0.05,
-             means: dict | None = None) -> pd.DataFrame:
+             means: dict | None = None, numbers: torch.Tensor | None = None) -> pd.DataFrame:
     """Per (point, block, intervention, quantity): the score with the block replaced, raw and
     scale-free with a paired bootstrap interval over structures. With ``orders``, also each order l > 0
     replaced at every point at once (point ``"all"``: a redundant copy in another layer cannot stand in)
@@ -203,7 +203,8 @@ def ablation(model: Loaded, batches, points, scorer: Scorer, orders: bool = True
     ablation whose interval at level ``1 - alpha / looks`` lies wholly above ``threshold`` for some
     quantity (see :func:`settled`) stops; Bonferroni over the looks keeps the chance that any early stop
     calls a block used that is not below ``alpha``. The last look uses all structures and the usual 95%.
-    l > 0 blocks under ``mean`` are the zero ablation (the rotation average is zero): not rerun, copied."""
+    l > 0 blocks under ``mean`` are the zero ablation (the rotation average is zero): not rerun, copied.
+    ``numbers``: every atom's atomic number, batch after batch: ``resample`` donors of the same element."""
     n_all = sum(b.n_structures for b in batches)
     looks = looks_for(n_all, first_look)
     level = 1 - alpha / len(looks)
@@ -217,7 +218,7 @@ def ablation(model: Loaded, batches, points, scorer: Scorer, orders: bool = True
     if orders:
         targets += [("all", f"l={l}", l, "", dict(by_order[l])) for l in sorted(k for k in by_order if k > 0)]
     runs = [(kind, t) for kind in interventions for t in targets if not (kind == "mean" and t[2] > 0)]
-    built = {kind: Intervention(kind, points, acts, batches, seed, means=means, first=looks[0])
+    built = {kind: Intervention(kind, points, acts, batches, seed, means=means, first=looks[0], numbers=numbers)
              for kind in interventions}
     scorers = [scorer] + ([forces] if forces is not None else [])
     preds = {i: [] for i in range(len(runs))}  # energy predictions per batch
@@ -379,6 +380,18 @@ def verdicts(table: pd.DataFrame, threshold: float = THRESHOLD) -> pd.Series:
 
 
 QUANTITIES = ("energy", "forces", "both")
+# A block below this share of its point's mean squared norm, whose first-order effect on the output is
+# below DEGENERATE_EFFECT of the error (or spread), is degenerate: a collapsed block (norms of 1e-40 with
+# gradients of 1e-16), neither used nor a finding about "unused"
+DEGENERATE_SHARE, DEGENERATE_EFFECT = 1e-12, 1e-9
+
+
+def degenerate(cap: Capture, table: pd.DataFrame) -> list[bool]:
+    """Per row of ``table``: whether its block is degenerate (negligible norms and gradients)."""
+    share = cap.summary.set_index(["point", "block"])["norm_share"]
+    effect = table["grad_x_activation_relative"].fillna(0).abs()
+    return [p != "all" and float(share.get((p, b), 1.0)) < DEGENERATE_SHARE and e < DEGENERATE_EFFECT
+            for p, b, e in zip(table["point"], table["block"], effect)]
 
 
 def capture_means(cap: Capture, points) -> dict[str, torch.Tensor]:
@@ -397,6 +410,16 @@ def capture_means(cap: Capture, points) -> dict[str, torch.Tensor]:
                                                 dtype=torch.float64)
         out[p.name] = mean
     return out
+
+
+def outcomes(table: pd.DataFrame, threshold: float = THRESHOLD) -> pd.Series:
+    """Per row, its block's dependence outcome: ``needed`` (some intervention's interval, for some
+    quantity, lies wholly above ``threshold``), ``dispensable`` (every interval lies below it),
+    ``undecided`` (otherwise: an interval straddles it), ``no denominator`` (no interval at all)."""
+    g = table.groupby(["point", "block"])
+    low, high = g["scale_free_low"].transform("max"), g["scale_free_high"].transform("max")
+    return pd.Series(np.select([low >= threshold, high < threshold, high.isna()],
+                               ["needed", "dispensable", "no denominator"], "undecided"), index=table.index)
 
 
 def utilisation(cap: Capture, model=None, molecules: int | None = 2000, device: str = "auto",
@@ -434,7 +457,8 @@ def utilisation(cap: Capture, model=None, molecules: int | None = 2000, device: 
         labels = structures.atom_labels.get("forces")
         forces = ForceScorer(labels if labels is not None and labels.shape[1:] == (3,) else None)
     table = ablation(loaded, batches, points, scorer, interventions=interventions, seed=seed, n_boot=n_boot,
-                     forces=forces, first_look=first_look, threshold=threshold, means=capture_means(cap, points))
+                     forces=forces, first_look=first_look, threshold=threshold, means=capture_means(cap, points),
+                     numbers=structures.numbers)
     if quantity == "forces":
         table = table[table["quantity"] == "forces"].reset_index(drop=True)
     few = batches
@@ -451,7 +475,9 @@ def utilisation(cap: Capture, model=None, molecules: int | None = 2000, device: 
         table["base_mae"] if scorer.kind == "error" else scorer.spread)
     reach = reachable(loaded, structures, points, seed=seed)
     table["reachable"] = [reach.get((p, b), True) for p, b in zip(table["point"], table["block"])]
+    table["degenerate"] = degenerate(cap, table)
     table["molecules"] = len(rows)
     table = apply_checks(table, denominator_checks(cap, table))
     table["used"] = verdicts(table, threshold)
+    table["dependence"] = outcomes(table, threshold)
     return table

@@ -11,7 +11,8 @@ def orders_to_drop(util: pd.DataFrame, threshold: float, points: list[str] | Non
     the joint rows), and whose joint ablation (point ``"all"``: the order replaced at every layer at
     once, what removing it takes away) is unused too. Unused: the upper end of the scale-free interval
     below ``threshold`` under every intervention (tables without intervals: raw utilisation below it).
-    Blocks unreachable by construction do not count either way."""
+    Blocks unreachable by construction, or degenerate (negligible norms and gradients), do not count
+    either way."""
     from ..metrics.utilisation import verdicts
 
     util = util.copy()
@@ -19,6 +20,8 @@ def orders_to_drop(util: pd.DataFrame, threshold: float, points: list[str] | Non
         util["reachable"] = True
     util["_used"] = verdicts(util, threshold) if "scale_free_high" in util else util["utilisation"] >= threshold
     per_block = util[(util["point"] != "all") & util["reachable"]]
+    if "degenerate" in per_block:  # collapsed blocks say nothing either way
+        per_block = per_block[~per_block["degenerate"].astype(bool)]
     if points is not None:
         per_block = per_block[per_block["point"].isin(points)]
     drop = []

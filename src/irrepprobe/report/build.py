@@ -185,10 +185,13 @@ def make_report(capture, out=None, model=None, trust: bool | None = None, ablati
     paths = {}
     sel = probes[probes["target"] == own_col]
     zero = util[(util["point"] != "all") & (util["intervention"] == "zero")]
+    zero = zero if "degenerate" in zero else zero.assign(degenerate=False)  # tables from before the label
     zero = zero.groupby(["point", "block"], as_index=False, sort=False).agg(  # the larger of the quantities
-        scale_free=("scale_free", "max"), reachable=("reachable", "first"), used=("used", "first")).assign(
+        scale_free=("scale_free", "max"), reachable=("reachable", "first"), used=("used", "first"),
+        degenerate=("degenerate", "first")).assign(
         percent=lambda d: 100 * d["scale_free"],
-        mark=lambda d: np.where(~d["reachable"], "unreachable", np.where(~d["used"], "unused", "")))
+        mark=lambda d: np.where(~d["reachable"], "unreachable", np.where(d["degenerate"].astype(bool), "degenerate",
+                                                                         np.where(~d["used"], "unused", ""))))
     paths["utilisation"] = F.save(F.utilisation_heatmap(
         F.grid(norms, "norm_share", hidden), F.grid(zero, "percent", hidden), F.grid(sel, "selectivity", hidden),
         head, own_col, threshold, marks=F.grid(zero, "mark", hidden).replace("", np.nan),
@@ -283,7 +286,8 @@ def _verdict(util, probes, eq, hidden, threshold, copies, target) -> dict:
     rows_all = util[util["point"].isin(hidden)]
     per_block = rows_all.drop_duplicates(["point", "block"])
     unreachable = per_block[~per_block["reachable"]]
-    unused = per_block[per_block["reachable"] & ~per_block["used"]]
+    collapsed = per_block["degenerate"].astype(bool) if "degenerate" in per_block else False
+    unused = per_block[per_block["reachable"] & ~per_block["used"] & ~collapsed]
     drop = orders_to_drop(util, threshold, hidden)
     both = pd.concat([probes, eq], ignore_index=True)
     both = both[both["point"].isin(hidden) & ~both["target"].isin(copies) & (both["target"] != target)]
@@ -293,14 +297,17 @@ def _verdict(util, probes, eq, hidden, threshold, copies, target) -> dict:
     rows = []
     several = "quantity" in util and util["quantity"].nunique() > 1
     measured = util.groupby(["point", "block"])["scale_free_high"].apply(lambda v: bool(np.isfinite(v).any()))
+    dependence = dict(zip(zip(util["point"], util["block"]), M.outcomes(util, threshold)))
     for r in per_block.itertuples():
         carried = info[(info["point"] == r.point) & (info["block"] == r.block)]["target"].tolist()
         row = {"point": r.point, "block": r.block, "l": r.l}
         for k in rows_all[(rows_all["point"] == r.point) & (rows_all["block"] == r.block)].itertuples():
             row[_column(k, several)] = _interval(k)
         row["verdict"] = ("unreachable by construction" if not r.reachable else
+                          "degenerate (negligible norms and gradients)" if getattr(r, "degenerate", False) else
                           "undetermined (no denominator)" if not measured[(r.point, r.block)] else
                           "used" if r.used else "unused")
+        row["dependence"] = dependence[(r.point, r.block)]
         row["carries (other targets)"] = ", ".join(carried)
         rows.append(row)
     joint = util[util["point"] == "all"]
@@ -419,6 +426,11 @@ def _document(head, meta, mae, unit, verdict, norms, util, probes, eq, knn, cka_
         + ("; ".join(f"{r.target} in {r.point} {r.block} (R2 {r.r2:.2f}, selectivity {r.selectivity:+.2f})"
                      for r in best.itertuples()) if len(best) else "none") + ".",
     ])
+    doc.text(f"Column `dependence` gives each block three outcomes on this checkpoint: needed (some interval lies "
+             f"wholly above {threshold:.0%}), dispensable (every interval below it), undecided (one straddles it). "
+             "It is about this trained checkpoint only (a co-adapted network depends on what it was trained with), "
+             "not whether the architecture needs the block. A share above 100% means the ablated model is worse "
+             "than the composition fit (or, for forces, than zero forces).")
     doc.table(verdict["table"], "tables/verdict.csv")
     if len(verdict["joint"]):
         doc.text("Each order l > 0 replaced at every point at once, and (`removed`) truly removed:")
@@ -461,7 +473,10 @@ def _document(head, meta, mae, unit, verdict, norms, util, probes, eq, knn, cka_
              "rotation average, zero, so mean is zero there: those rows are the zero ablation's, not rerun); resample (the block of another structure, "
              "atom by atom, randomly rotated for l > 0). Each row says which (`intervention`). Next to the raw "
              f"relative change (`utilisation`), a scale-free score (`scale_free`): {scale_free}, with a 95% "
-             "paired bootstrap interval over structures (1,000 resamples). The numbers are about what leaves each "
+             "paired bootstrap interval over structures (1,000 resamples). That interval is within this one model: "
+             "it resamples structures, not training runs, and across seeds of one configuration an order's "
+             "utilisation has varied far more (in the Lee study a median 8x the bootstrap standard error of one "
+             "model). The numbers are about what leaves each "
              "point: for a layer with a residual this is the stream, all that layers up to it wrote; its own "
              "contribution is the point `layers.k.update` where the family exposes it. Point 'all' replaces one "
              "order at every point at once; where the family can build it, intervention `removed` is the order "
