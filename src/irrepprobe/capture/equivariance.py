@@ -92,7 +92,7 @@ def _run(model: Loaded, structures: Structures, points: list[Point], batch_size:
     with hooked(model.module, keeping(points, store)), grad:
         for batch in adapter.batches(model, structures, batch_size):
             store.clear()
-            out = adapter.predict(model, batch).detach().double().cpu()
+            out = adapter.predict(model, batch, forces=adapter.has_forces).detach().double().cpu()
             kept = dict(store)
             f = adapter.forces(model, batch)
             rows = batch.rows.cpu()

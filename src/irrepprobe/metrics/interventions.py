@@ -20,6 +20,7 @@ from e3nn import o3
 
 from ..adapters import Loaded
 from ..capture import blocks, hooked, keeping, replacing, to_mul_ir
+from ..capture.equivariance import random_rotations
 from ..errors import IrrepprobeError
 
 INTERVENTIONS = ("zero", "mean", "resample")
@@ -58,6 +59,17 @@ class Activations:
         return (self[k] for k in range(len(self)))
 
 
+def leading(batches, n: int | None) -> list:
+    """The first batches, up to the one that holds structure ``n`` (all of them when ``n`` is None)."""
+    out, seen = [], 0
+    for b in batches:
+        if n is not None and seen >= n:
+            break
+        out.append(b)
+        seen += b.n_structures
+    return out
+
+
 def channel_means(acts, points) -> dict[str, torch.Tensor]:
     """Per point, the mean over all rows of every l = 0 column, zero for l > 0 columns."""
     means = {}
@@ -79,7 +91,7 @@ class Intervention:
     batch (``resample`` draws its donors from the next batch)."""
 
     def __init__(self, kind: str, points, acts, batches, seed: int = 0, means: dict | None = None,
-                 first: int | None = None, acts_for_means=None, numbers: torch.Tensor | None = None):
+                 first: int | None = None, numbers: torch.Tensor | None = None):
         """``means``: per point, the data's per-channel means (e.g. from the capture); points without
         one get theirs from the activations of the batches that hold the first ``first`` structures
         (all batches when None). ``numbers``: the atomic number of every atom of the batches, in order:
@@ -97,12 +109,7 @@ class Intervention:
             self.means = dict(means or {})
             missing = [p for p in points if p.name not in self.means]
             if missing:
-                source = acts_for_means if acts_for_means is not None else acts
-                k, seen = 0, 0
-                while k < len(batches) and (first is None or seen < first):
-                    seen += batches[k].n_structures
-                    k += 1
-                self.means.update(channel_means([source[j] for j in range(k)], missing))
+                self.means.update(channel_means([acts[j] for j in range(len(leading(batches, first)))], missing))
         self.index = 0  # the batch being run
 
     def hooks(self, replace: dict[str, list[str]]):
@@ -155,9 +162,7 @@ class Intervention:
         if kind == "node" and self.numbers is not None:
             take = _same_element(take, src, theirs, self.numbers[b], self.numbers[(b + 1) % len(self.batches)])
         out = donor[take].clone()  # rows of the donor batch
-        gen = torch.Generator().manual_seed(self.seed * 100_003 + b)
-        q = torch.randn(n_mine, 4, generator=gen, dtype=torch.float64)  # uniform random rotations
-        R = o3.quaternion_to_matrix(q / q.norm(dim=1, keepdim=True))
+        R = random_rotations(n_mine, self.seed * 100_003 + b)
         for blk in chosen:
             if blk.l == 0:
                 continue

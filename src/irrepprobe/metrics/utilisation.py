@@ -28,7 +28,7 @@ from ..progress import progress
 from ..errors import IrrepprobeError
 from .denominators import apply_checks, denominator_checks
 from .features import hidden_points
-from .interventions import Activations, Intervention, paired_bootstrap
+from .interventions import Activations, Intervention, leading, paired_bootstrap
 
 # A block is "unused" when ablating it moves the score by less than 5 %. Ablation moves the error
 # of a block the model relies on by tens to thousands of per cent; 5 % sits well below that and near
@@ -223,6 +223,9 @@ def ablation(model: Loaded, batches, points, scorer: Scorer, orders: bool = True
     scorers = [scorer] + ([forces] if forces is not None else [])
     preds = {i: [] for i in range(len(runs))}  # energy predictions per batch
     fper = {i: [] for i in range(len(runs))}  # per-structure force scores per batch
+
+    def per(i) -> list[np.ndarray]:  # run i's per-structure scores so far, one array per quantity
+        return [scorer.per_structure(torch.cat(preds[i]))] + ([np.concatenate(fper[i])] if forces is not None else [])
     stopped_at: dict[int, int] = {}
     done, look = 0, 0
     bar = progress(total=len(runs) * n_all, desc="ablation", unit="structure")
@@ -230,13 +233,11 @@ def ablation(model: Loaded, batches, points, scorer: Scorer, orders: bool = True
         active = [i for i in range(len(runs)) if i not in stopped_at]
         if not active:
             break
-        if acts is not None:  # the donors, computed now: never from inside an ablation's hooks
-            acts[(k + 1) % len(batches)]
-        if forces is not None:
-            with _grad_context(model):
-                model.adapter.predict(model, batch, forces=True)
+        if forces is not None:  # the unablated forces (the adapter's own, when its last pass was on this batch)
             f = model.adapter.forces(model, batch)
             forces.add_base(k, f, batch.atom_batch, _atoms_of(batches, k), batch.n_structures)
+        if acts is not None:  # the donors, computed now: never from inside an ablation's hooks
+            acts[(k + 1) % len(batches)]
         for i in active:
             kind, (point, block, l, parity, replace) = runs[i]
             act = built[kind]
@@ -251,18 +252,16 @@ def ablation(model: Loaded, batches, points, scorer: Scorer, orders: bool = True
         done += batch.n_structures
         if done >= looks[look] and done < n_all:
             for i in active:
-                per = [scorer.per_structure(torch.cat(preds[i]))] + ([np.concatenate(fper[i])] if forces is not None else [])
-                if interim(scorers, per, done, level, threshold, n_boot, seed):
+                if interim(scorers, per(i), done, level, threshold, n_boot, seed):
                     stopped_at[i] = done
-                    bar.update((n_all - done) * 1)
+                    bar.update(n_all - done)
             while look < len(looks) - 1 and done >= looks[look]:
                 look += 1
     bar.close()
     rows = []
     for i, (kind, (point, block, l, parity, _)) in enumerate(runs):
         n = stopped_at.get(i, done)
-        per = [scorer.per_structure(torch.cat(preds[i]))] + ([np.concatenate(fper[i])] if forces is not None else [])
-        for s, p in zip(scorers, per):
+        for s, p in zip(scorers, per(i)):
             rows.append(_row(point, block, l, parity, kind, s, p, seed, n_boot, n))
     rows += [dict(r, intervention="mean") for r in rows if r["intervention"] == "zero" and r["l"] > 0
              and "mean" in interventions]
@@ -461,15 +460,7 @@ def utilisation(cap: Capture, model=None, molecules: int | None = 2000, device: 
                      numbers=structures.numbers)
     if quantity == "forces":
         table = table[table["quantity"] == "forces"].reset_index(drop=True)
-    few = batches
-    if attribution_molecules is not None:
-        few, seen = [], 0
-        for b in batches:
-            if seen >= attribution_molecules:
-                break
-            few.append(b)
-            seen += b.n_structures
-    gxa = grad_x_activation(loaded, few, points)
+    gxa = grad_x_activation(loaded, leading(batches, attribution_molecules), points)
     table = table.merge(gxa, on=["point", "block"], how="left")
     table["grad_x_activation_relative"] = table["grad_x_activation"] / (
         table["base_mae"] if scorer.kind == "error" else scorer.spread)

@@ -296,7 +296,6 @@ def _verdict(util, probes, eq, hidden, threshold, copies, target) -> dict:
     best = info.sort_values("selectivity", ascending=False).groupby("target", sort=False).head(1)
     rows = []
     several = "quantity" in util and util["quantity"].nunique() > 1
-    measured = util.groupby(["point", "block"])["scale_free_high"].apply(lambda v: bool(np.isfinite(v).any()))
     dependence = dict(zip(zip(util["point"], util["block"]), M.outcomes(util, threshold)))
     for r in per_block.itertuples():
         carried = info[(info["point"] == r.point) & (info["block"] == r.block)]["target"].tolist()
@@ -305,7 +304,7 @@ def _verdict(util, probes, eq, hidden, threshold, copies, target) -> dict:
             row[_column(k, several)] = _interval(k)
         row["verdict"] = ("unreachable by construction" if not r.reachable else
                           "degenerate (negligible norms and gradients)" if getattr(r, "degenerate", False) else
-                          "undetermined (no denominator)" if not measured[(r.point, r.block)] else
+                          "undetermined (no denominator)" if dependence[(r.point, r.block)] == "no denominator" else
                           "used" if r.used else "unused")
         row["dependence"] = dependence[(r.point, r.block)]
         row["carries (other targets)"] = ", ".join(carried)
