@@ -141,6 +141,11 @@ class Adapter:
         """Every point this adapter can capture, in forward order."""
         raise NotImplementedError
 
+    def mask_points(self, model: Loaded) -> list[Point]:
+        """Where a masked model (:func:`irrepprobe.metrics.masked`) zeroes an order: every point but the
+        output, the spherical harmonics among them where the family exposes them as a point."""
+        return [p for p in self.points(model) if p.role != "output"]
+
     def default_points(self, model: Loaded) -> list[str]:
         """Names of the points captured when the user names none: the node features leaving each layer."""
         return [p.name for p in self.points(model)]
@@ -197,7 +202,8 @@ class ForcesOfPredict:
     _last: tuple[Batch, torch.Tensor | None] | None = None
 
     def keep_forces(self, batch: Batch, forces: torch.Tensor | None) -> None:
-        self._last = (batch, None if forces is None else forces.detach())
+        """Kept detached, unless ``keep_graph`` (fine-tuning on forces needs their graph)."""
+        self._last = (batch, None if forces is None else forces if self.keep_graph else forces.detach())
 
     def forces(self, model: Loaded, batch: Batch) -> torch.Tensor | None:
         if self._last is None or self._last[0] is not batch or self._last[1] is None:

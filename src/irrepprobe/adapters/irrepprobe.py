@@ -53,6 +53,10 @@ class IrrepprobeAdapter(Adapter):
         pts.append(Point("readout", "readout", net.readout.irreps_out, role="output"))
         return pts
 
+    def mask_points(self, model: Loaded) -> list[Point]:
+        net = model.module
+        return [Point("spherical", "spherical", net.irreps_sh, kind="edge", role="input")] + super().mask_points(model)
+
     def batches(self, model: Loaded, structures, batch_size: int = 64):
         from torch_geometric.data import Batch as PygBatch, Data
 

@@ -45,6 +45,8 @@ class EquivariantNet(nn.Module):
         self.irreps_sh = o3.Irreps(
             [(1, (l, (-1) ** l)) for l in sorted(m.ls)]
         )
+        # a module (no weights) rather than a call, so that hooks reach it: a masked model zeroes an order here
+        self.spherical = o3.SphericalHarmonics(self.irreps_sh, normalize=True, normalization="component")
         hidden = hidden_irreps(config.muls(), m.parity)
         avg = float(m.avg_neighbors) if m.avg_neighbors else 10.0
 
@@ -74,7 +76,7 @@ class EquivariantNet(nn.Module):
         edge_index = radius_graph(pos, batch, self.cutoff)
         vec = pos[edge_index[0]] - pos[edge_index[1]]
         r = vec.norm(dim=1)
-        sh = o3.spherical_harmonics(self.irreps_sh, vec, normalize=True, normalization="component")
+        sh = self.spherical(vec)
         radial = self.radial_basis(r)
 
         x = self.embedding(z)
