@@ -358,3 +358,9 @@ def test_periodic_diamond_cells_capture_rotation_safe_and_score_forces(adapter, 
     energy, forces = table[table["quantity"] == "energy"], table[table["quantity"] == "forces"]
     assert energy["scale_free"].isna().all()  # one stoichiometry: left out, not 79,000%
     assert np.isfinite(forces["scale_free"]).all() and forces["scale_free"].max() > 0.05
+
+
+def test_masked_mace_zeroes_the_order_and_fine_tunes_on_energy_and_forces(tiny, mols):
+    from family_checks import masked_and_recovered
+
+    masked_and_recovered(tiny, mols, 1, forces=True)

@@ -350,3 +350,9 @@ def test_residual_layers_expose_their_update_before_the_residual(adapter, mols):
     want = ["layer0_convnet", "layer1_convnet.equivariant_nonlin", "layer1_convnet"]
     _, seen = run_hooked(adapter, model, b, [points[n] for n in want])
     assert torch.allclose(seen["layer1_convnet"], seen["layer0_convnet"] + seen["layer1_convnet.equivariant_nonlin"])
+
+
+def test_masked_model_zeroes_the_order_and_fine_tunes_on_energy_and_forces(model, mols):
+    from family_checks import masked_and_recovered
+
+    masked_and_recovered(model, mols, 1, forces=True)

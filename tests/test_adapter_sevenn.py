@@ -268,3 +268,9 @@ def test_cli_needs_a_modality_for_a_multi_fidelity_model(tmp_path, capsys):
         err = capsys.readouterr().err.strip().splitlines()
         assert code == 2 and len(err) == 1 and message in err[0], err
     assert not (tmp_path / "c").exists()
+
+
+def test_masked_sevenn_zeroes_the_order_and_fine_tunes_on_energy_and_forces(seven, mols):
+    from family_checks import masked_and_recovered
+
+    masked_and_recovered(seven, mols, 2, forces=True)
