@@ -44,6 +44,10 @@ def test_prune_retrains_without_the_order_and_a_rerun_does_no_work(tmp_path):
     logs.clear()
     prune(tmp_path / "run" / "best.pt", tmp_path / "prune", drop=[2], warm=True, log=logs.append)
     assert sum("done, skipped" in line for line in logs) == 2
+    logs.clear()  # --auto resting on recovery: the orders dispensable after fine-tuning with them masked
+    res = prune(tmp_path / "run" / "best.pt", tmp_path / "prune", recovery_steps=3, log=logs.append)
+    assert any("dispensable after 3 fine-tuning steps" in line for line in logs)
+    assert (tmp_path / "prune" / "baseline" / "recovery" / "l2.npz").exists()
     assert main(["prune", str(tmp_path / "run" / "best.pt")]) == 2
     assert main(["prune", str(tmp_path / "run" / "best.pt"), "--drop-l", "x"]) == 2
 

@@ -87,3 +87,24 @@ def test_a_utilisation_table_measured_elsewhere_is_used_not_measured_again(repor
     assert (pd.read_csv(tmp_path / "r" / "tables" / "utilisation.csv")["molecules"] == 77).all()
     assert not (tmp_path / "r" / "tables" / "utilisation.json").exists()  # nothing was measured here
     assert "first 77 captured" in (tmp_path / "r" / "report.md").read_text()
+
+
+def test_the_orders_table_puts_dependence_recovery_and_necessity_side_by_side(report, tmp_path, capsys):
+    cap = load_capture(report["out"].parent / "cap")
+    util = report["tables"]["utilisation"].drop(columns=["used"])
+    # necessity against a model that learned nothing: the run's own untrained initialisation, same structures
+    untrained = report["out"] / "control" / "capture"
+    rep = make_report(cap, out=tmp_path / "r", device="cpu", controls=1, map_method="pca", utilisation=util,
+                      recovery_steps=5, necessity=[("l=1,2", str(untrained))], log=lambda *a: None)
+    orders = rep["verdict"]["orders"].set_index("order")
+    assert list(orders.index) == ["l=1", "l=2", "l=1,2"]
+    assert (orders.loc[["l=1", "l=2"], "rests on"] == "recovery").all()
+    assert orders.loc["l=1,2", "rests on"] == "necessity" and orders.loc["l=1,2", "verdict"] == "needed"
+    assert orders.loc["l=1,2", "recovery"] == "not measured"
+    legs = pd.read_csv(tmp_path / "r" / "tables" / "recovery.csv")
+    assert set(legs["leg"]) == {"control", "dependence", "recovery", "necessity"}
+    assert (legs.loc[legs["leg"] == "recovery", "steps"] == 5).all()
+    text = (tmp_path / "r" / "report.md").read_text()
+    assert "rests on recovery" in text and "fine-tuned for 5 Adam steps" in text
+    assert main(["report", str(cap.path), "--out", str(tmp_path / "x"), "--necessity", "l=one:somewhere"]) == 2
+    assert "--necessity takes ORDERS:CAPTURE" in capsys.readouterr().err

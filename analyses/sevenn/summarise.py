@@ -38,11 +38,11 @@ def _cell(r) -> str:
 
 
 def per_order(util: pd.DataFrame) -> pd.DataFrame:
-    """Per point (layer) and block: the scale-free utilisation (%) with its interval under each
-    intervention, and the verdict."""
+    """Per point (layer), block and quantity scored: the scale-free utilisation (%) with its interval
+    under each intervention, and the verdict (over every quantity)."""
     rows = []
-    for (point, block), g in util.groupby(["point", "block"], sort=False):
-        row = {"point": point, "block": block}
+    for (point, block, quantity), g in util.groupby(["point", "block", "quantity"], sort=False):
+        row = {"point": point, "block": block, "quantity": quantity}
         for r in g.itertuples():
             row[r.intervention] = _cell(r)
         first = g.iloc[0]
@@ -50,6 +50,13 @@ def per_order(util: pd.DataFrame) -> pd.DataFrame:
                           else "used" if first["used"] else "unused")
         rows.append(row)
     return pd.DataFrame(rows)
+
+
+def legs(orders: pd.DataFrame) -> list[str]:
+    """The orders table (dependence / recovery / control, the verdict and the leg it rests on) as lines."""
+    return [f"  - {r['order']}: dependence {r['dependence']}; recovery {r['recovery']}; fine-tuning alone "
+            f"{r.get('fine-tuning alone (control)', '-')}; verdict **{r['verdict']}** (rests on {r['rests on']})"
+            for r in orders.to_dict("records")]
 
 
 def dipole(eq: pd.DataFrame) -> pd.DataFrame:
@@ -61,10 +68,13 @@ def dipole(eq: pd.DataFrame) -> pd.DataFrame:
 def findings(name: str, util: pd.DataFrame, eq: pd.DataFrame) -> list[str]:
     """The plain statements the tables support, computed from them."""
     zero = util[util["intervention"] == "zero"]
-    joint = zero[zero["point"] == "all"]
-    out = [f"- {name}: replacing one order at every layer at once moves the energy per atom by "
-           + "; ".join(f"{r.block} {100 * r.scale_free:.0f}% [{100 * r.scale_free_low:.0f}, "
-                       f"{100 * r.scale_free_high:.0f}]" for r in joint.itertuples()) + " of its spread (zeroed)."]
+    out = []
+    for q, joint in zero[zero["point"] == "all"].groupby("quantity", sort=False):
+        what = "energy per atom" if q == "energy" else "forces"
+        scale = "spread" if q == "energy" else "root mean square"
+        out.append(f"- {name}: replacing one order at every layer at once moves the {what} by "
+                   + "; ".join(f"{r.block} {100 * r.scale_free:.0f}% [{100 * r.scale_free_low:.0f}, "
+                               f"{100 * r.scale_free_high:.0f}]" for r in joint.itertuples()) + f" of its {scale} (zeroed).")
     blocks = zero[zero["point"] != "all"].drop_duplicates(["point", "block"])
     unused = blocks[blocks["reachable"] & ~blocks["used"]]
     out.append(f"- {name}: unused blocks (interval below 5% under zero, mean and resample): "
@@ -88,6 +98,9 @@ WEAK = [
     "(7net-0) and 200 (7net-l3i5) molecules; QM9's small organic molecules are far from SevenNet's training "
     "data (MPtrj: inorganic crystals). A large shift says the model's energy depends on the block, not that "
     "the block makes it more accurate on these molecules.",
+    "- Recovery is distillation on these molecules with a short budget (see each report's orders table for steps, "
+    "split and learning rate): an order that recovers here can be dropped for this chemistry at this budget; "
+    "one that does not may still recover with more steps or more data. Its intervals are within one model.",
 ]
 
 
@@ -106,14 +119,23 @@ def main() -> None:
         eq = pd.read_csv(rep / "tables" / "probes_equivariant.csv")
         timings = pd.read_csv(rep / "tables" / "timings.csv")
         found += findings(name, util, eq)
+        orders = pd.read_csv(rep / "tables" / "orders.csv") if (rep / "tables" / "orders.csv").exists() else None
+        if orders is not None:
+            found.append(f"- {name}: does the architecture need each order, or only this checkpoint? Each order "
+                         "masked (zeroed at every point and in the spherical harmonics), then the model fine-tuned "
+                         "with the mask on toward its own energies and forces (distilled) and scored on held-out "
+                         "molecules against the same fine-tuning without a mask:")
+            found += legs(orders)
         lines += [f"## {name}", "", cap_meta["model_summary"] + ".", "",
                   f"Captured over {cap_meta['n_molecules']} molecules of {cap_meta['data']} in "
                   f"{cap_meta['seconds']:.0f} s; report in {timings['seconds'].sum() / 60:.0f} min "
                   f"([report.md]({name}/report.md), [report.html]({name}/report.html)). Ablation on the first "
                   f"{int(util['molecules'].iloc[0])} molecules.", "",
                   "Scale-free utilisation in % (mean absolute change of the predicted energy per atom over its "
-                  "mean absolute deviation across the molecules; QM9 holds no PBE energies, so this is how far "
-                  "ablation moves SevenNet's own prediction, not its error), 95% paired bootstrap interval:", "",
+                  "mean absolute deviation across the molecules, and of the force components over their root mean "
+                  "square; QM9 holds no PBE labels, so this is how far ablation moves SevenNet's own prediction, "
+                  "not its error), 95% paired bootstrap interval (rows stopped early by the sequential rule say so "
+                  "in the report's `structures` column):", "",
                   _md(per_order(util)), "",
                   "Dipole vector (QM9's Mulliken dipole) from the l=1 (1e) blocks by an equivariant linear probe, "
                   "next to the same probe on the untrained model (same architecture, re-initialised):", "",
@@ -122,7 +144,8 @@ def main() -> None:
     lines += ["## How this was made", "",
               "`bash analyses/sevenn/run.sh` (captures: `irrepprobe capture MODEL --format sevenn --data qm9:test "
               "--subset 2000 --trust --batch-size 32 --out experiments/sevenn/MODEL`; reports: `irrepprobe report "
-              "experiments/sevenn/MODEL --out reports/sevenn/MODEL --ablation-molecules N`, N = 500 for 7net-0, 200 for 7net-l3i5), then "
+              "experiments/sevenn/MODEL --out reports/sevenn/MODEL --ablation-molecules N --recovery --recovery-steps S`, N = 500 "
+              "and S = 200 for 7net-0, N = 200 and S = 100 for 7net-l3i5), then "
               "`python analyses/sevenn/summarise.py`.", "",
               f"Machine and software: {_software()}."]
     (OUT / "README.md").write_text("\n".join(lines) + "\n")

@@ -128,12 +128,28 @@ def cmd_report(args) -> int:
                       map_points=None if args.map_points == 0 else args.map_points, map_method=args.map_method,
                       map_layers=args.map_layers, compare=args.compare, threshold=args.threshold,
                       device=args.device or "auto", seed=args.seed, controls=args.controls,
-                      command=_command(args), quantity=args.quantity, first_look=args.first_look or None)
+                      command=_command(args), quantity=args.quantity, first_look=args.first_look or None,
+                      recovery_steps=args.recovery_steps if args.recovery else None, recovery_lr=args.recovery_lr,
+                      necessity=_necessity(args.necessity))
     v = res["verdict"]
     print("unused blocks: " + (", ".join(f"{p} {b}" for p, b in v["unused"]) or "none"))
     print("orders to drop: " + (", ".join(f"l={l}" for l in v["drop"]) or "none"))
     print(f"total {res['timings']['seconds'].sum():.1f} s -> {res['report_html']}")
     return 0
+
+
+def _necessity(items) -> list[tuple[str, str]]:
+    """``--necessity l=1:CAPTURE`` (or ``l=1,2:CAPTURE``) -> [("l=1", "CAPTURE")]."""
+    from .errors import IrrepprobeError
+
+    out = []
+    for item in items or []:
+        order, sep, path = item.partition(":")
+        ls = order.removeprefix("l=").split(",")
+        if not sep or not path or not order.startswith("l=") or not all(x.strip().isdigit() for x in ls):
+            raise IrrepprobeError(f"--necessity takes ORDERS:CAPTURE, e.g. l=1:prune/pruned-seed0/capture; got {item!r}")
+        out.append((order, path))
+    return out
 
 
 def cmd_dynamics(args) -> int:
@@ -165,7 +181,8 @@ def cmd_prune(args) -> int:
             raise IrrepprobeError(f"--drop-l takes orders like 1,2; got {args.drop_l!r}") from None
     out = Path(args.out or Path(args.checkpoint).parent / "prune")
     res = prune(args.checkpoint, out, drop=drop, seeds=args.seeds, threshold=args.threshold,
-                molecules=args.ablation_molecules or None, warm=args.warm_start)
+                molecules=args.ablation_molecules or None, warm=args.warm_start,
+                recovery_steps=args.recovery_steps)
     md = prune_report(res, out, Path(args.checkpoint).name, args.threshold,
                       command=_command(args))
     print(res["runs"][["variant", "seed", "ls", "params", "test_mae", "knn_r2_target"]]
@@ -366,6 +383,16 @@ def build_parser() -> argparse.ArgumentParser:
                     help="sequential ablation: stop adding structures to an ablation whose interval is already "
                          "clearly on one side of the threshold, looking at N structures and every doubling "
                          "(default 64; 0: every ablation on every structure)")
+    sp.add_argument("--recovery", action="store_true",
+                    help="also fine-tune the model with each order masked (and, as a control, unmasked) and "
+                         "score what damage remains on held-out structures: whether the architecture needs the "
+                         "order, not only this checkpoint; the verdict then rests on it")
+    sp.add_argument("--recovery-steps", type=int, default=200, metavar="N",
+                    help="fine-tuning steps per order for --recovery (default 200)")
+    sp.add_argument("--recovery-lr", type=float, default=1e-3, help="fine-tuning learning rate (default 1e-3)")
+    sp.add_argument("--necessity", action="append", metavar="ORDERS:CAPTURE",
+                    help="the capture of a model trained from scratch without the orders (e.g. "
+                         "l=1:prune/pruned-seed0/capture), over the same labelled structures: the necessity leg")
     sp.add_argument("--device", choices=["auto", "cpu", "cuda"])
     sp.add_argument("--seed", type=int, default=0)
     sp.set_defaults(func=cmd_report)
@@ -383,7 +410,11 @@ def build_parser() -> argparse.ArgumentParser:
     sp = sub.add_parser("prune", help="drop unused orders, retrain, compare test error and latent structure")
     sp.add_argument("checkpoint")
     sp.add_argument("--drop-l", help="orders to drop, e.g. 1,2")
-    sp.add_argument("--auto", action="store_true", help="drop the orders unused at every layer")
+    sp.add_argument("--auto", action="store_true",
+                    help="drop the orders unused at every layer (with --recovery-steps: those dispensable after "
+                         "fine-tuning with the order masked)")
+    sp.add_argument("--recovery-steps", type=int, metavar="N",
+                    help="--auto rests on recovery: fine-tune with each order masked for N steps")
     sp.add_argument("--seeds", type=int, default=1, help="seeds per variant (default 1)")
     sp.add_argument("--threshold", type=float, default=0.05)
     sp.add_argument("--ablation-molecules", type=int, default=1000)

@@ -289,3 +289,53 @@ def recovery(model: Loaded, structures, orders=None, label: str | None = None, f
     for k, v in settings.items():
         table[k] = v
     return table
+
+
+def dispensable(table: pd.DataFrame) -> list[int]:
+    """Orders whose recovery leg is ``dispensable``."""
+    rec = table[(table["leg"] == "recovery") & (table["outcome"] == "dispensable")]
+    return sorted({int(l) for l in rec["l"]})
+
+
+def recovery_of(cap, model=None, molecules: int | None = 1000, steps: int = STEPS, lr: float = LR,
+                batch_size: int = BATCH, quantity: str = "both", out=None, trust: bool | None = None,
+                device: str = "auto", threshold: float = THRESHOLD, seed: int = 0, log=print) -> pd.DataFrame:
+    """:func:`recovery` of the captured model on the capture's first ``molecules`` structures, fitting the
+    capture's target where it has one (else distilling), forces unless ``quantity`` is ``energy``."""
+    from ..capture import model_of, structures_of
+    from ..train.distributed import resolve_device
+
+    loaded = model_of(cap, model, trust=trust, device=resolve_device(device))
+    rows = np.arange(len(cap.arrays["index"]))[:molecules]
+    structures = structures_of(cap).take(rows)
+    label = loaded.adapter.labels_of(loaded, structures, cap.meta.get("target"))
+    return recovery(loaded, structures, label=label, forces=quantity != "energy", steps=steps, lr=lr,
+                    batch_size=batch_size, threshold=threshold, seed=seed, out=out, log=log)
+
+
+def necessity(full, pruned, order: str, threshold: float = THRESHOLD, n_boot: int = 1000, seed: int = 0) -> pd.DataFrame:
+    """The necessity leg from two captures over the same labelled structures: the model trained with the
+    order (``full``) and one trained from scratch without it (``pruned``, e.g. ``irrepprobe prune``'s),
+    paired over structures: the change of the error, raw and as a share of what ``full`` learned beyond
+    composition. ``order``: what was dropped, e.g. ``"l=1"`` or ``"l=1,2"``."""
+    from .utilisation import composition_baseline
+
+    for c in (full, pruned):
+        if "error" not in c.arrays:
+            raise IrrepprobeError(f"capture {c.path} holds no errors (no label of the model's quantity): "
+                                  "necessity compares trained models' errors")
+    if not np.array_equal(full.arrays["index"], pruned.arrays["index"]) or full.meta["target"] != pruned.meta["target"]:
+        raise IrrepprobeError(f"captures {full.path} and {pruned.path} are not over the same structures and target")
+    a = np.abs(np.asarray(full.errors, np.float64)).reshape(len(full.errors), -1).mean(1)
+    b = np.abs(np.asarray(pruned.errors, np.float64)).reshape(len(pruned.errors), -1).mean(1)
+    comp = composition_baseline(full)
+    c = np.abs(comp - np.asarray(full.targets, np.float64).reshape(len(comp), -1)).mean(1)
+    raw = paired_bootstrap(a, b, lambda r: a[r].mean(), n_boot, seed)
+    scale = float(c.mean() - a.mean())
+    free = paired_bootstrap(a, b, lambda r: c[r].mean() - a[r].mean(), n_boot, seed) if scale > 0 else (np.nan,) * 3
+    table = pd.DataFrame([{"order": order, "l": -1, "leg": "necessity", "quantity": full.meta["target"],
+                           "score": "error", "mae": float(b.mean()), "base_mae": float(a.mean()), "raw": raw[0],
+                           "raw_low": raw[1], "raw_high": raw[2], "scale_free": free[0], "scale_free_low": free[1],
+                           "scale_free_high": free[2], "scale": scale, "structures": len(a)}])
+    table["outcome"] = leg_outcomes(table, threshold)
+    return table

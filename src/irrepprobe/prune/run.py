@@ -36,12 +36,14 @@ def _warm_from(full_ckpt: Path):
 
 
 def prune(ckpt, out, drop: list[int] | None = None, seeds: int = 1, threshold: float = THRESHOLD,
-          molecules: int | None = 1000, warm: bool = False, log=print) -> dict:
+          molecules: int | None = 1000, warm: bool = False, recovery_steps: int | None = None, log=print) -> dict:
     """Prune ``ckpt``: ``drop`` the given orders, or (None) those :func:`orders_to_drop` finds unused.
     Trains the pruned config for ``seeds`` seeds (the checkpoint's seed first) and, for every seed past
     the first, the unpruned config too, so that both sides have the same seeds. With ``warm`` each seed
     also trains the pruned config warm-started from the full model of that seed (variant
-    ``pruned-warm``), beside the cold start. Returns the tables."""
+    ``pruned-warm``), beside the cold start. With ``recovery_steps`` the orders found are those
+    :func:`~irrepprobe.metrics.recovery` finds dispensable after that much fine-tuning with the order
+    masked, instead of those unused in the trained checkpoint. Returns the tables."""
     ckpt, out = Path(ckpt), Path(out)
     if seeds < 1:
         raise IrrepprobeError(f"--seeds must be at least 1, got {seeds}")
@@ -51,7 +53,15 @@ def prune(ckpt, out, drop: list[int] | None = None, seeds: int = 1, threshold: f
     if drop is not None:
         pruned_config(config, drop)  # refuses l = 0 and orders the model lacks before any work is done
     base_row, base_util, base_cap = _measure("full", config.train.seed, ckpt, out / "baseline", molecules)
-    if drop is None:
+    if drop is None and recovery_steps:
+        from ..metrics.recovery import dispensable, recovery_of
+
+        rec = recovery_of(base_cap, molecules=molecules, steps=recovery_steps, threshold=threshold,
+                          out=out / "baseline" / "recovery", log=log)
+        drop = dispensable(rec)
+        log(f"orders dispensable after {recovery_steps} fine-tuning steps with the order masked (recovery < "
+            f"{threshold:g}): " + (", ".join(f"l={l}" for l in drop) or "none"))
+    elif drop is None:
         drop = orders_to_drop(base_util, threshold, hidden_points(base_cap))
         log(f"orders unused at every layer (ablation utilisation < {threshold:g}): "
             + (", ".join(f"l={l}" for l in drop) or "none"))

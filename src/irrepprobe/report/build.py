@@ -93,13 +93,18 @@ def make_report(capture, out=None, model=None, trust: bool | None = None, ablati
                 map_points: int | None = 2000, map_method: str = "umap", map_layers: list[str] | None = None,
                 compare=None, threshold: float = M.THRESHOLD, device: str = "auto", seed: int = 0,
                 controls: int = 5, command: str | None = None, utilisation: pd.DataFrame | None = None,
-                quantity: str = "both", first_look: int | None = 64, log=print) -> dict:
+                quantity: str = "both", first_look: int | None = 64, recovery_steps: int | None = None,
+                recovery_lr: float = 1e-3, necessity: list[tuple[str, str]] | None = None, log=print) -> dict:
     """Compute every metric of ``capture`` and write the report into ``out`` (default
     ``CAPTURE/report``). Returns the tables (DataFrames) and the paths written. ``utilisation``: a table
     :func:`irrepprobe.metrics.utilisation` already made for this capture and model (an experiment run's
     ``metrics/utilisation.csv``), used instead of measuring it again. ``quantity``: energy, forces or
     both (forces where the family computes them). ``first_look``: the sequential rule of
-    :func:`irrepprobe.metrics.ablation` (None or 0: every ablation on every structure)."""
+    :func:`irrepprobe.metrics.ablation` (None or 0: every ablation on every structure).
+    ``recovery_steps``: also :func:`irrepprobe.metrics.recovery` with that fine-tuning budget per order
+    (kept in ``out/recovery``, so a rerun resumes); ``necessity``: ``(orders, capture)`` pairs, captures of
+    models trained without the orders over the same labelled structures. The verdict on orders rests on
+    recovery where measured."""
     cap = capture if isinstance(capture, Capture) else load_capture(capture)
     out = Path(out) if out else cap.path / "report"
     figs, tabs = out / "figures", out / "tables"
@@ -141,6 +146,15 @@ def make_report(capture, out=None, model=None, trust: bool | None = None, ablati
             util = utilisation.assign(parity=utilisation["parity"].fillna(""))
             util["used"] = M.verdicts(util, threshold)
             save_csv(util, tabs / "utilisation.csv")
+    legs = []
+    if recovery_steps:
+        with stage(f"recovery (fine-tuning, {recovery_steps} steps per order and for the control)"):
+            legs.append(M.recovery_of(cap, model, ablation_molecules, recovery_steps, recovery_lr, quantity=quantity,
+                                      out=out / "recovery", trust=trust, device=device, threshold=threshold,
+                                      seed=seed, log=log))
+    for order, path in necessity or []:
+        legs.append(M.necessity(cap, load_capture(path), order, threshold, seed=seed))
+    legs = pd.concat(legs, ignore_index=True) if legs else None
     with stage("probes (ridge, every block x scalar label)"):
         inv = M.invariant_targets(cap)  # the own quantity (beyond composition) and the squared error
         own = inv.drop(columns=["squared error"], errors="ignore")
@@ -162,7 +176,7 @@ def make_report(capture, out=None, model=None, trust: bool | None = None, ablati
     own_col = own.columns[0]
     checks = M.denominator_checks(cap, util)
     copies = _same_target(Y, own_col)
-    verdict = _verdict(util, probes, eq, hidden, threshold, copies, target)
+    verdict = _verdict(util, probes, eq, hidden, threshold, copies, target, legs)
     out.mkdir(parents=True, exist_ok=True)
     tables = {"norms": norms, "utilisation": util, "probes": probes, "probes_equivariant": eq,
               "latent_knn": knn, "verdict": verdict["table"], "verdict_thresholds": verdict["sweep"],
@@ -170,6 +184,9 @@ def make_report(capture, out=None, model=None, trust: bool | None = None, ablati
     for name, df in tables.items():
         save_csv(df, tabs / f"{name}.csv")
     save_csv(checks, tabs / "denominators.csv")
+    if legs is not None:
+        save_csv(legs, tabs / "recovery.csv")
+        save_csv(verdict["orders"], tabs / "orders.csv")
     save_csv(cka, tabs / "cka.csv", index=True)
     if cka_ctl is not None:
         save_csv(cka_ctl, tabs / "cka_trained_vs_untrained.csv")
@@ -213,7 +230,7 @@ def make_report(capture, out=None, model=None, trust: bool | None = None, ablati
                                                     xlabel=f"point of {other.path.name}"), figs, "cka_compare")
 
     doc = _document(head, meta, mae, unit, verdict, norms, util, probes, eq, knn, cka_ctl, paths, own_col,
-                    threshold, n_map, map_method, ablation_molecules, timings, command, checks, first_look)
+                    threshold, n_map, map_method, ablation_molecules, timings, command, checks, first_look, legs)
     save_csv(pd.DataFrame(timings), tabs / "timings.csv")
     md, page = doc.write(out)
     return {"out": out, "report_md": md, "report_html": page, "figures": paths, "tables": tables,
@@ -282,13 +299,55 @@ def _column(r, several: bool) -> str:
     return f"{r.intervention} ({r.quantity})" if several else r.intervention
 
 
-def _verdict(util, probes, eq, hidden, threshold, copies, target) -> dict:
+def _leg_text(rows: pd.DataFrame) -> str:
+    """One leg of one order: each quantity's scale-free interval (and raw, where it differs), the outcome."""
+    parts = []
+    for r in rows.itertuples():
+        if not np.isfinite(r.scale_free_high) and not np.isfinite(r.raw_high):
+            parts.append(f"{r.quantity}: no denominator")
+            continue
+        text = (f"{r.quantity} {100 * r.scale_free:.1f}% [{100 * r.scale_free_low:.1f}, {100 * r.scale_free_high:.1f}]"
+                if np.isfinite(r.scale_free_high) else f"{r.quantity}")
+        if r.score == "error":
+            text += f" (raw {100 * r.raw:+.1f}% [{100 * r.raw_low:.1f}, {100 * r.raw_high:.1f}])"
+            if np.isfinite(r.scale_free) and r.scale_free > 1:
+                text += ", worse than the composition fit"
+        parts.append(text)
+    outcome = rows["outcome"].iloc[0]
+    return "; ".join(parts) + (f": {outcome}" if outcome else "")
+
+
+def _orders(legs: pd.DataFrame) -> pd.DataFrame:
+    """Per order: each leg's intervals and outcome side by side, the verdict and the leg it rests on
+    (recovery where measured, else necessity, else dependence)."""
+    control = legs[legs["leg"] == "control"]
+    rows = []
+    for order in [o for o in legs["order"].unique() if o != "none"]:
+        row, mine = {"order": order}, legs[legs["order"] == order]
+        for leg in ("dependence", "recovery", "necessity"):
+            part = mine[mine["leg"] == leg]
+            row[leg] = _leg_text(part) if len(part) else "not measured"
+            if len(part):
+                row.setdefault("_outcomes", {})[leg] = part["outcome"].iloc[0]
+        if len(control) and (mine["leg"] == "recovery").any():
+            row["fine-tuning alone (control)"] = _leg_text(control.assign(outcome=""))
+        found = row.pop("_outcomes", {})
+        rests = next(leg for leg in ("recovery", "necessity", "dependence") if leg in found)
+        row["verdict"], row["rests on"] = found[rests], rests
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def _verdict(util, probes, eq, hidden, threshold, copies, target, legs=None) -> dict:
     rows_all = util[util["point"].isin(hidden)]
     per_block = rows_all.drop_duplicates(["point", "block"])
     unreachable = per_block[~per_block["reachable"]]
     collapsed = per_block["degenerate"].astype(bool) if "degenerate" in per_block else False
     unused = per_block[per_block["reachable"] & ~per_block["used"] & ~collapsed]
     drop = orders_to_drop(util, threshold, hidden)
+    orders = _orders(legs) if legs is not None else None
+    if legs is not None and (legs["leg"] == "recovery").any():
+        drop = M.dispensable(legs)  # the verdict on orders rests on recovery where measured
     both = pd.concat([probes, eq], ignore_index=True)
     both = both[both["point"].isin(hidden) & ~both["target"].isin(copies) & (both["target"] != target)]
     info = both[(both["r2"] >= INFO_R2) & (both["selectivity"] >= INFO_SELECTIVITY) & both["above_controls"]
@@ -324,10 +383,33 @@ def _verdict(util, probes, eq, hidden, threshold, copies, target) -> dict:
                       "orders to drop": ", ".join(f"l={l}" for l in orders_to_drop(util, t, hidden)) or "none"})
     return {"unused": unused[["point", "block"]].values.tolist(),
             "unreachable": unreachable[["point", "block"]].values.tolist(), "drop": drop, "best_other": best,
-            "table": pd.DataFrame(rows), "copies": copies, "sweep": pd.DataFrame(sweep), "grid": by_threshold,
+            "table": pd.DataFrame(rows), "copies": copies, "orders": orders, "sweep": pd.DataFrame(sweep), "grid": by_threshold,
             "joint": pd.DataFrame([{"order": r.block, "intervention": r.intervention,
                                     **({"quantity": r.quantity} if several else {}),
                                     "scale-free utilisation": _interval(r)} for r in joint.itertuples()])}
+
+
+def _legs_text(legs: pd.DataFrame, threshold: float) -> str:
+    """What the orders table's legs are, with the budget and split they were measured on."""
+    rec = legs[legs["leg"] != "necessity"]
+    text = (f"Each leg gives needed (some interval wholly above {threshold:.0%}), dispensable (every interval below "
+            "it) or undecided, over every quantity and over the raw change of the error as well as the scale-free "
+            "share. Dependence: the order zeroed at every point and in the spherical harmonics (the masked model), "
+            "as the checkpoint stands. ")
+    if len(rec):
+        r = rec.iloc[0]
+        how = (f"the labels {r['label']}" if isinstance(r["label"], str) and r["label"] else
+               "the checkpoint's own predictions (distilled: the data holds no label of its quantity)")
+        text += (f"Recovery: the masked model fine-tuned for {int(r['steps'])} Adam steps (learning rate "
+                 f"{r['lr']:g}, cosine decay, batches of {int(r['batch_size'])}) on the first {int(r['fit'])} "
+                 f"structures toward {how}" + (" with forces" if r["forces"] else "") + f", scored on the other "
+                 f"{int(r['held_out'])}, against the checkpoint given the same fine-tuning (the control, whose own "
+                 "move is shown) so that what fine-tuning alone gains is not counted as recovery. Intervals: paired "
+                 "bootstrap over held-out structures, within this one model. ")
+    if (legs["leg"] == "necessity").any():
+        text += ("Necessity: a model trained from scratch without the order (same budget and seed), its error "
+                 "against the checkpoint's on the same structures. ")
+    return text + "A share above 100% means worse than the composition fit."
 
 
 def _describe(q: str, kind: str, meta) -> str:
@@ -391,7 +473,7 @@ def _rests_on(util) -> str:
 
 
 def _document(head, meta, mae, unit, verdict, norms, util, probes, eq, knn, cka_ctl, paths, own_col, threshold,
-              n_map, map_method, ablation_molecules, timings, command, checks, first_look) -> Document:
+              n_map, map_method, ablation_molecules, timings, command, checks, first_look, legs=None) -> Document:
     doc = Document(f"irrepprobe report: {head}")
     doc.text(meta["model_summary"] + ".")
     doc.bullets(_header(meta, util))
@@ -417,8 +499,12 @@ def _document(head, meta, mae, unit, verdict, norms, util, probes, eq, knn, cka_
         "Unreachable by construction (no gradient from any output, on the data and on randomly displaced "
         "atoms: nothing downstream reads them), neither used nor unused and left out of every count: "
         + (", ".join(unreachable) if unreachable else "none") + ".",
-        "Orders a pruning step would drop (every reachable block of the order unused at every layer, and "
-        "the order replaced everywhere at once unused too): "
+        ("Orders a pruning step would drop (rests on recovery: the damage left after fine-tuning with the order "
+         f"masked lies below {threshold:.0%}, see the orders table): " if legs is not None and
+         (legs["leg"] == "recovery").any() else
+         "Orders a pruning step would drop (rests on dependence: every reachable block of the order unused at every "
+         "layer of this checkpoint, and the order replaced everywhere at once unused too; `--recovery` asks whether "
+         "the architecture needs it): ")
         + (", ".join(f"l={l}" for l in verdict["drop"]) if verdict["drop"] else "none") + ".",
         f"Information about targets the model was not trained on (probe R2 >= {INFO_R2}, selectivity "
         f">= {INFO_SELECTIVITY} and above every untrained initialisation; {', '.join(verdict['copies']) or 'none'} count as the model's own target): "
@@ -430,6 +516,9 @@ def _document(head, meta, mae, unit, verdict, norms, util, probes, eq, knn, cka_
              "It is about this trained checkpoint only (a co-adapted network depends on what it was trained with), "
              "not whether the architecture needs the block. A share above 100% means the ablated model is worse "
              "than the composition fit (or, for forces, than zero forces).")
+    if verdict.get("orders") is not None:
+        doc.text("Orders: does the architecture need each one, or only this checkpoint? " + _legs_text(legs, threshold))
+        doc.table(verdict["orders"], "tables/orders.csv")
     doc.table(verdict["table"], "tables/verdict.csv")
     if len(verdict["joint"]):
         doc.text("Each order l > 0 replaced at every point at once, and (`removed`) truly removed:")
