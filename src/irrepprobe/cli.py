@@ -130,7 +130,7 @@ def cmd_report(args) -> int:
                       device=args.device or "auto", seed=args.seed, controls=args.controls,
                       command=_command(args), quantity=args.quantity, first_look=args.first_look or None,
                       recovery_steps=args.recovery_steps if args.recovery else None, recovery_lr=args.recovery_lr,
-                      necessity=_necessity(args.necessity))
+                      necessity=_necessity(args.necessity), seeds=args.seeds)
     v = res["verdict"]
     print("unused blocks: " + (", ".join(f"{p} {b}" for p, b in v["unused"]) or "none"))
     print("orders to drop: " + (", ".join(f"l={l}" for l in v["drop"]) or "none"))
@@ -383,6 +383,9 @@ def build_parser() -> argparse.ArgumentParser:
                     help="sequential ablation: stop adding structures to an ablation whose interval is already "
                          "clearly on one side of the threshold, looking at N structures and every doubling "
                          "(default 64; 0: every ablation on every structure)")
+    sp.add_argument("--seeds", nargs="+", metavar="CAPTURE",
+                    help="captures of other training runs of the same configuration over the same structures: "
+                         "the spread of utilisation across seeds, beside this model's within-model intervals")
     sp.add_argument("--recovery", action="store_true",
                     help="also fine-tune the model with each order masked (and, as a control, unmasked) and "
                          "score what damage remains on held-out structures: whether the architecture needs the "

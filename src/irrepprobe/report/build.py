@@ -89,12 +89,30 @@ def _utilisation(cap: Capture, out: Path, model, molecules, device, trust, thres
     return util
 
 
+def _seeds(cap, util, seeds, out, molecules, device, trust, threshold, seed, log, quantity, first_look):
+    """:func:`irrepprobe.metrics.across_seeds` over this model and the captures ``seeds`` (each one's
+    utilisation measured on the same structures, kept in ``out/seeds/seedK``)."""
+    tables, names = [util], ["this model"]
+    n = int(util["molecules"].iloc[0]) if "molecules" in util else None
+    for k, path in enumerate(seeds, 1):
+        other = load_capture(path)
+        if not np.array_equal(other.arrays["index"][:n], cap.arrays["index"][:n]):
+            raise IrrepprobeError(f"--seeds: {path} is not over the same structures as {cap.path}")
+        if set(M.hidden_points(other)) != set(M.hidden_points(cap)):
+            raise IrrepprobeError(f"--seeds: {path} has other points than {cap.path}: not the same architecture")
+        tables.append(_utilisation(other, out / "seeds" / f"seed{k}", None, molecules, device, trust, threshold, seed,
+                                   log, quantity, first_look))
+        names.append(Path(path).name if Path(path).name not in names else f"{Path(path).name} ({k})")
+    return M.across_seeds(tables, names)
+
+
 def make_report(capture, out=None, model=None, trust: bool | None = None, ablation_molecules: int | None = 1000,
                 map_points: int | None = 2000, map_method: str = "umap", map_layers: list[str] | None = None,
                 compare=None, threshold: float = M.THRESHOLD, device: str = "auto", seed: int = 0,
                 controls: int = 5, command: str | None = None, utilisation: pd.DataFrame | None = None,
                 quantity: str = "both", first_look: int | None = 64, recovery_steps: int | None = None,
-                recovery_lr: float = 1e-3, necessity: list[tuple[str, str]] | None = None, log=print) -> dict:
+                recovery_lr: float = 1e-3, necessity: list[tuple[str, str]] | None = None,
+                seeds: list[str] | None = None, log=print) -> dict:
     """Compute every metric of ``capture`` and write the report into ``out`` (default
     ``CAPTURE/report``). Returns the tables (DataFrames) and the paths written. ``utilisation``: a table
     :func:`irrepprobe.metrics.utilisation` already made for this capture and model (an experiment run's
@@ -104,7 +122,9 @@ def make_report(capture, out=None, model=None, trust: bool | None = None, ablati
     ``recovery_steps``: also :func:`irrepprobe.metrics.recovery` with that fine-tuning budget per order
     (kept in ``out/recovery``, so a rerun resumes); ``necessity``: ``(orders, capture)`` pairs, captures of
     models trained without the orders over the same labelled structures. The verdict on orders rests on
-    recovery where measured."""
+    recovery where measured. ``seeds``: captures of other training runs of the same configuration over
+    the same structures: their utilisation is measured too and the spread across seeds set beside this
+    model's within-model intervals (:func:`irrepprobe.metrics.across_seeds`)."""
     cap = capture if isinstance(capture, Capture) else load_capture(capture)
     out = Path(out) if out else cap.path / "report"
     figs, tabs = out / "figures", out / "tables"
@@ -146,6 +166,11 @@ def make_report(capture, out=None, model=None, trust: bool | None = None, ablati
             util = utilisation.assign(parity=utilisation["parity"].fillna(""))
             util["used"] = M.verdicts(util, threshold)
             save_csv(util, tabs / "utilisation.csv")
+    spread = None
+    if seeds:
+        with stage(f"utilisation of {len(seeds)} other seed(s)"):
+            spread = _seeds(cap, util, seeds, out, ablation_molecules, device, trust, threshold, seed, log, quantity,
+                            first_look or None)
     legs = []
     if recovery_steps:
         with stage(f"recovery (fine-tuning, {recovery_steps} steps per order and for the control)"):
@@ -184,6 +209,8 @@ def make_report(capture, out=None, model=None, trust: bool | None = None, ablati
     for name, df in tables.items():
         save_csv(df, tabs / f"{name}.csv")
     save_csv(checks, tabs / "denominators.csv")
+    if spread is not None:
+        save_csv(spread, tabs / "seeds.csv")
     if legs is not None:
         save_csv(legs, tabs / "recovery.csv")
         save_csv(verdict["orders"], tabs / "orders.csv")
@@ -230,7 +257,8 @@ def make_report(capture, out=None, model=None, trust: bool | None = None, ablati
                                                     xlabel=f"point of {other.path.name}"), figs, "cka_compare")
 
     doc = _document(head, meta, mae, unit, verdict, norms, util, probes, eq, knn, cka_ctl, paths, own_col,
-                    threshold, n_map, map_method, ablation_molecules, timings, command, checks, first_look, legs)
+                    threshold, n_map, map_method, ablation_molecules, timings, command, checks, first_look, legs,
+                    spread)
     save_csv(pd.DataFrame(timings), tabs / "timings.csv")
     md, page = doc.write(out)
     return {"out": out, "report_md": md, "report_html": page, "figures": paths, "tables": tables,
@@ -389,6 +417,18 @@ def _verdict(util, probes, eq, hidden, threshold, copies, target, legs=None) -> 
                                     "scale-free utilisation": _interval(r)} for r in joint.itertuples()])}
 
 
+def _spread_text(spread: pd.DataFrame) -> str:
+    n = int(spread["seeds"].max())
+    ratio = spread["spread_ratio"].replace([np.inf, -np.inf], np.nan).dropna()
+    return (f"The scale-free utilisation of {n} training runs of this configuration (this model first), each measured "
+            "on the same structures: their mean with a Student t interval over seeds, their standard deviation "
+            "(`sd`), and `spread_ratio`, that deviation over this model's within-model standard error (its "
+            "bootstrap interval over structures). " + (f"Median spread ratio {ratio.median():.1f} (largest "
+            f"{ratio.max():.1f}): " + ("the within-model intervals understate how far a retrained model moves; "
+            "read a verdict near the threshold with the seeds' interval." if ratio.median() > 2 else
+            "the seeds agree about as well as the within-model intervals say.") if len(ratio) else ""))
+
+
 def _legs_text(legs: pd.DataFrame, threshold: float) -> str:
     """What the orders table's legs are, with the budget and split they were measured on."""
     rec = legs[legs["leg"] != "necessity"]
@@ -473,7 +513,8 @@ def _rests_on(util) -> str:
 
 
 def _document(head, meta, mae, unit, verdict, norms, util, probes, eq, knn, cka_ctl, paths, own_col, threshold,
-              n_map, map_method, ablation_molecules, timings, command, checks, first_look, legs=None) -> Document:
+              n_map, map_method, ablation_molecules, timings, command, checks, first_look, legs=None,
+              spread=None) -> Document:
     doc = Document(f"irrepprobe report: {head}")
     doc.text(meta["model_summary"] + ".")
     doc.bullets(_header(meta, util))
@@ -492,7 +533,8 @@ def _document(head, meta, mae, unit, verdict, norms, util, probes, eq, knn, cka_
     unreachable = [f"{p} {b}" for p, b in verdict["unreachable"]]
     best = verdict["best_other"]
     doc.bullets([
-        "What it rests on: " + _rests_on(util) + ".",
+        "What it rests on: " + _rests_on(util) + (f"; {int(spread['seeds'].max())} seeds' spread in 'Across seeds'"
+                                                 if spread is not None else "") + ".",
         f"Unused blocks (the 95% interval of the scale-free utilisation below {threshold:.0%} under every "
         "intervention, zero, mean and resample, and for every quantity scored): "
         + (", ".join(unused) if unused else "none") + ".",
@@ -575,6 +617,11 @@ def _document(head, meta, mae, unit, verdict, norms, util, probes, eq, knn, cka_
     doc.figure(paths["utilisation"], "Norm share, ablation utilisation and probe selectivity for "
                                      f"{own_col}, per layer and block")
     doc.table(util.drop(columns=["molecules"]), "tables/utilisation.csv")
+    if spread is not None:
+        doc.heading("Across seeds")
+        doc.text(_spread_text(spread))
+        shown = spread[spread["intervention"] == "zero"].drop(columns=["intervention"])
+        doc.table(shown.round(4), "tables/seeds.csv")
     doc.heading("Norms")
     doc.table(norms.drop(columns=["mean_sq_norm"]), "tables/norms.csv")
     doc.heading("Probes")
