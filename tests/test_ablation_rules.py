@@ -124,3 +124,23 @@ def test_three_outcomes_follow_the_intervals():
                       "scale_free_high": [0.04, 0.20, 0.04, 0.03, 0.09, np.nan]})
     assert list(outcomes(t, 0.05)) == ["needed", "needed", "dispensable", "dispensable", "undecided",
                                        "no denominator"]
+
+
+def test_a_block_reached_only_through_rounding_is_unreachable(qm9):
+    """layers.0's 2e damped by 1e-14 where layers.1 reads it: its gradients sit 14 orders of magnitude
+    below the others, float rounding rather than a path to the output."""
+    from irrepprobe.capture import blocks as blocks_of
+    from irrepprobe.metrics import reachable
+
+    model = load_model(example_checkpoint(), "irrepprobe")
+    points = {p.name: p for p in model.adapter.points(model)}
+    cols = next(b.index for b in blocks_of(points["layers.0"].irreps) if b.name == "2e")
+
+    def damp(module, args):
+        x = args[0].clone()
+        x[:, cols] = x[:, cols] * 1e-14
+        return (x, *args[1:])
+    model.module.layers[1].register_forward_pre_hook(damp)
+    reach = reachable(model, qm9_structures(qm9, torch.arange(200, 216)), [points["layers.0"], points["layers.1"]])
+    assert not reach[("layers.0", "2e")]
+    assert reach[("layers.0", "1o")] and reach[("layers.1", "2e")]

@@ -303,9 +303,10 @@ def grad_x_activation(model: Loaded, batches, points) -> pd.DataFrame:
 
 
 def reachable(model: Loaded, structures, points, n: int = 32, jitter: float = 0.1, seed: int = 0) -> dict:
-    """Per (point, block): whether any output depends on it: a gradient not identically zero on the
-    first ``n`` structures or on the same structures with randomly displaced atoms. A block with none
-    is unreachable by construction (e.g. l > 0 of the last layer before a linear readout of a scalar)."""
+    """Per (point, block): whether any output depends on it: a gradient above :data:`REACH_TOLERANCE` of
+    the largest gradient of any block, on the first ``n`` structures or on the same structures with
+    randomly displaced atoms. A block with none is unreachable by construction (e.g. l > 0 of the last
+    layer before a linear readout of a scalar)."""
     parts = {p.name: blocks(p.irreps) for p in points}
     top = defaultdict(float)
     some = structures.take(np.arange(min(n, len(structures))))
@@ -314,7 +315,13 @@ def reachable(model: Loaded, structures, points, n: int = 32, jitter: float = 0.
     moved.pos = some.pos + jitter * torch.randn(some.pos.shape, generator=gen, dtype=some.pos.dtype)
     for s in (some, moved):
         _attribute(model, list(model.adapter.batches(model, s, 16)), points, parts, defaultdict(float), top)
-    return {(p.name, b.name): top[(p.name, b.name)] > 0 for p in points for b in parts[p.name]}
+    floor = REACH_TOLERANCE * max(top.values(), default=0.0)
+    return {(p.name, b.name): top[(p.name, b.name)] > floor for p in points for b in parts[p.name]}
+
+
+# A block's largest gradient below this share of the largest over every block is no gradient: rounding in
+# float32 arithmetic (a gradient of 1e-16 next to ones of 1e-2) is not a path from the block to the output
+REACH_TOLERANCE = 1e-10
 
 
 def _attribute(model: Loaded, batches, points, parts, sq, top) -> None:

@@ -234,7 +234,7 @@ def make_report(capture, out=None, model=None, trust: bool | None = None, ablati
         scale_free=("scale_free", "max"), reachable=("reachable", "first"), used=("used", "first"),
         degenerate=("degenerate", "first")).assign(
         percent=lambda d: 100 * d["scale_free"],
-        mark=lambda d: np.where(~d["reachable"], "unreachable", np.where(d["degenerate"].astype(bool), "degenerate",
+        mark=lambda d: np.where(d["degenerate"].astype(bool), "degenerate", np.where(~d["reachable"], "unreachable",
                                                                          np.where(~d["used"], "unused", ""))))
     paths["utilisation"] = F.save(F.utilisation_heatmap(
         F.grid(norms, "norm_share", hidden), F.grid(zero, "percent", hidden), F.grid(sel, "selectivity", hidden),
@@ -320,7 +320,9 @@ def _interval(r) -> str:
     if not np.isfinite(r.scale_free_high):
         return "left out (no denominator)"
     n = f", n={int(r.structures)}" if "structures" in r._fields and np.isfinite(r.structures) else ""
-    return f"{100 * r.scale_free:.1f}% [{100 * r.scale_free_low:.1f}, {100 * r.scale_free_high:.1f}{n}]"
+    worse = "" if getattr(r, "score", "error") != "error" or not r.scale_free > 1 else \
+        ", worse than zero forces" if getattr(r, "quantity", "") == "forces" else ", worse than the composition fit"
+    return f"{100 * r.scale_free:.1f}% [{100 * r.scale_free_low:.1f}, {100 * r.scale_free_high:.1f}{n}]{worse}"
 
 
 def _column(r, several: bool) -> str:
@@ -369,8 +371,8 @@ def _orders(legs: pd.DataFrame) -> pd.DataFrame:
 def _verdict(util, probes, eq, hidden, threshold, copies, target, legs=None) -> dict:
     rows_all = util[util["point"].isin(hidden)]
     per_block = rows_all.drop_duplicates(["point", "block"])
-    unreachable = per_block[~per_block["reachable"]]
     collapsed = per_block["degenerate"].astype(bool) if "degenerate" in per_block else False
+    unreachable = per_block[~per_block["reachable"] & ~collapsed]  # a collapsed block is degenerate, not wired off
     unused = per_block[per_block["reachable"] & ~per_block["used"] & ~collapsed]
     drop = orders_to_drop(util, threshold, hidden)
     orders = _orders(legs) if legs is not None else None
@@ -389,8 +391,8 @@ def _verdict(util, probes, eq, hidden, threshold, copies, target, legs=None) -> 
         row = {"point": r.point, "block": r.block, "l": r.l}
         for k in rows_all[(rows_all["point"] == r.point) & (rows_all["block"] == r.block)].itertuples():
             row[_column(k, several)] = _interval(k)
-        row["verdict"] = ("unreachable by construction" if not r.reachable else
-                          "degenerate (negligible norms and gradients)" if getattr(r, "degenerate", False) else
+        row["verdict"] = ("degenerate (negligible norms and gradients)" if getattr(r, "degenerate", False) else
+                          "unreachable by construction" if not r.reachable else
                           "undetermined (no denominator)" if dependence[(r.point, r.block)] == "no denominator" else
                           "used" if r.used else "unused")
         row["dependence"] = dependence[(r.point, r.block)]
