@@ -144,3 +144,18 @@ def test_a_block_reached_only_through_rounding_is_unreachable(qm9):
     reach = reachable(model, qm9_structures(qm9, torch.arange(200, 216)), [points["layers.0"], points["layers.1"]])
     assert not reach[("layers.0", "2e")]
     assert reach[("layers.0", "1o")] and reach[("layers.1", "2e")]
+
+
+def test_the_threshold_applies_to_the_raw_change_of_the_error_too():
+    """A model far better than its composition fit: a block whose share stays below 5% while the error
+    grows by 20% is not unused; without a scale-free interval the raw one alone says nothing."""
+    import pandas as pd
+
+    from irrepprobe.metrics import outcomes, verdicts
+
+    t = pd.DataFrame({"point": ["a", "b", "c", "d"], "block": ["1o"] * 4, "reachable": True,
+                      "scale_free_low": [0.01, 0.01, 0.01, np.nan], "scale_free_high": [0.03, 0.03, 0.03, np.nan],
+                      "utilisation_low": [0.15, 0.02, 0.01, 0.0], "utilisation_high": [0.25, 0.08, 0.04, 0.01]})
+    assert list(outcomes(t, 0.05)) == ["needed", "undecided", "dispensable", "no denominator"]
+    assert list(verdicts(t, 0.05)) == [True, True, False, True]
+    assert list(verdicts(t.drop(columns=["utilisation_low", "utilisation_high"]), 0.05)) == [False, False, False, True]

@@ -70,5 +70,6 @@ def apply_checks(table: pd.DataFrame, checks: pd.DataFrame) -> pd.DataFrame:
     for q in checks.loc[checks["leave_out"], "quantity"].dropna().unique():
         rows = table["quantity"] == q
         table.loc[rows, LEFT_OUT] = np.nan
-        table.loc[rows & (table["score"] == "shift"), "utilisation"] = np.nan
+        shift = [c for c in ("utilisation", "utilisation_low", "utilisation_high") if c in table]
+        table.loc[rows & (table["score"] == "shift"), shift] = np.nan
     return table

@@ -282,11 +282,17 @@ def _atoms_of(batches, k) -> torch.Tensor:
 def _row(point, block, l, parity, kind, scorer, per: np.ndarray, seed: int, n_boot: int, n: int) -> dict:
     rows = np.arange(n)
     base, value = float(scorer.base_per[:n].mean()), float(per[:n].mean())
-    free, lo, hi = paired_bootstrap(scorer.base_per[:n], per[:n], scorer.scale, n_boot, seed)
+    a, b = scorer.base_per[:n], per[:n]
+    free, lo, hi = paired_bootstrap(a, b, scorer.scale, n_boot, seed)
+    # the raw relative change has an interval too (for a shift it is the scale-free one): the threshold
+    # applies to both, so that a model far better than its composition fit is not called unused on the
+    # share alone while its error grows by more than the threshold
+    raw = paired_bootstrap(a, b, lambda r: a[r].mean(), n_boot, seed)[1:] if scorer.kind == "error" else (lo, hi)
     return {"point": point, "block": block, "l": l, "parity": parity, "intervention": kind,
             "quantity": scorer.name, "score": scorer.kind, "mae": value, "base_mae": base,
-            "utilisation": scorer.relative(value, base, rows), "scale_free": free, "scale_free_low": lo,
-            "scale_free_high": hi, "scale": scorer.scale(rows), "structures": n}
+            "utilisation": scorer.relative(value, base, rows), "utilisation_low": raw[0], "utilisation_high": raw[1],
+            "scale_free": free, "scale_free_low": lo, "scale_free_high": hi, "scale": scorer.scale(rows),
+            "structures": n}
 
 
 def grad_x_activation(model: Loaded, batches, points) -> pd.DataFrame:
@@ -378,11 +384,21 @@ def composition_baseline(cap: Capture) -> np.ndarray | None:
 
 def verdicts(table: pd.DataFrame, threshold: float = THRESHOLD) -> pd.Series:
     """Per row: is its (point, block) used? Unreachable blocks never are; a reachable block is unused
-    when the upper end of its scale-free interval is below ``threshold`` under every intervention and
-    for every quantity scored. A block with no interval at all (every denominator degenerate) is not
+    when the upper end of its scale-free interval (and of its raw one, where measured) is below
+    ``threshold`` under every intervention and for every quantity scored. A block with no interval at all (every denominator degenerate) is not
     called unused: nothing was measured that could say so."""
-    high = table.groupby(["point", "block"])["scale_free_high"].transform("max")
+    high = table.assign(_high=_ends(table, "high")).groupby(["point", "block"])["_high"].transform("max")
     return table["reachable"] & ~(high < threshold)
+
+
+def _ends(table: pd.DataFrame, end: str) -> pd.Series:
+    """Per row, the larger ``low`` or ``high`` end of its scale-free interval and (where the table has it)
+    its raw one: a verdict holds only when both intervals say so. A raw end without a scale-free one (a
+    denominator left out) does not count: nothing that could say 'unused' was measured."""
+    free = table[f"scale_free_{end}"]
+    if f"utilisation_{end}" not in table:
+        return free
+    return pd.concat([free, table[f"utilisation_{end}"].where(free.notna())], axis=1).max(axis=1)
 
 
 QUANTITIES = ("energy", "forces", "both")
@@ -422,8 +438,8 @@ def outcomes(table: pd.DataFrame, threshold: float = THRESHOLD) -> pd.Series:
     """Per row, its block's dependence outcome: ``needed`` (some intervention's interval, for some
     quantity, lies wholly above ``threshold``), ``dispensable`` (every interval lies below it),
     ``undecided`` (otherwise: an interval straddles it), ``no denominator`` (no interval at all)."""
-    g = table.groupby(["point", "block"])
-    low, high = g["scale_free_low"].transform("max"), g["scale_free_high"].transform("max")
+    g = table.assign(_low=_ends(table, "low"), _high=_ends(table, "high")).groupby(["point", "block"])
+    low, high = g["_low"].transform("max"), g["_high"].transform("max")
     return pd.Series(np.select([low >= threshold, high < threshold, high.isna()],
                                ["needed", "dispensable", "no denominator"], "undecided"), index=table.index)
 

@@ -537,8 +537,9 @@ def _document(head, meta, mae, unit, verdict, norms, util, probes, eq, knn, cka_
     doc.bullets([
         "What it rests on: " + _rests_on(util) + (f"; {int(spread['seeds'].max())} seeds' spread in 'Across seeds'"
                                                  if spread is not None else "") + ".",
-        f"Unused blocks (the 95% interval of the scale-free utilisation below {threshold:.0%} under every "
-        "intervention, zero, mean and resample, and for every quantity scored): "
+        f"Unused blocks (the 95% interval of the scale-free utilisation, and of the raw relative change of the "
+        f"error where there is one, below {threshold:.0%} under every intervention, zero, mean and resample, and "
+        "for every quantity scored): "
         + (", ".join(unused) if unused else "none") + ".",
         "Unreachable by construction (no gradient from any output, on the data and on randomly displaced "
         "atoms: nothing downstream reads them), neither used nor unused and left out of every count: "
