@@ -72,7 +72,7 @@ def _utilisation(cap: Capture, out: Path, model, molecules, device, trust, thres
            "index_sha256": hashlib.sha256(np.ascontiguousarray(cap.arrays["index"]).tobytes()).hexdigest(),
            "points": M.hidden_points(cap), "molecules": molecules, "interventions": list(M.INTERVENTIONS),
            "seed": seed, "head": cap.meta.get("head"), "quantity": quantity, "first_look": first_look,
-           "threshold": threshold, "table_version": 3}
+           "threshold": threshold, "table_version": 4}
     table, meta = out / "tables" / "utilisation.csv", out / "tables" / "utilisation.json"
     if table.exists() and meta.exists() and json.loads(meta.read_text()) == key:
         log(f"reusing the utilisation measured for this model and data in {table}")
