@@ -274,3 +274,53 @@ def test_masked_sevenn_zeroes_the_order_and_fine_tunes_on_energy_and_forces(seve
     from family_checks import masked_and_recovered
 
     masked_and_recovered(seven, mols, 2, forces=True)
+
+
+def test_surgery_computes_what_the_masked_model_computes_and_refuses_what_sevenn_cannot_build(seven, mols):
+    from irrepprobe.metrics import masked
+    from irrepprobe.metrics.utilisation import predictions
+    from irrepprobe.prune.family import check_drop
+
+    adapter = seven.adapter
+    for bad, why in (([0], "l=0 is never dropped"), ([3], "no l=3"), ([1], "only the highest orders")):
+        assert why in adapter.why_not_without(seven, bad)
+        with pytest.raises(IrrepprobeError, match=why):
+            check_drop(seven, bad)
+    small = adapter.without_orders(seven, [2])
+    assert small.info["lmax"] == 1 and "2e" not in small.info["irreps_hidden"]
+    assert sum(p.numel() for p in small.module.parameters()) == 599_935
+    batches = list(adapter.batches(seven, mols, 8))
+    full, mask, cut = (predictions(m, batches) for m in (seven, masked(seven, [2]), small))
+    assert (mask - full).abs().max() > 0.1  # l=2 matters to SevenNet-0
+    assert torch.allclose(cut, mask, atol=1e-4, rtol=0)  # float32 rounding on energies of ~70 eV
+
+
+def test_prune_writes_a_checkpoint_sevenns_own_calculator_runs(mols, tmp_path, capsys):
+    import pandas as pd
+    from ase.build import bulk
+
+    from sevenn.calculator import SevenNetCalculator
+
+    from irrepprobe.capture.equivariance import check_equivariance
+
+    out = tmp_path / "pruned"
+    assert main(["prune", "7net-0", "--format", "sevenn", "--trust", "--drop-l", "2", "--data", "qm9:test",
+                 "--subset", "10", "--steps", "2", "--out", str(out)]) == 0
+    table = pd.read_csv(out / "comparison.csv")
+    assert table["model"].tolist()[:3] == ["original", "pruned, before fine-tuning", "pruned, fine-tuned"]
+    assert (table["parameters"].iloc[1:] == 599_935).all() and "Command: `irrepprobe prune" in (out / "report.md").read_text()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        calc = SevenNetCalculator(model=str(out / "pruned.pth"), device="cpu")
+    assert "2e" not in str(calc.model._modules["0_equivariant_gate"].gate.irreps_out)
+    si = bulk("Si", "diamond", a=5.43) * (2, 1, 1)
+    si.rattle(0.05, seed=0)
+    si.calc = calc
+    ours = get_adapter("sevenn").load(str(out / "pruned.pth"), trust=True)
+    from irrepprobe.data.structures import from_atoms
+
+    batch = next(ours.adapter.batches(ours, from_atoms([si.copy()]), 1))
+    assert si.get_potential_energy() == pytest.approx(float(ours.adapter.predict(ours, batch)), abs=1e-3)
+    assert check_equivariance(ours, mols.take(np.arange(4)), n=4)[1]["passed"]
+    assert main(["prune", "7net-0", "--format", "sevenn", "--trust", "--drop-l", "0", "--data", "qm9:test"]) == 2
+    assert "cannot drop l=0" in capsys.readouterr().err

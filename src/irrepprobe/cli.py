@@ -152,6 +152,45 @@ def _necessity(items) -> list[tuple[str, str]]:
     return out
 
 
+def _prune_family(args, adapter, drop) -> int:
+    """prune for SevenNet, MACE, NequIP: surgery, fine-tuning on --data, the family's own file."""
+    from pathlib import Path
+
+    from .capture import resolve_data
+    from .errors import IrrepprobeError
+    from .adapters import load_model
+    from .prune.family import check_drop, family_report, prune_family
+    from .train.distributed import resolve_device
+
+    if not args.data:
+        raise IrrepprobeError(f"--data FILE|qm9[:split] is needed to fine-tune a {adapter.name} model (its labels "
+                              "where it has them, else the original's own energies and forces)")
+    model = load_model(args.checkpoint, adapter.name, trust=args.trust, device=resolve_device(args.device or "auto"))
+    if drop is not None:
+        drop = check_drop(model, drop)  # before any work
+    structures = resolve_data(args.data, model, args.subset)
+    label = model.quantity.name if model.quantity.name in structures.labels else None
+    out = Path(args.out or f"prune-{Path(args.checkpoint).stem}")
+    if drop is None:
+        from .metrics import dispensable, recovery
+
+        table = recovery(model, structures, label=label, steps=args.steps, out=out / "recovery")
+        found = dispensable(table)
+        print("orders dispensable after fine-tuning with the order masked: "
+              + (", ".join(f"l={l}" for l in found) or "none"))
+        drop = list(found)
+        while drop and model.adapter.why_not_without(model, drop):  # e.g. SevenNet: only the highest orders
+            drop = drop[1:]
+        if not drop:
+            print("nothing to prune")
+            return 0
+    res = prune_family(model, structures, drop, out, steps=args.steps, label=label)
+    md = family_report(res, model, args.data, command=_command(args))
+    print(res["table"].to_string(index=False, float_format=lambda v: f"{v:.4g}"))
+    print(f"pruned model: {res['pruned']} -> {md}")
+    return 0
+
+
 def cmd_dynamics(args) -> int:
     from .report.dynamics import dynamics
 
@@ -179,7 +218,14 @@ def cmd_prune(args) -> int:
             drop = [int(x) for x in args.drop_l.split(",") if x.strip()]
         except ValueError:
             raise IrrepprobeError(f"--drop-l takes orders like 1,2; got {args.drop_l!r}") from None
-    out = Path(args.out or Path(args.checkpoint).parent / "prune")
+    from .adapters import detect, get_adapter
+
+    adapter = detect(args.checkpoint) if args.format == "auto" else get_adapter(args.format)
+    if adapter.name != "irrepprobe":
+        return _prune_family(args, adapter, drop)
+    if args.data:
+        raise IrrepprobeError("--data is for other families: our models are retrained on their own QM9 config")
+    out = Path(args.checkpoint).parent / "prune" if not args.out else Path(args.out)
     res = prune(args.checkpoint, out, drop=drop, seeds=args.seeds, threshold=args.threshold,
                 molecules=args.ablation_molecules or None, warm=args.warm_start,
                 recovery_steps=args.recovery_steps)
@@ -410,8 +456,15 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--seed", type=int, default=0)
     sp.set_defaults(func=cmd_dynamics)
 
-    sp = sub.add_parser("prune", help="drop unused orders, retrain, compare test error and latent structure")
-    sp.add_argument("checkpoint")
+    sp = sub.add_parser("prune", help="drop orders: retrain ours; rebuild, fine-tune and write back any other family")
+    sp.add_argument("checkpoint", metavar="MODEL", help="our checkpoint, or a SevenNet model file or name")
+    sp.add_argument("--format", default="auto", help="model family: auto, irrepprobe or sevenn (default auto)")
+    sp.add_argument("--trust", action="store_true", help="allow unpickling a third-party model file")
+    sp.add_argument("--data", help="other families: the structures to fine-tune on, FILE or qm9[:split]")
+    sp.add_argument("--subset", type=int, help="other families: the first N structures of --data")
+    sp.add_argument("--steps", type=int, default=200,
+                    help="other families: fine-tuning steps of the pruned model (default 200)")
+    sp.add_argument("--device", choices=["auto", "cpu", "cuda"])
     sp.add_argument("--drop-l", help="orders to drop, e.g. 1,2")
     sp.add_argument("--auto", action="store_true",
                     help="drop the orders unused at every layer (with --recovery-steps: those dispensable after "

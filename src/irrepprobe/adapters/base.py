@@ -110,6 +110,7 @@ class Adapter:
     # flag that picks one ("head", "modality"), the family's name and what it calls one / several of them
     head_flag: str | None = None
     family = ""  # e.g. "MACE"
+    suffix = ".pt"  # of the files :meth:`write` writes
     head_words = ("head", "heads")
 
     def accepts(self, source: str) -> bool:
@@ -173,6 +174,14 @@ class Adapter:
         """The model with the orders in ``drop`` removed everywhere (spherical harmonics and every path
         through them), or None when the family cannot build it or the output needs the order."""
         return None
+
+    def why_not_without(self, model: Loaded, drop: list[int]) -> str | None:
+        """Why :meth:`without_orders` cannot drop ``drop`` from ``model`` (one line), or None when it can."""
+        return f"the {self.name} adapter cannot rebuild a model without some of its orders"
+
+    def write(self, model: Loaded, path) -> "Path":
+        """``model`` in the family's own file format, readable by the family's own tools."""
+        raise IrrepprobeError(f"the {self.name} adapter cannot write models in its family's format")
 
     def summary(self, model: Loaded) -> str:
         raise NotImplementedError

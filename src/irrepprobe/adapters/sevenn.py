@@ -372,6 +372,102 @@ class SevenNetAdapter(ForcesOfPredict, Adapter):
         loaded.info["head"] = model.info.get("head")
         return loaded
 
+    # ---------------------------------------------------------------- surgery and writing
+
+    suffix = ".pth"
+
+    def why_not_without(self, model: Loaded, drop: list[int]) -> str | None:
+        lmax = model.info["lmax"]
+        if not drop:
+            return "no order to drop"
+        if 0 in drop:
+            return "l=0 is never dropped: the scalars carry the energy and the gates"
+        missing = [l for l in drop if not 0 < l <= lmax]
+        if missing:
+            return f"this SevenNet model has orders l=0..{lmax}: there is no l={missing[0]} to drop"
+        if sorted(drop) != list(range(lmax - len(drop) + 1, lmax + 1)):
+            return (f"sevenn's spherical harmonics hold every order up to lmax, so only the highest orders can be "
+                    f"dropped (here l={lmax}, or l={lmax - 1},{lmax} and so on), not l={','.join(map(str, drop))}")
+        return None
+
+    def without_orders(self, model: Loaded, drop: list[int]) -> Loaded | None:
+        """A model of sevenn's own classes, built by its builder from the config without the orders in
+        ``drop`` (the highest ones: lmax lowered, the orders gone from every layer's irreps), with every
+        weight that connects channels both models have copied (rescaled by e3nn's path normalisations):
+        it computes what ``model`` computes with the orders masked (:func:`irrepprobe.metrics.masked`)."""
+        drop = sorted({int(l) for l in drop})
+        if self.why_not_without(model, drop):
+            return None
+        from e3nn import o3
+        from sevenn.model_build import build_E3_equivariant_model
+
+        from ..models.orders import _copy_linear, _messages, _nodes, _pre, _tp_columns
+
+        def keep(irreps):
+            return o3.Irreps([(m, ir) for m, ir in o3.Irreps(irreps) if ir.l not in drop])
+        old = model.module
+        config = copy.deepcopy(model.info["config"])
+        layers = [old._modules["onehot_to_feature_x"].irreps_out] + [
+            old._modules[f"{t}_equivariant_gate"].gate.irreps_out for t in range(model.info["layers"])]
+        config["irreps_manual"] = [str(keep(ir)) for ir in (config.get("irreps_manual") or layers)]
+        config["lmax"] = model.info["lmax"] - len(drop)
+        if int(config.get("lmax_node", -1)) > 0:
+            config["lmax_node"] = config["lmax"]
+        with torch.random.fork_rng(devices=[]), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            new = build_E3_equivariant_model(config)
+        olds, news = old._modules, new._modules
+        done = set()
+        with torch.no_grad():
+            for t in range(model.info["layers"]):
+                xo, xn = _nodes(layers[t]), _nodes(keep(layers[t]))
+                gate_o, gate_n = olds[f"{t}_equivariant_gate"].gate, news[f"{t}_equivariant_gate"].gate
+                pre_o, pre_n = _pre(gate_o.irreps_out, gate_o), _pre(gate_n.irreps_out, gate_n)
+                conv_o, conv_n = olds[f"{t}_convolution"], news[f"{t}_convolution"]
+                xo1 = _nodes(olds[f"{t}_self_interaction_1"].linear.irreps_out)
+                xn1 = _nodes(news[f"{t}_self_interaction_1"].linear.irreps_out)
+                pairs = {f"{t}_self_connection_intro": ((xn, pre_n), (xo, pre_o)),
+                         f"{t}_self_interaction_1": ((xn, xn1), (xo, xo1)),
+                         f"{t}_self_interaction_2": ((_messages(conv_n.convolution), pre_n),
+                                                     (_messages(conv_o.convolution), pre_o))}
+                for name, (names_new, names_old) in pairs.items():
+                    _copy_linear(news[name].linear, olds[name].linear, names_new, names_old)
+                    done.add(f"{name}.linear.weight")
+                *hidden_n, last_n = list(conv_n.weight_nn.children())
+                *hidden_o, last_o = list(conv_o.weight_nn.children())
+                for a, b in zip(hidden_n, hidden_o):
+                    a.weight.copy_(b.weight)
+                src = _tp_columns(conv_o.convolution)
+                last_n.weight.zero_()
+                for key, (j, pw) in _tp_columns(conv_n.convolution).items():
+                    if key in src:
+                        i, pw_old = src[key]
+                        last_n.weight[:, j] = last_o.weight[:, i] * (pw_old / pw)
+                done.update(f"{t}_convolution.weight_nn.{n}" for n, _ in conv_n.weight_nn.named_parameters())
+            state, old_state = new.state_dict(), old.state_dict()
+            for name, v in state.items():  # the rest (scalars only, shifts, scales, denominators) as it was
+                if name not in done and name in old_state and old_state[name].shape == v.shape:
+                    v.copy_(old_state[name])
+        p = next(old.parameters())
+        loaded = self._loaded(new.to(device=p.device, dtype=p.dtype), config, model.source, None,
+                              **{k: model.info[k] for k in ("pretrained", "path") if k in model.info})
+        loaded.info.update(head=model.info.get("head"), without=drop)
+        return loaded
+
+    def write(self, model: Loaded, path) -> Path:
+        """``model`` as a sevenn checkpoint (``.pth``: its config and weights) that sevenn's own
+        ``SevenNetCalculator`` and ``SevenNetCheckpoint`` load; written atomically."""
+        import sevenn
+
+        from ..fileio import save_torch
+
+        # the weights are in this sevenn's layout: a checkpoint marked with an older version would get the
+        # old-to-new patch of its state dict on loading (reordered convolution weights)
+        config = {**model.info["config"], "version": sevenn.__version__}
+        return save_torch({"config": config, "model_state_dict": model.module.state_dict(),
+                           "epoch": 0, "irrepprobe": {"without": model.info.get("without"),
+                                                      "from": model.source}}, path)
+
     def summary(self, model: Loaded) -> str:
         info = model.info
         src = info.get("pretrained") or Path(model.source).name

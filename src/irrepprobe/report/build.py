@@ -364,6 +364,8 @@ def _orders(legs: pd.DataFrame) -> pd.DataFrame:
         found = row.pop("_outcomes", {})
         rests = next(leg for leg in ("recovery", "necessity", "dependence") if leg in found)
         row["verdict"], row["rests on"] = found[rests], rests
+        if rests == "recovery" and found.get("necessity", found[rests]) != found[rests]:  # a short budget vs retraining
+            row["verdict"] += f" (necessity: {found['necessity']})"
         rows.append(row)
     return pd.DataFrame(rows)
 
@@ -536,7 +538,9 @@ def _document(head, meta, mae, unit, verdict, norms, util, probes, eq, knn, cka_
     best = verdict["best_other"]
     doc.bullets([
         "What it rests on: " + _rests_on(util) + (f"; {int(spread['seeds'].max())} seeds' spread in 'Across seeds'"
-                                                 if spread is not None else "") + ".",
+                                                 if spread is not None else "")
+        + ("; the verdict on orders rests on " + ("recovery" if (legs["leg"] == "recovery").any() else "necessity")
+           + " (the orders table)" if legs is not None else "") + ".",
         f"Unused blocks (the 95% interval of the scale-free utilisation, and of the raw relative change of the "
         f"error where there is one, below {threshold:.0%} under every intervention, zero, mean and resample, and "
         "for every quantity scored): "

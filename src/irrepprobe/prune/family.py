@@ -1,0 +1,152 @@
+"""Prune any family: the model rebuilt without some orders by its own adapter (surgery: the family's own
+classes, the kept weights copied, computing what the masked model computes), fine-tuned on the user's
+structures (their labels where given, else distilled to the original's energies and forces), written back
+in the family's own format, and compared on held-out structures with the original, the pruned model before
+fine-tuning and the small architecture trained from scratch with the same budget."""
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+from ..adapters import Loaded
+from ..adapters.base import parameters
+from ..errors import IrrepprobeError
+from ..fileio import save_csv, save_text
+from ..metrics.recovery import BATCH, LR, STEPS, _predict, _reference, finetune, masked
+from ..progress import progress
+
+
+def check_drop(model: Loaded, drop: list[int]) -> list[int]:
+    """``drop`` as sorted orders, or one line saying why this model cannot lose them (before any work)."""
+    drop = sorted({int(l) for l in drop})
+    why = model.adapter.why_not_without(model, drop)
+    if why:
+        raise IrrepprobeError(f"cannot drop l={','.join(map(str, drop))}: {why}")
+    return drop
+
+
+def _errors(pred: dict, ref: dict, n_atoms: np.ndarray, per_atom: bool) -> tuple[float, float]:
+    """Mean absolute error of the quantity (per atom for extensive ones) and of the force components."""
+    norm = n_atoms[:, None] if per_atom else 1.0
+    e = float(np.abs((pred["energy"] - ref["energy"]) / norm).mean())
+    f = float(np.abs(pred["forces"] - ref["forces"]).mean()) if "forces" in pred and "forces" in ref else np.nan
+    return e, f
+
+
+def _speed(models: dict[str, Loaded], batches, forces: bool, rounds: int = 3) -> dict[str, float]:
+    """Structures per second of each model's prediction (with forces where scored), interleaved: every
+    batch runs through every model in turn, ``rounds`` times, so that load on the machine hits all alike."""
+    spent = {k: 0.0 for k in models}
+    n = sum(b.n_structures for b in batches) * rounds
+    for _ in range(rounds):
+        for b in batches:
+            for k, m in models.items():
+                t = time.perf_counter()
+                with torch.enable_grad() if forces or m.adapter.needs_grad else torch.no_grad():
+                    m.adapter.predict(m, b, forces=forces)
+                spent[k] += time.perf_counter() - t
+    return {k: n / v for k, v in spent.items()}
+
+
+def prune_family(model: Loaded, structures, drop: list[int], out, steps: int = STEPS, lr: float = LR,
+                 batch_size: int = BATCH, held_out: float = 0.2, label: str | None = None, scratch: bool = True,
+                 seed: int = 0, log=print) -> dict:
+    """Drop the orders ``drop`` from ``model`` by surgery, fine-tune for ``steps`` on the first
+    ``1 - held_out`` of ``structures`` (toward ``label`` and the data's forces where given, else the
+    original's own predictions), write it to ``out`` in the family's format, and compare on the rest.
+    With ``scratch`` the small architecture is also trained from a fresh initialisation with the same
+    budget. A rerun reuses the written models when the settings match."""
+    drop = check_drop(model, drop)
+    if steps < 1:
+        raise IrrepprobeError(f"--steps must be at least 1, got {steps}")
+    n = len(structures)
+    n_test = max(1, int(round(n * held_out)))
+    if n - n_test < 1:
+        raise IrrepprobeError(f"pruning needs structures to fine-tune on and to hold out; the data has {n}")
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    adapter = model.adapter
+    fit, held = structures.take(np.arange(n - n_test)), structures.take(np.arange(n - n_test, n))
+    forces = adapter.has_forces
+    labels = None if label is None else adapter.label_values(model, structures, label)
+    has_f = structures.atom_labels.get("forces") is not None
+    fit_b = list(adapter.batches(model, fit, batch_size))
+    held_b = list(adapter.batches(model, held, batch_size))
+    refs = _reference(model, fit_b, None if labels is None else labels[: n - n_test],
+                      fit.atom_labels["forces"] if has_f else None, forces)
+    settings = {"drop": drop, "steps": steps, "lr": lr, "batch_size": batch_size, "seed": seed, "fit": n - n_test,
+                "held_out": n_test, "label": label, "forces": forces, "source": model.source}
+    log(f"surgery: l={','.join(map(str, drop))} removed from {adapter.summary(model)}")
+    small = adapter.without_orders(model, drop)
+    variants = {"original": model, "pruned, before fine-tuning": small}
+
+    def tuned(name: str, start: Loaded) -> Loaded:
+        path, meta = out / f"{name}{adapter.suffix}", out / f"{name}.json"
+        if path.exists() and meta.exists() and json.loads(meta.read_text()) == settings:
+            log(f"reusing {path}")
+            return adapter.load(str(path), trust=True, device=model.device)  # our own file, written below
+        m = masked(start, [])  # a copy: the start stays as it was
+        bar = progress(total=steps, desc=f"fine-tuning {name}", unit="step")
+        finetune(m, fit_b, refs, steps, lr, seed, bar)
+        bar.close()
+        adapter.write(m, path)
+        meta.write_text(json.dumps(settings))
+        return adapter.load(str(path), trust=True, device=model.device)
+    variants["pruned, fine-tuned"] = tuned("pruned", small)
+    if scratch:
+        fresh = adapter.untrained(small, seed=seed)
+        if fresh is None:
+            log(f"the {adapter.name} adapter cannot re-initialise the small architecture: no from-scratch arm")
+        else:
+            variants[f"small, from scratch ({steps} steps)"] = tuned("scratch", fresh)
+    preds = {k: _predict(m, held_b, forces) for k, m in variants.items()}
+    speed = _speed(variants, held_b, forces)
+    n_atoms = held.n_atoms.numpy().astype(np.float64)
+    per_atom = model.quantity.per_atom
+    truth = None
+    if labels is not None:
+        truth = {"energy": labels[n - n_test:]}
+        if has_f and forces:
+            truth["forces"] = held.atom_labels["forces"]
+    rows = []
+    for k, m in variants.items():
+        row = {"model": k, "parameters": parameters(m.module)}
+        row["energy MAE vs original"], row["forces MAE vs original"] = _errors(preds[k], preds["original"], n_atoms, per_atom)
+        if truth is not None:
+            row["energy MAE vs labels"], row["forces MAE vs labels"] = _errors(preds[k], truth, n_atoms, per_atom)
+        row["structures/s"] = speed[k]
+        rows.append(row)
+    table = pd.DataFrame(rows)
+    table["speed-up"] = table["structures/s"] / table["structures/s"].iloc[0]
+    save_csv(table, out / "comparison.csv")
+    return {"table": table, "drop": drop, "settings": settings, "out": out,
+            "pruned": out / f"pruned{adapter.suffix}", "variants": variants}
+
+
+def family_report(res: dict, model: Loaded, data: str, command: str | None = None) -> Path:
+    """``out/report.md``: what was pruned, how it was fine-tuned, the comparison table."""
+    from ..report.document import Document
+
+    s, table = res["settings"], res["table"]
+    unit = model.quantity.unit + ("/atom" if model.quantity.per_atom else "")
+    doc = Document(f"Pruned l={','.join(map(str, res['drop']))} from {Path(model.source).name}")
+    doc.text(f"Original: {model.adapter.summary(model)}.")
+    doc.text(f"Pruned: {model.adapter.summary(res['variants']['pruned, fine-tuned'])}; written to "
+             f"`{res['pruned'].name}` in the family's own format.")
+    doc.text(f"Data: {data}; fine-tuned for {s['steps']} Adam steps (learning rate {s['lr']:g}, cosine decay, "
+             f"batches of {s['batch_size']}) on the first {s['fit']} structures toward "
+             + (f"the labels {s['label']}" if s["label"] else "the original's own energies")
+             + (" and forces" if s["forces"] else "") + f", compared on the other {s['held_out']}. Errors in "
+             f"{unit} (energy) and eV/A (force components); speed: structures per second of a prediction"
+             + (" with forces" if s["forces"] else "") + " on the held-out structures, the models interleaved "
+             "batch by batch in one run (3 rounds), on this machine.")
+    doc.table(table.round(5), "comparison.csv")
+    if command:
+        doc.text(f"Command: `{command}`")
+    md, _ = doc.write(res["out"])
+    return md
