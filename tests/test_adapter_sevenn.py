@@ -305,9 +305,10 @@ def test_prune_writes_a_checkpoint_sevenns_own_calculator_runs(mols, tmp_path, c
 
     out = tmp_path / "pruned"
     assert main(["prune", "7net-0", "--format", "sevenn", "--trust", "--drop-l", "2", "--data", "qm9:test",
-                 "--subset", "10", "--steps", "2", "--out", str(out)]) == 0
+                 "--subset", "10", "--steps", "2", "--md-steps", "1", "--out", str(out)]) == 0
     table = pd.read_csv(out / "comparison.csv")
     assert table["model"].tolist()[:3] == ["original", "pruned, before fine-tuning", "pruned, fine-tuned"]
+    assert (pd.read_csv(out / "md_speed.csv")["MD steps/s"] > 0).all()
     assert (table["parameters"].iloc[1:] == 599_935).all() and "Command: `irrepprobe prune" in (out / "report.md").read_text()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")

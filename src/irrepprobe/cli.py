@@ -184,7 +184,7 @@ def _prune_family(args, adapter, drop) -> int:
         if not drop:
             print("nothing to prune")
             return 0
-    res = prune_family(model, structures, drop, out, steps=args.steps, label=label)
+    res = prune_family(model, structures, drop, out, steps=args.steps, label=label, md_steps=args.md_steps)
     md = family_report(res, model, args.data, command=_command(args))
     print(res["table"].to_string(index=False, float_format=lambda v: f"{v:.4g}"))
     print(f"pruned model: {res['pruned']} -> {md}")
@@ -464,6 +464,9 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--subset", type=int, help="other families: the first N structures of --data")
     sp.add_argument("--steps", type=int, default=200,
                     help="other families: fine-tuning steps of the pruned model (default 200)")
+    sp.add_argument("--md-steps", type=int, default=20,
+                    help="other families: MD steps per round for the speed of the original and pruned files "
+                         "through the family's own calculator (default 20; 0: none)")
     sp.add_argument("--device", choices=["auto", "cpu", "cuda"])
     sp.add_argument("--drop-l", help="orders to drop, e.g. 1,2")
     sp.add_argument("--auto", action="store_true",

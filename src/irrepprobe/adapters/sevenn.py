@@ -468,6 +468,14 @@ class SevenNetAdapter(ForcesOfPredict, Adapter):
                            "epoch": 0, "irrepprobe": {"without": model.info.get("without"),
                                                       "from": model.source}}, path)
 
+    def calculator(self, path: str, model: Loaded):
+        """sevenn's own ASE calculator on a checkpoint file or pretrained name (MD speed of a pruned file)."""
+        from sevenn.calculator import SevenNetCalculator
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return SevenNetCalculator(model=path, device=model.device, modal=model.info.get("head"))
+
     def summary(self, model: Loaded) -> str:
         info = model.info
         src = info.get("pretrained") or Path(model.source).name
