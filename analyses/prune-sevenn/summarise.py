@@ -1,0 +1,74 @@
+"""reports/prune-sevenn/README.md from the prune run, with SevenNet-0 scored on the same held-out structures.
+
+    python analyses/prune-sevenn/summarise.py experiments/prune-sevenn
+"""
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+ROOT = Path(__file__).resolve().parents[2]
+OUT = ROOT / "reports" / "prune-sevenn"
+
+
+def main(run: Path) -> None:
+    from irrepprobe.adapters import get_adapter
+    from irrepprobe.data.structures import read_structures
+    from irrepprobe.fileio import save_csv, save_text
+    from irrepprobe.metrics.recovery import _predict
+    from irrepprobe.prune.family import _errors
+
+    pruned = run / "pruned"
+    table = pd.read_csv(pruned / "comparison.csv")
+    settings = json.loads((pruned / "pruned.json").read_text())
+    md = pd.read_csv(pruned / "md_speed.csv") if (pruned / "md_speed.csv").exists() else None
+    structures = read_structures(run / "structures.extxyz")
+    held = structures.take(np.arange(settings["fit"], settings["fit"] + settings["held_out"]))
+    adapter = get_adapter("sevenn")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        teacher, zero = adapter.load("7net-l3i5", trust=True), adapter.load("7net-0", trust=True)
+    batches = list(adapter.batches(teacher, held, 16))
+    ref, other = _predict(teacher, batches, True), _predict(zero, batches, True)
+    e, f = _errors(other, ref, held.n_atoms.numpy().astype(float), True)
+    row = {"model": "SevenNet-0 (the authors' model of this architecture, trained from scratch on MPtrj)",
+           "parameters": sum(p.numel() for p in zero.module.parameters()),
+           "energy MAE vs original": e, "forces MAE vs original": f}
+    table = pd.concat([table, pd.DataFrame([row])], ignore_index=True)
+    OUT.mkdir(parents=True, exist_ok=True)
+    save_csv(table, OUT / "comparison.csv")
+    if md is not None:
+        save_csv(md, OUT / "md_speed.csv")
+    shutil.copy(pruned / "report.md", OUT / "prune_report.md")
+    fmt = lambda v: f"{v:.4g}" if isinstance(v, float) else str(v)  # noqa: E731
+    lines = ["# SevenNet-l3i5 without l=3, against SevenNet-0", "",
+             f"Held-out: {settings['held_out']} of {len(structures)} structures (rattled bulk Si, Cu, NaCl, MgO, Fe "
+             "cells; EMT-MD-sampled Cu, Al, Ni cells; QM9 molecules, interleaved). The pruned model was fine-tuned "
+             f"for {settings['steps']} Adam steps (learning rate {settings['lr']:g}, batches of "
+             f"{settings['batch_size']}) on the other {settings['fit']}, distilled to l3i5's own energies and forces "
+             "(no DFT labels). 'vs original' = mean absolute difference from l3i5: energy per atom (eV/atom) and "
+             "force components (eV/A). Speed: structures per second of energy and forces on the held-out "
+             "structures, interleaved, on this 2-core CPU machine with other jobs running.", "",
+             "| " + " | ".join(table.columns) + " |", "|" + "---|" * len(table.columns)]
+    lines += ["| " + " | ".join(fmt(v) for v in r) + " |" for r in table.itertuples(index=False)]
+    if md is not None:
+        piv = md.pivot(index="system", columns="model", values="MD steps/s").round(3).reset_index()
+        lines += ["", "MD steps per second through sevenn's own `SevenNetCalculator` (ASE Langevin, 300 K):", "",
+                  "| " + " | ".join(piv.columns) + " |", "|" + "---|" * len(piv.columns)]
+        lines += ["| " + " | ".join(fmt(v) for v in r) + " |" for r in piv.itertuples(index=False)]
+    lines += ["", "Command: `bash analyses/prune-sevenn/run.sh` (`irrepprobe prune 7net-l3i5 --format sevenn --trust "
+              "--drop-l 3 --data experiments/prune-sevenn/structures.extxyz --steps 200 --out "
+              "experiments/prune-sevenn/pruned`, then `python analyses/prune-sevenn/summarise.py "
+              "experiments/prune-sevenn`). The pruned run's own report: [prune_report.md](prune_report.md)."]
+    save_text("\n".join(lines) + "\n", OUT / "README.md")
+    print(f"-> {OUT / 'README.md'}")
+
+
+if __name__ == "__main__":
+    main(Path(sys.argv[1] if len(sys.argv) > 1 else "experiments/prune-sevenn"))
