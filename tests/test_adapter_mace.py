@@ -124,7 +124,10 @@ def test_points_match_real_tensors_and_energies_are_maces_own(adapter, tiny, mol
     # the same energies and forces as MACE's own ASE calculator, one molecule at a time
     from mace.calculators import MACECalculator
 
-    calc = MACECalculator(models=tiny.module, device="cpu", default_dtype="float32")
+    import copy
+
+    # a copy: MACE's calculator freezes the parameters of the module it is given, and the fixture is shared
+    calc = MACECalculator(models=copy.deepcopy(tiny.module), device="cpu", default_dtype="float32")
     forces = adapter.forces(tiny, b)
     assert energy.shape == (8, 1) and forces.shape == (b.n_atoms, 3)
     i = 5
@@ -223,7 +226,10 @@ def test_compiled_model_is_refused_with_what_to_give(tiny, tmp_path, capsys):
     from e3nn.util import jit
 
     path = tmp_path / "tiny_mace_compiled.model"
-    torch.jit.save(jit.compile(tiny.module), path)  # as mace_run_train writes it
+    import copy
+
+    # as mace_run_train writes it; e3nn compiles submodules in place, so a copy: the fixture stays eager
+    torch.jit.save(jit.compile(copy.deepcopy(tiny.module)), path)
     for extra in ([], ["--format", "mace", "--trust"]):
         code = main(["capture", str(path), "--data", str(XYZ), "--out", str(tmp_path / "c"), *extra])
         err = capsys.readouterr().err.strip().splitlines()
