@@ -128,3 +128,12 @@ def test_refused_recovery_says_why(qm9):
         recovery(model, data, orders=[2])
     with pytest.raises(IrrepprobeError, match="at least 1"):
         recovery(model, data, steps=0)
+
+
+def test_a_kept_fine_tuning_run_is_reused_only_for_the_same_model_and_data(tmp_path):
+    from irrepprobe.metrics import recovery
+
+    logs = []
+    for seed, pairs in ((0, ("HH",)), (1, ("HH",)), (0, ("CH",))):  # another model, then other data
+        recovery(_ours("u0_atom", [0, 1], seed=seed), _dimers(pairs, n=12), steps=1, out=tmp_path, log=logs.append)
+    assert not any("reusing" in line for line in logs)

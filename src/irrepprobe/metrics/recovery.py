@@ -41,6 +41,22 @@ LEGS = ("dependence", "recovery", "necessity")
 STEPS, LR, BATCH = 200, 1e-3, 16
 
 
+def fingerprint(model: Loaded, structures) -> dict:
+    """What a kept fine-tuning run was made from (the model file and head, the structures), so that a rerun
+    reuses it only for the same model and data."""
+    import hashlib
+
+    h = hashlib.sha256()
+    for t in (structures.numbers, structures.pos, structures.ptr):
+        h.update(t.detach().cpu().contiguous().numpy().tobytes())
+    m = hashlib.sha256()
+    if model.sha256 is None:  # a model built in memory: its weights
+        for t in model.module.state_dict().values():
+            if torch.is_tensor(t):  # every dtype, as raw bytes
+                m.update(t.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
+    return {"model": model.sha256 or m.hexdigest(), "head": model.info.get("head"), "data": h.hexdigest()}
+
+
 def mask_hooks(model: Loaded, drop) -> list:
     """Hooks (through :func:`~irrepprobe.capture.replacing`) that zero the orders ``drop`` at every
     point of :meth:`~irrepprobe.adapters.Adapter.mask_points`."""
@@ -258,7 +274,7 @@ def recovery(model: Loaded, structures, orders=None, label: str | None = None, f
                  comp, model.quantity.name)
     out = Path(out) if out else None
     settings = {"steps": steps, "lr": lr, "batch_size": batch_size, "seed": seed, "fit": len(fit_rows),
-                "held_out": len(test_rows), "label": label, "forces": forces}
+                "held_out": len(test_rows), "label": label, "forces": forces, **fingerprint(model, structures)}
 
     def run(name: str, drop) -> dict:
         """Held-out predictions after fine-tuning (``drop`` masked), reused from ``out`` when done."""

@@ -17,7 +17,7 @@ from ..adapters import Loaded
 from ..adapters.base import parameters
 from ..errors import IrrepprobeError
 from ..fileio import save_csv, save_text
-from ..metrics.recovery import BATCH, LR, STEPS, _predict, _reference, finetune, masked
+from ..metrics.recovery import BATCH, LR, STEPS, _predict, _reference, finetune, fingerprint, masked
 from ..progress import progress
 
 
@@ -103,7 +103,7 @@ def prune_family(model: Loaded, structures, drop: list[int], out, steps: int = S
     refs = _reference(model, fit_b, None if labels is None else labels[: n - n_test],
                       fit.atom_labels["forces"] if has_f else None, forces)
     settings = {"drop": drop, "steps": steps, "lr": lr, "batch_size": batch_size, "seed": seed, "fit": n - n_test,
-                "held_out": n_test, "label": label, "forces": forces, "source": model.source}
+                "held_out": n_test, "label": label, "forces": forces, **fingerprint(model, structures)}
     log(f"surgery: l={','.join(map(str, drop))} removed from {adapter.summary(model)}")
     small = adapter.without_orders(model, drop)
     variants = {"original": model, "pruned, before fine-tuning": small}
