@@ -53,3 +53,21 @@ def test_yaml_errors_give_line_and_column(tmp_path, capsys):
     path.write_text("data:\n  target: u0_atom\nmodel: [1, 2\n")
     code, err = _err(capsys, "train", path, "--out", tmp_path / "run")
     assert code == 2 and len(err) == 1 and "line" in err[0] and "column" in err[0]
+
+
+def test_help_imports_no_heavy_library():
+    """`irrepprobe --help` and every subcommand's --help answer without importing torch (or anything that
+    pulls it in), which alone took 1.4 s; e3nn 0.4.x still gets its constants made loadable when first
+    imported."""
+    import subprocess
+    import sys
+
+    code = ("import sys\nfrom irrepprobe.cli import main\n"
+            "for args in (['--help'], ['report', '--help'], ['prune', '--help'], ['capture', '--help']):\n"
+            "    try:\n        main(args)\n    except SystemExit:\n        pass\n"
+            "heavy = [m for m in ('torch', 'e3nn', 'numpy', 'pandas') if m in sys.modules]\n"
+            "assert not heavy, heavy\n"
+            "import e3nn.o3, torch\n"
+            "assert slice in torch.serialization.get_safe_globals()\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]

@@ -1,4 +1,6 @@
 """irrepprobe: which irreducible representations does a trained equivariant network really use?"""
+import sys
+
 __version__ = "0.1.0"
 
 
@@ -13,4 +15,18 @@ def _e3nn_constants_loadable() -> None:
         allow([slice])
 
 
-_e3nn_constants_loadable()
+class _BeforeE3nn:
+    """Runs :func:`_e3nn_constants_loadable` just before e3nn is first imported, so that importing
+    irrepprobe (and ``irrepprobe --help``) does not import torch."""
+
+    def find_spec(self, name, path=None, target=None):
+        if name == "e3nn":
+            sys.meta_path.remove(self)
+            _e3nn_constants_loadable()
+        return None  # the regular finders import it
+
+
+if "e3nn" in sys.modules:
+    _e3nn_constants_loadable()
+else:
+    sys.meta_path.insert(0, _BeforeE3nn())
