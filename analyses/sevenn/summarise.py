@@ -116,10 +116,16 @@ def main() -> None:
         cap_meta = json.loads((ROOT / "experiments" / "sevenn" / name / "meta.json").read_text())
         meta[name] = cap_meta
         util = pd.read_csv(rep / "tables" / "utilisation.csv")
+        if "quantity" not in util:  # a report from before forces were scored: energy only
+            util["quantity"] = "energy"
         eq = pd.read_csv(rep / "tables" / "probes_equivariant.csv")
         timings = pd.read_csv(rep / "tables" / "timings.csv")
         found += findings(name, util, eq)
         orders = pd.read_csv(rep / "tables" / "orders.csv") if (rep / "tables" / "orders.csv").exists() else None
+        if orders is None:
+            found.append(f"- {name}: this report predates recovery (and, if its table has no forces, forces): the "
+                         "dependence of the checkpoint only; `bash analyses/sevenn/run.sh` measures it again with "
+                         "recovery.")
         if orders is not None:
             found.append(f"- {name}: does the architecture need each order, or only this checkpoint? Each order "
                          "masked (zeroed at every point and in the spherical harmonics), then the model fine-tuned "
@@ -145,7 +151,7 @@ def main() -> None:
               "`bash analyses/sevenn/run.sh` (captures: `irrepprobe capture MODEL --format sevenn --data qm9:test "
               "--subset 2000 --trust --batch-size 32 --out experiments/sevenn/MODEL`; reports: `irrepprobe report "
               "experiments/sevenn/MODEL --out reports/sevenn/MODEL --ablation-molecules N --recovery --recovery-steps S`, N = 500 "
-              "and S = 200 for 7net-0, N = 200 and S = 100 for 7net-l3i5), then "
+              "for 7net-0 and 200 for 7net-l3i5, S = 60), then "
               "`python analyses/sevenn/summarise.py`.", "",
               f"Machine and software: {_software()}."]
     (OUT / "README.md").write_text("\n".join(lines) + "\n")
