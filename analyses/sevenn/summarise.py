@@ -150,8 +150,8 @@ def main() -> None:
     lines += ["## How this was made", "",
               "`bash analyses/sevenn/run.sh` (captures: `irrepprobe capture MODEL --format sevenn --data qm9:test "
               "--subset 2000 --trust --batch-size 32 --out experiments/sevenn/MODEL`; reports: `irrepprobe report "
-              "experiments/sevenn/MODEL --out reports/sevenn/MODEL --ablation-molecules N --recovery --recovery-steps S`, N = 500 "
-              "for 7net-0 and 200 for 7net-l3i5, S = 60), then "
+              "experiments/sevenn/MODEL --out reports/sevenn/MODEL --ablation-molecules N ...`, N = 500 "
+              "for 7net-0 and 200 for 7net-l3i5; `--recovery --recovery-steps 200 --recovery-lr 1e-4`), then "
               "`python analyses/sevenn/summarise.py`.", "",
               f"Machine and software: {_software()}."]
     (OUT / "README.md").write_text("\n".join(lines) + "\n")
