@@ -79,7 +79,8 @@ def test_a_utilisation_table_measured_elsewhere_is_used_not_measured_again(repor
     cap = load_capture(report["out"].parent / "cap")
     util = report["tables"]["utilisation"].drop(columns=["used"])
     planted = (util["point"] == "layers.1") & (util["block"] == "1o")
-    util.loc[planted, ["scale_free", "scale_free_low", "scale_free_high"]] = [0.001, 0.0, 0.002]
+    util.loc[planted, ["scale_free", "scale_free_low", "scale_free_high", "utilisation", "utilisation_low",
+                       "utilisation_high"]] = [0.001, 0.0, 0.002, 0.004, 0.0, 0.008]
     util["molecules"] = 77
     rep = make_report(cap, out=tmp_path / "r", device="cpu", controls=1, map_method="pca", utilisation=util,
                       log=lambda *a: None)
