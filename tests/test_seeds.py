@@ -3,8 +3,6 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from conftest import smoke_config
-
 
 @pytest.mark.parametrize("n", [3, 5])
 def test_the_interval_over_seeds_covers_the_mean_at_its_level(n):

@@ -9,6 +9,7 @@ control and a summary. Everything above ``adapters/`` sees a model only through 
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Any, Callable, Iterator
 
 import torch
@@ -179,7 +180,7 @@ class Adapter:
         """Why :meth:`without_orders` cannot drop ``drop`` from ``model`` (one line), or None when it can."""
         return f"the {self.name} adapter cannot rebuild a model without some of its orders"
 
-    def write(self, model: Loaded, path) -> "Path":
+    def write(self, model: Loaded, path) -> Path:
         """``model`` in the family's own file format, readable by the family's own tools."""
         raise IrrepprobeError(f"the {self.name} adapter cannot write models in its family's format")
 

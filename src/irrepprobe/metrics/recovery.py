@@ -10,7 +10,7 @@ l > 0, each with a paired bootstrap interval over held-out structures and an out
   against the checkpoint given the same fine-tuning (``control``), so that what fine-tuning itself gains
   does not pass for recovery;
 * ``necessity``: a model trained from scratch without the order (our models: ``irrepprobe prune``),
-  read from its runs by :func:`irrepprobe.prune.necessity`.
+  compared with the checkpoint by :func:`necessity`.
 
 Fine-tuning fits the data's labels of the model's quantity (and per-atom forces where the data has them),
 or without labels distils the checkpoint's own energies and forces: the question is then whether the
@@ -30,12 +30,12 @@ import pandas as pd
 import torch
 
 from ..adapters import Loaded
-from ..capture import blocks, hooked, replacing
+from ..capture import blocks, replacing
 from ..errors import IrrepprobeError
 from ..fileio import save_npz
 from ..progress import progress
 from .interventions import paired_bootstrap
-from .utilisation import THRESHOLD, ForceScorer, Scorer
+from .utilisation import THRESHOLD, ForceScorer, Scorer, composition_fit
 
 LEGS = ("dependence", "recovery", "necessity")
 STEPS, LR, BATCH = 200, 1e-3, 16
@@ -164,15 +164,6 @@ def _predict(model: Loaded, batches, forces: bool) -> dict[str, np.ndarray]:
     return out
 
 
-def _composition(structures, fit_rows, test_rows, labels) -> np.ndarray:
-    """The least-squares fit of ``labels`` on element counts (and a constant) over ``fit_rows``, at
-    ``test_rows``; zero for vector labels (no composition fit is equivariant)."""
-    comp = np.c_[structures.composition(), np.ones(len(structures))]
-    y = np.asarray(labels, dtype=np.float64).reshape(len(structures), -1)
-    coef = np.linalg.lstsq(comp[fit_rows], y[fit_rows], rcond=None)[0]
-    return comp[test_rows] @ coef
-
-
 class _Legs:
     """Per-structure scores of any held-out prediction, one array per quantity, against the checkpoint's
     references (labels, or its own predictions), with the checkpoint's scales."""
@@ -209,11 +200,9 @@ def leg_rows(legs: _Legs, before: dict, after: dict, order: int, leg: str, n_boo
     for s, a, b in zip(legs.scorers(), legs.per(before), legs.per(after)):
         n = len(a)
         scale = s.scale(np.arange(n))
-        if s.kind == "error":
-            raw = paired_bootstrap(a, b, lambda r: a[r].mean(), n_boot, seed)
-        else:
-            raw = paired_bootstrap(a, b, s.scale, n_boot, seed) if scale > 0 else (np.nan,) * 3
         free = paired_bootstrap(a, b, s.scale, n_boot, seed) if scale > 0 else (np.nan,) * 3
+        # raw: relative to the checkpoint's error; for a shift it is the scale-free number itself
+        raw = paired_bootstrap(a, b, lambda r: a[r].mean(), n_boot, seed) if s.kind == "error" else free
         rows.append({"order": f"l={order}", "l": order, "leg": leg, "quantity": s.name, "score": s.kind,
                      "mae": float(b.mean()), "base_mae": float(a.mean()), "raw": raw[0], "raw_low": raw[1],
                      "raw_high": raw[2], "scale_free": free[0], "scale_free_low": free[1],
@@ -268,7 +257,9 @@ def recovery(model: Loaded, structures, orders=None, label: str | None = None, f
     refs = _reference(model, fit_b, None if labels is None else labels[fit_rows],
                       fit.atom_labels["forces"] if has_f else None, forces)
     base = _predict(model, held_b, forces)
-    comp = None if labels is None else _composition(structures, fit_rows, test_rows, labels)
+    counts = np.c_[structures.composition(), np.ones(n)]
+    comp = None if labels is None else composition_fit(counts[fit_rows], labels[fit_rows], counts[test_rows],
+                                                       model.quantity.irreps)
     legs = _Legs(base, held, held_b, None if labels is None else labels[test_rows],
                  held.atom_labels["forces"] if has_f else None, model.quantity.per_atom,
                  comp, model.quantity.name)

@@ -371,11 +371,17 @@ def composition_baseline(cap: Capture) -> np.ndarray | None:
     without a target."""
     if "target" not in cap.arrays:
         return None
-    y = cap.targets
-    A = np.c_[cap.arrays["composition"], np.ones(len(y))]
-    fit = A @ np.linalg.lstsq(A, y, rcond=None)[0]
-    irreps = o3.Irreps(cap.meta["quantity"]["irreps"])
-    if irreps.dim == y.shape[1]:
+    A = np.c_[cap.arrays["composition"], np.ones(len(cap.targets))]
+    return composition_fit(A, cap.targets, A, cap.meta["quantity"]["irreps"])
+
+
+def composition_fit(A_fit: np.ndarray, y_fit: np.ndarray, A_at: np.ndarray, irreps) -> np.ndarray:
+    """[rows of ``A_at``, k] the least-squares fit of ``y_fit`` on the element counts (and constant) ``A_fit``,
+    at ``A_at``; zero for the l > 0 components of ``irreps`` (no composition fit is equivariant)."""
+    y_fit = np.asarray(y_fit, dtype=np.float64).reshape(len(A_fit), -1)
+    fit = A_at @ np.linalg.lstsq(A_fit, y_fit, rcond=None)[0]
+    irreps = o3.Irreps(irreps)
+    if irreps.dim == y_fit.shape[1]:
         for s, (_, ir) in zip(irreps.slices(), irreps):
             if ir.l > 0:
                 fit[:, s] = 0

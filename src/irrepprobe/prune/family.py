@@ -16,7 +16,7 @@ import torch
 from ..adapters import Loaded
 from ..adapters.base import parameters
 from ..errors import IrrepprobeError
-from ..fileio import save_csv, save_text
+from ..fileio import save_csv
 from ..metrics.recovery import BATCH, LR, STEPS, _predict, _reference, finetune, fingerprint, masked
 from ..progress import progress
 
@@ -119,6 +119,7 @@ def prune_family(model: Loaded, structures, drop: list[int], out, steps: int = S
         bar.close()
         adapter.write(m, path)
         meta.write_text(json.dumps(settings))
+        # what is compared is the written file as the family reads it back, not the model in memory
         return adapter.load(str(path), trust=True, device=model.device)
     variants["pruned, fine-tuned"] = tuned("pruned", small)
     if scratch:

@@ -320,9 +320,14 @@ def _interval(r) -> str:
     if not np.isfinite(r.scale_free_high):
         return "left out (no denominator)"
     n = f", n={int(r.structures)}" if "structures" in r._fields and np.isfinite(r.structures) else ""
-    worse = "" if getattr(r, "score", "error") != "error" or not r.scale_free > 1 else \
-        ", worse than zero forces" if getattr(r, "quantity", "") == "forces" else ", worse than the composition fit"
-    return f"{100 * r.scale_free:.1f}% [{100 * r.scale_free_low:.1f}, {100 * r.scale_free_high:.1f}{n}]{worse}"
+    return f"{100 * r.scale_free:.1f}% [{100 * r.scale_free_low:.1f}, {100 * r.scale_free_high:.1f}{n}]{_worse(r)}"
+
+
+def _worse(r) -> str:
+    """A share of an error above 100%: the replacement is worse than the baseline the share is taken from."""
+    if getattr(r, "score", "error") != "error" or not r.scale_free > 1:
+        return ""
+    return ", worse than zero forces" if getattr(r, "quantity", "") == "forces" else ", worse than the composition fit"
 
 
 def _column(r, several: bool) -> str:
@@ -339,9 +344,7 @@ def _leg_text(rows: pd.DataFrame) -> str:
         text = (f"{r.quantity} {100 * r.scale_free:.1f}% [{100 * r.scale_free_low:.1f}, {100 * r.scale_free_high:.1f}]"
                 if np.isfinite(r.scale_free_high) else f"{r.quantity}")
         if r.score == "error":
-            text += f" (raw {100 * r.raw:+.1f}% [{100 * r.raw_low:.1f}, {100 * r.raw_high:.1f}])"
-            if np.isfinite(r.scale_free) and r.scale_free > 1:
-                text += ", worse than the composition fit"
+            text += f" (raw {100 * r.raw:+.1f}% [{100 * r.raw_low:.1f}, {100 * r.raw_high:.1f}]){_worse(r)}"
         parts.append(text)
     outcome = rows["outcome"].iloc[0]
     return "; ".join(parts) + (f": {outcome}" if outcome else "")
@@ -353,15 +356,14 @@ def _orders(legs: pd.DataFrame) -> pd.DataFrame:
     control = legs[legs["leg"] == "control"]
     rows = []
     for order in [o for o in legs["order"].unique() if o != "none"]:
-        row, mine = {"order": order}, legs[legs["order"] == order]
+        row, mine, found = {"order": order}, legs[legs["order"] == order], {}
         for leg in ("dependence", "recovery", "necessity"):
             part = mine[mine["leg"] == leg]
             row[leg] = _leg_text(part) if len(part) else "not measured"
             if len(part):
-                row.setdefault("_outcomes", {})[leg] = part["outcome"].iloc[0]
-        if len(control) and (mine["leg"] == "recovery").any():
+                found[leg] = part["outcome"].iloc[0]
+        if len(control) and "recovery" in found:
             row["fine-tuning alone (control)"] = _leg_text(control.assign(outcome=""))
-        found = row.pop("_outcomes", {})
         rests = next(leg for leg in ("recovery", "necessity", "dependence") if leg in found)
         row["verdict"], row["rests on"] = found[rests], rests
         if rests == "recovery" and found.get("necessity", found[rests]) != found[rests]:  # a short budget vs retraining
