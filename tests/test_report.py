@@ -28,10 +28,57 @@ def test_report_renders_with_every_figure_and_table(report):
     for name in ("norms", "utilisation", "probes", "probes_equivariant", "latent_knn", "cka", "verdict"):
         assert (out / "tables" / f"{name}.csv").exists()
     md = (out / "report.md").read_text()
-    assert "## Verdict" in md and "figures/utilisation_heatmap.png" in md
+    assert "## Summary" in md and "<summary>Verdict in detail</summary>" in md
+    assert "figures/utilisation_heatmap.png" in md
     html = (out / "report.html").read_text()
     assert html.count("data:image/png;base64,") == 4
     assert (out / "control" / "capture" / "meta.json").exists()
+
+
+def test_the_first_screen_holds_the_answer_and_the_tables_are_folded(report):
+    md = (report["out"] / "report.md").read_text()
+    first = md.split("<details>")[0]  # everything a reader sees before opening anything
+    assert "## Summary" in first and "figures/utilisation_heatmap.png" in first
+    for order in ("l=1", "l=2"):  # each order with its outcome and the leg it rests on
+        line = next(x for x in first.splitlines() if x.startswith(f"- **{order}:"))
+        assert any(o in line for o in ("needed", "dispensable", "undecided")) and "dependence" in line
+    assert "**A pruning step would drop**" in first and "**How sure**" in first
+    assert "within this one model" in first  # a single checkpoint's intervals say what they are
+    # an unreachable block that holds information is named as held, never used
+    held = next(x for x in first.splitlines() if x.startswith("- **Information held is not use**"))
+    assert "layers.2 1o" not in held or "never used" in held
+    assert "| point | block |" not in first  # the detailed tables are folded away
+    assert md.count("<details>") == md.count("</details>") >= 5
+    html = (report["out"] / "report.html").read_text()
+    assert html.count("<details>") == html.count("</details>") >= 5
+    assert html.index("Summary") < html.index("<details>")
+
+
+def test_the_chemiscope_export_holds_every_structure_and_atom(report):
+    import gzip
+    import json
+
+    path = report["out"] / "chemiscope.json.gz"
+    data = json.load(gzip.open(path))  # what chemiscope's viewer reads
+    n = len(data["structures"])
+    cap = load_capture(report["out"].parent / "cap")
+    assert n == min(120, len(cap.outputs))
+    atoms = sum(s["size"] for s in data["structures"])
+    props = data["properties"]
+    for name, p in props.items():
+        assert len(p["values"]) == (atoms if p["target"] == "atom" else n), name
+    assert {"u0_atom", "prediction: u0_atom", "absolute error", "map layers.2 0e [1]", "norm l=2 at layers.1"} <= set(props)
+    assert any(k.startswith("shift of u0_atom with l=1 zeroed") for k in props)
+    assert any(p["target"] == "atom" and k.startswith("norm l=1") for k, p in props.items())
+    # the viewer opens on a mapped block, coloured by the error; the arrows are the l=1 vectors of a read point
+    assert data["settings"]["map"]["x"]["property"].startswith("map ")
+    arrows = data["shapes"]["l=1 vector"]["parameters"]["structure"]
+    assert len(arrows) == n and all(len(a["vector"]) == 3 for a in arrows)
+    # every structure is mapped here (120 < --map-points), in capture order: the errors are the capture's
+    assert np.allclose(props["absolute error"]["values"], np.abs(cap.errors[:, 0]))
+    import chemiscope
+
+    assert chemiscope.show_input(str(path)) is not None  # chemiscope's own reader takes the file
 
 
 def test_report_finds_the_unused_last_layer_blocks_and_controls_its_probes(report):

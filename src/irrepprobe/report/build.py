@@ -15,9 +15,11 @@ from ..train.distributed import resolve_device
 from ..errors import IrrepprobeError
 from ..fileio import save_csv, save_json
 from .. import metrics as M
+from ..metrics.recovery import LEGS
 from ..prune import orders_to_drop
 from . import figures as F
 from .document import Document
+from .viewer import export as export_viewer
 
 # What the verdict calls "carries information about a target": a probe that explains at least half
 # the variance, at least 0.2 more than the same probe on the untrained model.
@@ -192,7 +194,8 @@ def make_report(capture, out=None, model=None, trust: bool | None = None, ablati
     with stage("latent structure (kNN)"):
         knn = M.knn_scores(cap, inv, points=hidden, seed=seed)
     with stage(f"latent maps ({map_method})"):
-        maps, n_map = _maps(cap, inv, map_layers or hidden[-1:], map_points, map_method, seed)
+        maps, map_rows = _maps(cap, inv, map_layers or hidden[-1:], map_points, map_method, seed)
+        n_map = len(map_rows)
     with stage("similarity (CKA)"):
         cka = M.cka_matrix(cap)
         cka_ctl = M.trained_vs_control(cap, ctl, seed) if ctl is not None else None
@@ -256,6 +259,9 @@ def make_report(capture, out=None, model=None, trust: bool | None = None, ablati
                                                     f"{Path(other.meta['model']).name}",
                                                     xlabel=f"point of {other.path.name}"), figs, "cka_compare")
 
+    with stage("chemiscope export"):
+        paths["chemiscope"] = export_viewer(cap, out, maps, map_rows, _best_map(maps, knn, own_col),
+                                            _vector_point(verdict["table"]), model=model, trust=trust, log=log)
     doc = _document(head, meta, mae, unit, verdict, norms, util, probes, eq, knn, cka_ctl, paths, own_col,
                     threshold, n_map, map_method, ablation_molecules, timings, command, checks, first_look, legs,
                     spread)
@@ -298,7 +304,24 @@ def _maps(cap, inv, points, n_points, method, seed):
             xy = M.latent_map(M.invariants(cap, p, b)[idx], method, seed)
             maps.append({"point": p, "block": b, "xy": xy, "colours": [
                 ("target", inv[tcol].to_numpy()[idx], f"{tcol} beyond composition ({unit})", "viridis"), second]})
-    return maps, len(idx)
+    return maps, idx
+
+
+def _best_map(maps, knn: pd.DataFrame, own: str) -> str | None:
+    """The mapped block whose invariants predict the own quantity best (kNN R2): the viewer opens on it."""
+    mapped = {(m["point"], m["block"]) for m in maps}
+    rows = knn[(knn["target"] == own) & np.array([(p, b) in mapped for p, b in zip(knn["point"], knn["block"])])]
+    if not len(rows):
+        return f"{maps[0]['point']} {maps[0]['block']}" if maps else None
+    r = rows.loc[rows["knn_r2"].idxmax()]
+    return f"{r['point']} {r['block']}"
+
+
+def _vector_point(table: pd.DataFrame) -> str | None:
+    """The last point with an l = 1 block that something downstream reads (used or unused, not unreachable
+    or degenerate): its pooled vectors are drawn as arrows."""
+    ok = table[(table["l"] == 1) & table["verdict"].isin(["used", "unused"])]
+    return ok["point"].iloc[-1] if len(ok) else None
 
 
 def _same_target(Y: pd.DataFrame, own: str) -> list[str]:
@@ -375,7 +398,8 @@ def _orders(legs: pd.DataFrame) -> pd.DataFrame:
 def _verdict(util, probes, eq, hidden, threshold, copies, target, legs=None) -> dict:
     rows_all = util[util["point"].isin(hidden)]
     per_block = rows_all.drop_duplicates(["point", "block"])
-    collapsed = per_block["degenerate"].astype(bool) if "degenerate" in per_block else False
+    collapsed = (per_block["degenerate"].astype(bool) if "degenerate" in per_block else
+                 pd.Series(False, index=per_block.index))
     unreachable = per_block[~per_block["reachable"] & ~collapsed]  # a collapsed block is degenerate, not wired off
     unused = per_block[per_block["reachable"] & ~per_block["used"] & ~collapsed]
     drop = orders_to_drop(util, threshold, hidden)
@@ -400,7 +424,7 @@ def _verdict(util, probes, eq, hidden, threshold, copies, target, legs=None) -> 
                           "undetermined (no denominator)" if dependence[(r.point, r.block)] == "no denominator" else
                           "used" if r.used else "unused")
         row["dependence"] = dependence[(r.point, r.block)]
-        row["carries (other targets)"] = ", ".join(carried)
+        row["holds information on (probes)"] = ", ".join(carried)
         rows.append(row)
     joint = util[util["point"] == "all"]
     grid = util[(util["point"].isin(hidden) | (util["point"] == "all")) & util["reachable"]]
@@ -416,7 +440,10 @@ def _verdict(util, probes, eq, hidden, threshold, copies, target, legs=None) -> 
                                                                            blocks[["point", "block"]].values) or "none",
                       "orders to drop": ", ".join(f"l={l}" for l in orders_to_drop(util, t, hidden)) or "none"})
     return {"unused": unused[["point", "block"]].values.tolist(),
-            "unreachable": unreachable[["point", "block"]].values.tolist(), "drop": drop, "best_other": best,
+            "unreachable": unreachable[["point", "block"]].values.tolist(),
+            "degenerate": per_block[collapsed][["point", "block"]].values.tolist(),
+            "used": per_block[per_block["used"] & ~collapsed][["point", "block"]].values.tolist(),
+            "drop": drop, "best_other": best,
             "table": pd.DataFrame(rows), "copies": copies, "orders": orders, "sweep": pd.DataFrame(sweep), "grid": by_threshold,
             "joint": pd.DataFrame([{"order": r.block, "intervention": r.intervention,
                                     **({"quantity": r.quantity} if several else {}),
@@ -518,11 +545,109 @@ def _rests_on(util) -> str:
             + "; a block is unused only when it is unused for each quantity scored")
 
 
+LEG_WORDS = {"dependence": "this checkpoint with the order zeroed at every point",
+             "recovery": "the damage left after fine-tuning with the order masked, beyond what the same "
+                         "fine-tuning does to the unmasked model",
+             "necessity": "a model retrained from scratch without the order"}
+
+
+def _order_lines(verdict, util, legs, threshold) -> list[str]:
+    """One line per order l > 0: the verdict, the leg it rests on with its interval, the other legs' outcomes."""
+    lines = []
+    if verdict.get("orders") is not None:
+        for r in verdict["orders"].to_dict("records"):
+            rests = r["rests on"]
+            others = [f"{leg}: {legs[(legs['order'] == r['order']) & (legs['leg'] == leg)]['outcome'].iloc[0]}"
+                      for leg in LEGS if leg != rests and r.get(leg, "not measured") != "not measured"]
+            lines.append(f"**{r['order']}: {r['verdict']}**, resting on {rests} ({LEG_WORDS[rests]}): "
+                         f"{r[rests]}" + (f". Beside it, {'; '.join(others)}" if others else "") + ".")
+        return lines
+    joint = util[(util["point"] == "all") & (util["intervention"] != "removed")]
+    if not len(joint):
+        return lines
+    joint = joint.assign(outcome=M.outcomes(joint, threshold))
+    for order, rows in joint.groupby("block", sort=False):
+        worst = next(rows.loc[[rows["scale_free"].idxmax() if rows["scale_free"].notna().any() else rows.index[0]]]
+                     .itertuples())
+        lines.append(f"**{order}: this checkpoint depends on it: {rows['outcome'].iloc[0]}** (dependence: the order "
+                     f"replaced at every point at once, {worst.intervention}"
+                     + (f", {worst.quantity}" if "quantity" in rows else "") + f": {_interval(worst)}). Whether "
+                     "the architecture needs it was not measured: `--recovery` fine-tunes without it.")
+    return lines
+
+
+def _summary(meta, verdict, util, legs, spread, threshold) -> list[str]:
+    """The first screen: which orders the model needs (and on which leg that rests), which blocks it uses,
+    what a pruning step would drop, how sure, and what blocks hold (information) as against use."""
+    used, unused = verdict["used"], verdict["unused"]
+    names = lambda blocks: ", ".join(f"{p} {b}" for p, b in blocks)  # noqa: E731
+    lines = _order_lines(verdict, util, legs, threshold)
+    lines.append(f"**Blocks** (dependence, this checkpoint, threshold {threshold:.0%}): {len(used)} of "
+                 f"{len(used) + len(unused)} reachable blocks used" + (f"; unused: {names(unused)}" if unused else "")
+                 + (f"; unreachable by construction (nothing downstream reads them): {names(verdict['unreachable'])}"
+                    if verdict["unreachable"] else "")
+                 + (f"; degenerate (negligible norms and gradients): {names(verdict['degenerate'])}"
+                    if verdict["degenerate"] else "") + ".")
+    on = ("recovery" if legs is not None and (legs["leg"] == "recovery").any() else "dependence")
+    model = Path(meta["model"]).name
+    drop = verdict["drop"]
+    lines.append("**A pruning step would drop**: " + (
+        ", ".join(f"l={l}" for l in drop) + f" (resting on {on}): `irrepprobe prune {model} --drop-l "
+        f"{drop[0]}" + (f" --format {meta['adapter']} --trust" if meta["adapter"] != "irrepprobe" else "")
+        + " --data ...` writes the smaller model and compares it" if drop else
+        f"nothing (resting on {on}: no order is dispensable"
+        + ("; an undecided one needs a longer fine-tuning budget or more structures" if on == "recovery" else
+           "; dependence is about this checkpoint, `--recovery` asks whether the architecture needs an order")
+        + ")") + ".")
+    n = int(util["structures"].max()) if "structures" in util else int(util["molecules"].iloc[0])
+    if spread is not None:
+        ratio = spread["spread_ratio"].replace([np.inf, -np.inf], np.nan).dropna()
+        sure = (f"{int(spread['seeds'].max())} training runs measured: the spread across them is a median "
+                f"{ratio.median():.1f}x this model's within-model standard error (see Across seeds)" if len(ratio) else
+                f"{int(spread['seeds'].max())} training runs measured (see Across seeds)")
+    else:
+        sure = ("these intervals are within this one model: a retrained model can move more (in the Lee study a "
+                "median 8x the bootstrap standard error); `--seeds` sets other training runs beside them")
+    lines.append(f"**How sure**: 95% paired bootstrap intervals over up to {n} structures; {sure}.")
+    best = verdict["best_other"]
+    status = {(r["point"], r["block"]): r["verdict"] for r in verdict["table"].to_dict("records")}
+    use = {"used": "used", "unused": "unused: held, not used"}
+    held = [f"{r.target} in {r.point} {r.block} (R2 {r.r2:.2f}, selectivity {r.selectivity:+.2f}; the block is "
+            + use.get(status.get((r.point, r.block), ""), status.get((r.point, r.block), "?").split(" (")[0]
+                      + ": held, never used") + ")" for r in best.itertuples()]
+    lines.append("**Information held is not use**: probes say what a block holds, ablation and recovery what the "
+                 "model uses; held beyond the model's own target: " + ("; ".join(held) if held else "nothing") + ".")
+    return lines
+
+
+def _probe_warnings(probes: pd.DataFrame) -> list[str]:
+    flagged = probes[probes["control_flag"].fillna("") != ""] if "control_flag" in probes else probes.iloc[:0]
+    if not len(flagged):
+        return []
+    return [f"**{len(flagged)} probe rows have broken controls** ({flagged['control_flag'].iloc[0]}, ...): their "
+            "selectivity is not a finding, and they count for nothing in the summary."]
+
+
 def _document(head, meta, mae, unit, verdict, norms, util, probes, eq, knn, cka_ctl, paths, own_col, threshold,
               n_map, map_method, ablation_molecules, timings, command, checks, first_look, legs=None,
               spread=None) -> Document:
     doc = Document(f"irrepprobe report: {head}")
     doc.text(meta["model_summary"] + ".")
+    doc.heading("Summary")
+    first = _warnings(meta, util, checks) + _probe_warnings(probes)
+    if first:
+        doc.text("Read this first:")
+        doc.bullets(first)
+    doc.bullets(_summary(meta, verdict, util, legs, spread, threshold))
+    doc.figure(paths["utilisation"], "Norm share, ablation utilisation (dependence) and probe selectivity "
+                                     f"(information) for {own_col}, per layer and block")
+    doc.figure(paths["maps"], "Latent maps per block coloured by the own quantity and "
+                              + ("squared error" if mae is not None else "size"))
+    if "chemiscope" in paths:
+        doc.text(f"Explore the structures, maps, per-order norms and ablation shifts interactively: "
+                 f"`{paths['chemiscope'].name}` opens at https://chemiscope.org (drop the file on the page) or, in "
+                 f"Jupyter, with `chemiscope.show_input(\"{paths['chemiscope'].name}\")`.")
+    doc.fold("What was measured")
     doc.bullets(_header(meta, util))
     sha = meta.get("model_sha256")
     doc.text(f"Capture of {meta['model']}" + (f" (sha256 {sha[:12]})" if sha else "") + f" through the "
@@ -530,11 +655,7 @@ def _document(head, meta, mae, unit, verdict, norms, util, probes, eq, knn, cka_
              f"{meta['created']}; " + (f"MAE of the model against {meta['target']}: {mae:.4f} {unit}." if mae is not None
              else f"the data holds no label of the model's {meta['quantity']['name']}, so utilisation measures how "
              "far ablation moves the model's own prediction."))
-    doc.heading("Verdict")
-    first = _warnings(meta, util, checks)
-    if first:
-        doc.text("Read this first:")
-        doc.bullets(first)
+    doc.fold("Verdict in detail")
     unused = [f"{p} {b}" for p, b in verdict["unused"]]
     unreachable = [f"{p} {b}" for p, b in verdict["unreachable"]]
     best = verdict["best_other"]
@@ -557,7 +678,8 @@ def _document(head, meta, mae, unit, verdict, norms, util, probes, eq, knn, cka_
          "layer of this checkpoint, and the order replaced everywhere at once unused too; `--recovery` asks whether "
          "the architecture needs it): ")
         + (", ".join(f"l={l}" for l in verdict["drop"]) if verdict["drop"] else "none") + ".",
-        f"Information about targets the model was not trained on (probe R2 >= {INFO_R2}, selectivity "
+        f"Information held about targets the model was not trained on (probes: what a block holds, not what the "
+        f"model uses; probe R2 >= {INFO_R2}, selectivity "
         f">= {INFO_SELECTIVITY} and above every untrained initialisation; {', '.join(verdict['copies']) or 'none'} count as the model's own target): "
         + ("; ".join(f"{r.target} in {r.point} {r.block} (R2 {r.r2:.2f}, selectivity {r.selectivity:+.2f})"
                      for r in best.itertuples()) if len(best) else "none") + ".",
@@ -580,7 +702,7 @@ def _document(head, meta, mae, unit, verdict, norms, util, probes, eq, knn, cka_
              "upper end of its interval below the threshold; a block is unused only when every intervention "
              "says so):")
     doc.table(verdict["grid"], "tables/verdict_by_intervention.csv")
-    doc.heading("Utilisation")
+    doc.fold("Utilisation")
     n_util = int(util["molecules"].iloc[0])
     score = (f"reports the relative increase of the MAE against {meta['target']} on the first {n_util} captured "
              "structures" if mae is not None else
@@ -623,17 +745,15 @@ def _document(head, meta, mae, unit, verdict, norms, util, probes, eq, knn, cka_
              "warm-started pruned model starts from), which joint replacement is not. Gradient x activation is the first-order estimate of "
              f"the zero ablation's change, in {unit}; `max_abs_grad` and `reachable` come from the reachability "
              "check.")
-    doc.figure(paths["utilisation"], "Norm share, ablation utilisation and probe selectivity for "
-                                     f"{own_col}, per layer and block")
     doc.table(util.drop(columns=["molecules"]), "tables/utilisation.csv")
     if spread is not None:
-        doc.heading("Across seeds")
+        doc.fold("Across seeds")
         doc.text(_spread_text(spread))
         shown = spread[spread["intervention"] == "zero"].drop(columns=["intervention"])
         doc.table(shown.round(4), "tables/seeds.csv")
-    doc.heading("Norms")
+    doc.fold("Norms")
     doc.table(norms.drop(columns=["mean_sq_norm"]), "tables/norms.csv")
-    doc.heading("Probes")
+    doc.fold("Probes: information held in each block")
     n_ctl = int(probes["controls"].iloc[0]) if len(probes) else 0
     control = (f"the same probe on {n_ctl} untrained initialisations of the same architecture (the run's own "
                "and fresh seeds; r2_untrained is their mean, r2_untrained_sd their spread; selectivity = R2 - "
@@ -656,15 +776,13 @@ def _document(head, meta, mae, unit, verdict, norms, util, probes, eq, knn, cka_
                 "cannot succeed on that label whatever the block holds." if meta["data"].startswith("qm9") else "")
              + ("" if len(eq) else " The data holds no vector or tensor label: no equivariant probe."))
     doc.table(eq, "tables/probes_equivariant.csv")
-    doc.heading("Latent structure")
+    doc.fold("Latent structure")
     doc.text(f"k-nearest-neighbour regression (k=10, standardised invariants, 5-fold) of {own_col} beyond "
              "composition" + (" and of the model's squared error" if mae is not None else "") + " from each "
              f"block; maps of {n_map} structures (a random subsample when the capture holds more) by {map_method}.")
     doc.table(knn.pivot_table(index=["point", "block"], columns="target", values="knn_r2").reset_index(),
               "tables/latent_knn.csv")
-    doc.figure(paths["maps"], "Latent maps per block coloured by the own quantity and "
-                              + ("squared error" if mae is not None else "size"))
-    doc.heading("Similarity")
+    doc.fold("Similarity")
     doc.text("Debiased CKA (linear kernels, unbiased HSIC; about 0 for unrelated features at any sample size, "
              "where plain linear CKA is biased upward) between points' pooled invariants, z-scored, with the "
              "element counts regressed out: plain CKA is dominated by composition, which any featurisation of "
@@ -677,6 +795,7 @@ def _document(head, meta, mae, unit, verdict, norms, util, probes, eq, knn, cka_
         doc.table(cka_ctl.round(3), "tables/cka_trained_vs_untrained.csv")
     if "cka_compare" in paths:
         doc.figure(paths["cka_compare"], "Linear CKA with the compared model's layers")
+    doc.unfold()
     doc.heading("How this report was made")
     if command:
         doc.text(f"Command: `{command}`")

@@ -1,5 +1,7 @@
 """One report, two renderings: ``report.md`` (figures linked) and a self-contained ``report.html``
-(figures embedded as data URIs). A report is a list of parts: headings, paragraphs, tables, figures."""
+(figures embedded as data URIs). A report is a list of parts: headings, paragraphs, tables, figures, and
+folds: every part after ``fold(title)`` up to the next fold (or ``unfold()``) sits in a ``<details>``
+element, closed until the reader opens it (GitHub renders it in Markdown too)."""
 from __future__ import annotations
 
 import base64
@@ -38,10 +40,20 @@ class Document:
     def figure(self, png: Path, caption: str):
         self.parts.append(("figure", (Path(png), caption)))
 
+    def fold(self, title: str):
+        self.parts.append(("fold", title))
+
+    def unfold(self):
+        self.parts.append(("fold", None))
+
     def markdown(self, root: Path) -> str:
-        out = [f"# {self.title}", ""]
+        out, folded = [f"# {self.title}", ""], False
         for kind, v in self.parts:
-            if kind == "h2":
+            if kind == "fold":
+                out += ["</details>", ""] if folded else []
+                out += [f"<details><summary>{html.escape(v)}</summary>", ""] if v else []
+                folded = bool(v)
+            elif kind == "h2":
                 out += [f"## {v}", ""]
             elif kind == "p":
                 out += [v, ""]
@@ -57,12 +69,16 @@ class Document:
                 png, caption = v
                 rel = png.relative_to(root)
                 out += [f"![{caption}]({rel.as_posix()})", "", f"*{caption}* ([SVG]({rel.with_suffix('.svg').as_posix()}))", ""]
-        return "\n".join(out)
+        return "\n".join(out + (["</details>", ""] if folded else []))
 
     def html(self) -> str:
-        body = [f"<h1>{html.escape(self.title)}</h1>"]
+        body, folded = [f"<h1>{html.escape(self.title)}</h1>"], False
         for kind, v in self.parts:
-            if kind == "h2":
+            if kind == "fold":
+                body += ["</details>"] if folded else []
+                body += [f"<details><summary>{html.escape(v)}</summary>"] if v else []
+                folded = bool(v)
+            elif kind == "h2":
                 body.append(f"<h2>{html.escape(v)}</h2>")
             elif kind == "p":
                 body.append(f"<p>{html.escape(v)}</p>")
@@ -79,7 +95,9 @@ class Document:
         style = ("body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em}"
                  "img{max-width:100%}table.t{border-collapse:collapse;font-size:13px;margin:1em 0}"
                  "table.t td,table.t th{border-bottom:1px solid #ddd;padding:2px 8px;text-align:right}"
-                 "figcaption{font-style:italic;color:#444}")
+                 "figcaption{font-style:italic;color:#444}"
+                 "details{margin:.5em 0}summary{cursor:pointer;font-weight:600;font-size:1.1em}")
+        body += ["</details>"] if folded else []
         return (f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(self.title)}</title>"
                 f"<style>{style}</style></head><body>{''.join(body)}</body></html>\n")
 

@@ -1,0 +1,166 @@
+"""The report's structures, predictions, maps and per-order norms as a chemiscope input
+(``chemiscope.json.gz``), the field's interactive structure-property viewer: open it at
+https://chemiscope.org, in Jupyter with ``chemiscope.show_input(path)``, or with ``chemiscope.explore``.
+
+Per structure: the labels, the model's prediction and error, each mapped block's 2-D coordinates, the
+root-mean-square norm of each order at each point (from the capture), and, when the model can be run,
+the shift of the prediction when each order l > 0 is zeroed everywhere (the masked model of the recovery
+leg, as the checkpoint stands). Per atom, when the model can be run: each order's norm at the last hidden
+point. Arrows: a chosen point's pooled l = 1 vector (its channel of largest mean norm), at the
+structure's centre of mass."""
+from __future__ import annotations
+
+import gzip
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .. import metrics as M
+from ..metrics.features import block_info
+from ..capture import blocks, hooked, keeping, model_of, split, structures_of, to_mul_ir
+from ..capture.store import Capture
+from ..data.targets import _vector_basis
+from ..fileio import atomic_write
+from ..metrics.recovery import mask_hooks
+from ..metrics.utilisation import predictions
+
+FILE = "chemiscope.json.gz"
+
+
+def _norm_by_order(cap: Capture, point: str, rows) -> dict[int, np.ndarray]:
+    """Per order: the root-mean-square over the order's channels of the pooled mean norm [rows]."""
+    by: dict[int, list[np.ndarray]] = {}
+    for b in cap.blocks(point):
+        l = block_info(cap, point, b)["l"]
+        by.setdefault(l, []).append(cap.pooled(point, b, "norm_mean")[rows])
+    return {l: np.sqrt(np.mean(np.concatenate(v, axis=1) ** 2, axis=1)) for l, v in by.items()}
+
+
+def _arrows(cap: Capture, point: str, rows) -> np.ndarray | None:
+    """[rows, 3] Cartesian pooled vector of the point's first l = 1 block, channel of largest mean norm."""
+    for b in cap.blocks(point):
+        if block_info(cap, point, b)["l"] == 1:
+            V = cap.pooled(point, b, "vector_sum")[rows]  # e3nn's basis
+            c = int(np.argmax(cap.pooled(point, b, "norm_mean").mean(axis=0)))
+            v = V[:, c, :].astype(np.float64) @ np.linalg.inv(_vector_basis().numpy()).T
+            scale = np.median(np.linalg.norm(v, axis=1))
+            return v / scale if scale > 0 else v
+    return None
+
+
+def _from_model(cap: Capture, structures, model, trust, log) -> dict[str, np.ndarray]:
+    """Per-structure shifts when each order is zeroed everywhere, and per-atom norms by order at the last
+    hidden point (keys starting with ``atom:``); empty when the model cannot be loaded."""
+    from ..errors import IrrepprobeError
+
+    try:
+        loaded = model_of(cap, model, trust=trust)
+    except IrrepprobeError as e:
+        log(f"  chemiscope: no per-atom norms or ablation shifts ({e})")
+        return {}
+    batches = list(loaded.adapter.batches(loaded, structures, 32))
+    base = predictions(loaded, batches)
+    out = {}
+    name, unit = cap.meta["quantity"]["name"], cap.meta["quantity"]["unit"]
+    per_atom = cap.meta["quantity"].get("per_atom")
+    n_atoms = structures.n_atoms.double().numpy()[:, None]
+    orders = sorted({b.l for p in loaded.adapter.mask_points(loaded) for b in blocks(p.irreps) if b.l > 0})
+    for l in orders:
+        shifted = predictions(loaded, batches, mask_hooks(loaded, [l]))
+        d = (shifted - base).numpy()
+        d = d / n_atoms if per_atom else d
+        out[f"shift of {name} with l={l} zeroed ({unit}{'/atom' if per_atom else ''})"] = np.linalg.norm(d, axis=1)
+    point = next(p for p in loaded.adapter.points(loaded) if p.name == M.hidden_points(cap)[-1])
+    norms: dict[int, list[torch.Tensor]] = {}
+    for batch in batches:
+        store: dict[str, torch.Tensor] = {}
+        grad = torch.enable_grad() if loaded.adapter.needs_grad else torch.no_grad()
+        with hooked(loaded.module, keeping([point], store)), grad:
+            loaded.adapter.predict(loaded, batch)
+        x = to_mul_ir(store[point.name], point.irreps, point.layout).detach()
+        by: dict[int, list[torch.Tensor]] = {}
+        for b, v in zip(blocks(point.irreps), split(x, point.irreps).values()):
+            by.setdefault(b.l, []).append(v.norm(dim=-1))  # [atoms, mul]
+        for l, v in by.items():
+            norms.setdefault(l, []).append(torch.cat(v, dim=1).pow(2).mean(dim=1).sqrt())
+    for l, v in norms.items():
+        out[f"atom:norm l={l} at {point.name} (per atom)"] = torch.cat(v).double().cpu().numpy()
+    return out
+
+
+def export(cap: Capture, out: Path, maps: list[dict], rows: np.ndarray, best: str | None = None,
+           vectors: str | None = None, model=None, trust: bool | None = None, log=print) -> Path:
+    """Write ``out/chemiscope.json.gz`` for the structures ``rows`` of the capture (those of the latent
+    maps, whose coordinates ``maps`` holds); ``best``: the mapped block ("point block") the viewer opens on;
+    ``vectors``: the point whose pooled l = 1 vector is drawn as an arrow (none without it)."""
+    import chemiscope
+
+    structures = structures_of(cap).take(rows)
+    frames = [structures.atoms(i) for i in range(len(structures))]
+    for f in frames:  # chemiscope reads info/arrays itself where asked; we pass properties explicitly
+        f.info.clear()
+        for k in [k for k in f.arrays if k not in ("numbers", "positions")]:
+            del f.arrays[k]
+    props: dict[str, dict] = {}
+
+    def put(name, values, target="structure", units=None, description=None):
+        values = np.asarray(values, dtype=np.float64)
+        if values.ndim == 1 and np.isfinite(values).any():
+            props[name] = {"target": target, "values": values.tolist(), **({"units": units} if units else {}),
+                           **({"description": description} if description else {})}
+
+    q = cap.meta["quantity"]
+    put("atoms", cap.arrays["n_atoms"][rows], description="atoms per structure")
+    for key in [k for k in cap.arrays if k.startswith("label/")]:
+        put(key[6:], cap.arrays[key][rows], units=(cap.meta.get("labels", {}).get(key[6:], {}) or {}).get("unit"))
+    out_ = cap.outputs[rows]
+    for k in range(out_.shape[1]):
+        put(f"prediction: {q['name']}" + (f"[{k}]" if out_.shape[1] > 1 else ""), out_[:, k], units=q["unit"])
+    if "error" in cap.arrays:
+        err = cap.errors[rows]
+        put("absolute error", np.linalg.norm(err.reshape(len(err), -1), axis=1), units=q["unit"],
+            description=f"|prediction - {cap.meta.get('target')}|")
+    for m in maps:
+        for k in range(2):
+            put(f"map {m['point']} {m['block']} [{k + 1}]", m["xy"][:, k])
+    for p in M.hidden_points(cap):
+        for l, v in _norm_by_order(cap, p, rows).items():
+            put(f"norm l={l} at {p}", v, description="root mean square over the order's channels of the "
+                                                     "per-atom norm, averaged over the structure's atoms")
+    atom_props = {}
+    for k, v in _from_model(cap, structures, model, trust, log).items():
+        if k.startswith("atom:"):
+            atom_props[k[5:]] = v
+        else:
+            put(k, v)
+    for k, v in atom_props.items():
+        put(k, v, target="atom")
+    environments = chemiscope.all_atomic_environments(frames) if atom_props else None
+    shapes, settings = {}, {}
+    arrows = _arrows(cap, vectors, rows) if vectors else None
+    if arrows is not None:
+        centres = [f.get_center_of_mass() if len(f) else np.zeros(3) for f in frames]
+        shapes["l=1 vector"] = {"kind": "arrow", "parameters": {
+            "global": {"baseRadius": 0.1, "headRadius": 0.2, "headLength": 0.3},
+            "structure": [{"vector": list(map(float, a)), "position": list(map(float, c))}
+                          for a, c in zip(arrows, centres)]}}
+    if best is not None:
+        colour = "absolute error" if "absolute error" in props else f"prediction: {q['name']}"
+        settings = {"map": {"x": {"property": f"map {best} [1]"}, "y": {"property": f"map {best} [2]"},
+                            "color": {"property": colour}},
+                    "structure": [{"shape": ["l=1 vector"]}] if shapes else [{}]}
+    meta = {"name": f"irrepprobe: {Path(cap.meta['model']).name} on {cap.meta['data']}",
+            "description": f"{len(frames)} structures of the capture {cap.path}; maps of pooled block invariants "
+                           "as in report.md",
+            "references": ["irrepprobe report"]}
+    path = Path(out) / FILE
+    path.parent.mkdir(parents=True, exist_ok=True)
+    data = chemiscope.create_input(structures=frames, metadata=meta, properties=props, environments=environments,
+                                   shapes=shapes or None, settings=settings or None)
+
+    def write(tmp):
+        with gzip.open(tmp, "wt", encoding="utf-8") as f:
+            json.dump(data, f)
+    return atomic_write(path, write)
