@@ -559,8 +559,9 @@ def _order_lines(verdict, util, legs, threshold) -> list[str]:
             rests = r["rests on"]
             others = [f"{leg}: {legs[(legs['order'] == r['order']) & (legs['leg'] == leg)]['outcome'].iloc[0]}"
                       for leg in LEGS if leg != rests and r.get(leg, "not measured") != "not measured"]
-            lines.append(f"**{r['order']}: {r['verdict']}**, resting on {rests} ({LEG_WORDS[rests]}): "
-                         f"{r[rests]}" + (f". Beside it, {'; '.join(others)}" if others else "") + ".")
+            text = r[rests].rsplit(": ", 1)[0] if r[rests].endswith(f": {r['verdict'].split(' (')[0]}") else r[rests]
+            lines.append(f"**{r['order']}: {r['verdict'].split(' (')[0]}**, resting on {rests} ({LEG_WORDS[rests]}): "
+                         f"{text}" + (f". Beside it, {'; '.join(others)}" if others else "") + ".")
         return lines
     joint = util[(util["point"] == "all") & (util["intervention"] != "removed")]
     if not len(joint):
