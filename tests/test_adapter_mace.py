@@ -5,6 +5,7 @@ analyses/codes/train_mace.sh (mace-torch 0.3.16, 400 QM9 molecules, U0 atomizati
 import importlib.util
 import os
 import pickle
+import warnings
 import sys
 from pathlib import Path
 
@@ -370,3 +371,62 @@ def test_masked_mace_zeroes_the_order_and_fine_tunes_on_energy_and_forces(tiny, 
     from family_checks import masked_and_recovered
 
     masked_and_recovered(tiny, mols, 1, forces=True)
+
+
+def test_surgery_computes_what_the_masked_model_computes_and_refuses_what_mace_cannot_build(tiny, mols):
+    import copy
+
+    from irrepprobe.metrics import masked
+    from irrepprobe.metrics.utilisation import predictions
+    from irrepprobe.prune.family import check_drop
+
+    adapter = tiny.adapter
+    for bad, why in (([0], "l=0 is never dropped"), ([3], "no l=3"), ([1], "only the highest orders"),
+                     ([1, 2], "no model without l=1")):
+        assert why in adapter.why_not_without(tiny, bad)
+        with pytest.raises(IrrepprobeError, match=why):
+            check_drop(tiny, bad)
+    model = copy.copy(tiny)  # weights moved off the trained ones, so that every l=2 path matters
+    model.module = copy.deepcopy(tiny.module)
+    torch.manual_seed(1)
+    with torch.no_grad():
+        for p in model.module.parameters():
+            p.add_(0.3 * torch.randn_like(p) * (p.abs().mean() + 1e-3))
+    small = adapter.without_orders(model, [2])
+    assert small.info["max_ell"] == 1 and "2e" not in small.info["hidden_irreps"]
+    assert all(ir.l < 2 for p in adapter.points(small) for _, ir in o3.Irreps(p.irreps))
+    assert sum(p.numel() for p in small.module.parameters()) < sum(p.numel() for p in model.module.parameters())
+    batches = list(adapter.batches(model, mols.take(np.arange(16)), 8))
+    full, mask, cut = (predictions(m, batches) for m in (model, masked(model, [2]), small))
+    assert (mask - full).abs().max() > 0.1  # l=2 matters to these weights
+    assert torch.allclose(cut, mask, atol=1e-4, rtol=0)  # float32 rounding on energies of ~60 eV
+    f_mask = masked(model, [2]).adapter.forces(masked(model, [2]), batches[0])
+    f_cut = adapter.forces(small, batches[0])
+    assert torch.allclose(f_cut, f_mask, atol=1e-4, rtol=0)
+
+
+def test_prune_writes_a_model_maces_own_calculator_runs(mols, tmp_path, capsys):
+    import pandas as pd
+    from mace.calculators import MACECalculator
+
+    from irrepprobe.capture.equivariance import check_equivariance
+
+    out = tmp_path / "pruned"
+    assert main(["prune", str(MODEL), "--format", "mace", "--trust", "--drop-l", "2", "--data", str(XYZ),
+                 "--subset", "12", "--steps", "3", "--md-steps", "1", "--out", str(out)]) == 0
+    table = pd.read_csv(out / "comparison.csv")
+    assert table["model"].tolist()[:3] == ["original", "pruned, before fine-tuning", "pruned, fine-tuned"]
+    assert table["model"].str.startswith("small, from scratch").any()  # the same small architecture, fresh
+    assert (pd.read_csv(out / "md_speed.csv")["MD steps/s"] > 0).all()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        calc = MACECalculator(model_paths=str(out / "pruned.model"), device="cpu", default_dtype="float32")
+    assert calc.models[0].spherical_harmonics.irreps_out.lmax == 1
+    atoms = mols.atoms(0)
+    atoms.calc = calc
+    ours = get_adapter("mace").load(str(out / "pruned.model"), trust=True)
+    batch = next(ours.adapter.batches(ours, mols.take(np.arange(1)), 1))
+    assert atoms.get_potential_energy() == pytest.approx(float(ours.adapter.predict(ours, batch)), abs=1e-3)
+    assert check_equivariance(ours, mols.take(np.arange(4)), n=4)[1]["passed"]
+    assert main(["prune", str(MODEL), "--format", "mace", "--trust", "--drop-l", "1", "--data", str(XYZ)]) == 2
+    assert "cannot drop l=1" in capsys.readouterr().err

@@ -293,6 +293,61 @@ class MACEAdapter(ForcesOfPredict, Adapter):
         loaded.info["head"] = model.info["head"]  # measured at the trained model's head
         return loaded
 
+    # ---------------------------------------------------------------- pruning (irrepprobe prune --format mace)
+
+    suffix = ".model"
+
+    def why_not_without(self, model: Loaded, drop: list[int]) -> str | None:
+        from .mace_orders import highest
+
+        hidden = max(ir.l for _, ir in o3.Irreps(model.info["hidden_irreps"]))
+        lmax = max(model.info["max_ell"], hidden)
+        if not drop:
+            return "no order to drop"
+        if 0 in drop:
+            return "l=0 is never dropped: the scalars carry the energy"
+        missing = [l for l in drop if not 0 < l <= lmax]
+        if missing:
+            return f"this MACE model has orders l=0..{lmax}: there is no l={missing[0]} to drop"
+        if not highest(drop, lmax):
+            return (f"MACE's spherical harmonics hold every order up to max_ell, so only the highest orders can be "
+                    f"dropped (here l={lmax}, or l={lmax - 1},{lmax} and so on), not l={','.join(map(str, drop))}")
+        if min(drop) == 1:
+            return ("MACE builds its messages from every order of its spherical harmonics (max_ell >= 1), so it has "
+                    "no model without l=1; drop the orders above it")
+        if model.info["layout"] != "mul_ir":
+            return "a model converted to cuequivariance: prune the e3nn model it was converted from"
+        return None
+
+    def without_orders(self, model: Loaded, drop: list[int]) -> Loaded | None:
+        """A model of MACE's own class, built by its constructor without the orders ``drop`` (the highest:
+        ``max_ell`` lowered, the orders gone from ``hidden_irreps``), every kept weight copied
+        (:mod:`irrepprobe.adapters.mace_orders`): it computes what the masked model computes."""
+        from .mace_orders import without_orders
+
+        drop = sorted({int(l) for l in drop})
+        if self.why_not_without(model, drop):
+            return None
+        module = without_orders(model.module, drop, getattr(torch, model.info["dtype"]))
+        loaded = self._loaded(module.to(model.device), model.source, None, without=drop)
+        loaded.info["head"] = model.info["head"]
+        return loaded
+
+    def write(self, model: Loaded, path) -> Path:
+        """``model`` as a MACE ``.model`` file (the whole module pickled, as ``mace_run_train`` writes it), which
+        MACE's own ``MACECalculator`` loads; written atomically."""
+        from ..fileio import save_torch
+
+        return save_torch(model.module, path)
+
+    def calculator(self, path: str, model: Loaded):
+        """MACE's own ASE calculator on a ``.model`` file (MD speed of a pruned file)."""
+        from mace.calculators import MACECalculator
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return MACECalculator(model_paths=path, device=str(model.device), default_dtype=model.info["dtype"])
+
     def summary(self, model: Loaded) -> str:
         info = model.info
         layout = "" if info["layout"] == "mul_ir" else f", cuequivariance layout {info['layout']}"

@@ -76,11 +76,12 @@ def _paths(tp) -> list[tuple]:
             for i in tp.instructions]
 
 
-def _messages(tp) -> list[list]:
-    """Channel names of the simplified message irreps (the input of the layer's linear map)."""
+def _messages(tp, merge: bool = True) -> list[list]:
+    """Channel names of the message irreps, simplified (the input of our layer's linear map) or, without
+    ``merge``, one list per entry of the tensor product's own output irreps."""
     paths = dict(zip((i.i_out for i in tp.instructions), _paths(tp)))
     blocks = [(ir, [(*paths[k], u) for u in range(mul)]) for k, (mul, ir) in enumerate(tp.irreps_out)]
-    return _merge(blocks)
+    return _merge(blocks) if merge else [names for _, names in blocks]
 
 
 def _linear_index(lin: o3.Linear, names_in, names_out) -> dict:

@@ -152,21 +152,31 @@ def prune_family(model: Loaded, structures, drop: list[int], out, steps: int = S
     if md_steps and hasattr(adapter, "calculator"):
         files = {"original": model.info.get("path") or model.source, "pruned, fine-tuned": out / f"pruned{adapter.suffix}"}
         calcs = {k: adapter.calculator(str(v), model) for k, v in files.items()}
-        md = md_speed(calcs, md_systems(held), md_steps)
+        md = md_speed(calcs, md_systems(held, model.info.get("elements")), md_steps)
         save_csv(md, out / "md_speed.csv")
     return {"table": table, "md": md, "drop": drop, "settings": settings, "out": out,
             "pruned": out / f"pruned{adapter.suffix}", "variants": variants}
 
 
-def md_systems(held) -> dict:
-    """One periodic and one molecular system for the MD speed: a rattled 16-atom diamond Si cell (periodic
-    whatever the data) and the largest held-out structure."""
+def md_systems(held, elements: list[int] | None = None) -> dict:
+    """One periodic and one molecular system for the MD speed: a rattled 16-atom diamond Si cell when the
+    model knows silicon (``elements``: the model's, None for all), else the largest held-out structure in a
+    periodic box with 6 A of vacuum, repeated twice; and the largest held-out structure itself."""
     from ase.build import bulk
 
-    si = bulk("Si", "diamond", a=5.43, cubic=True) * (2, 1, 1)
-    si.rattle(0.05, seed=0)
     big = int(np.argmax(held.n_atoms.numpy()))
-    return {f"Si, {len(si)} atoms, periodic": si, f"largest held-out structure, {int(held.n_atoms[big])} atoms": held.atoms(big)}
+    mol = held.atoms(big)
+    if not elements or 14 in elements:
+        cell = bulk("Si", "diamond", a=5.43, cubic=True) * (2, 1, 1)
+        cell.rattle(0.05, seed=0)
+        name = f"Si, {len(cell)} atoms, periodic"
+    else:
+        cell = mol.copy()
+        cell.center(vacuum=3.0)
+        cell.pbc = True
+        cell = cell * (2, 1, 1)
+        name = f"largest held-out structure in a periodic box, x2: {len(cell)} atoms"
+    return {name: cell, f"largest held-out structure, {len(mol)} atoms": mol}
 
 
 def family_report(res: dict, model: Loaded, data: str, command: str | None = None) -> Path:

@@ -1,0 +1,171 @@
+"""A MACE model without some orders, of MACE's own classes (surgery for ``irrepprobe prune --format mace``).
+
+The small model is built by MACE's own constructor from ``extract_config_mace_model`` with the orders gone
+from ``hidden_irreps`` and ``max_ell`` lowered (MACE's spherical harmonics hold every order up to
+``max_ell``, so only the highest orders can go). Every weight that connects channels both models have is
+copied, rescaled for e3nn's path normalisations (``o3.Linear`` and ``FullyConnectedTensorProduct`` divide
+by their fan-in, which shrinks), and the radial MLP's last layer keeps the columns of the convolution's
+kept paths. The symmetric contraction's weights live in the basis of its ``U`` tensors, which MACE builds
+afresh for the smaller input irreps: the old basis restricted to the kept components is re-expressed in the
+new one by least squares on the contraction's values at random inputs (exact: the restricted maps are
+equivariant symmetric maps of the smaller input, which the new basis spans; the fit's residual is checked).
+Before fine-tuning the small model computes what the masked model (the orders zeroed everywhere, spherical
+harmonics included) computes."""
+from __future__ import annotations
+
+import warnings
+
+import torch
+from e3nn import o3
+
+from ..errors import IrrepprobeError
+from ..models.orders import _copy_linear, _messages, _nodes, _tp_columns
+
+FIT_SAMPLES = 64  # random inputs per fitted contraction; the basis has at most a few dozen elements
+
+
+def highest(drop: list[int], lmax: int) -> bool:
+    return sorted(drop) == list(range(lmax - len(drop) + 1, lmax + 1))
+
+
+def _keep(irreps, drop) -> o3.Irreps:
+    return o3.Irreps([(m, ir) for m, ir in o3.Irreps(irreps) if ir.l not in drop])
+
+
+def _copy_tp_weight(new, old) -> None:
+    """Internal weights of a tensor product (``FullyConnectedTensorProduct``), path by path."""
+    src = _tp_columns(old)
+    with torch.no_grad():
+        for key, (j, pw) in _tp_columns(new).items():
+            i, pw_old = src[key]
+            new.weight[j] = old.weight[i] * (pw_old / pw)
+
+
+def _copy_radial(new_net, old_net, new_tp, old_tp) -> None:
+    """The radial MLP that gives the convolution its per-edge weights: hidden layers as they are, the last
+    layer's columns of the kept paths (rescaled like any path weight)."""
+    *hidden_n, last_n = list(new_net.children())
+    *hidden_o, last_o = list(old_net.children())
+    src = _tp_columns(old_tp)
+    with torch.no_grad():
+        for a, b in zip(hidden_n, hidden_o):
+            a.weight.copy_(b.weight)
+        for key, (j, pw) in _tp_columns(new_tp).items():
+            i, pw_old = src[key]
+            last_n.weight[:, j] = last_o.weight[:, i] * (pw_old / pw)
+
+
+def _values(U: torch.Tensor, x: torch.Tensor, scalar_out: bool) -> torch.Tensor:
+    """[samples * out_dim, basis] the contraction of each basis tensor of ``U`` with x (nu times)."""
+    U = U.unsqueeze(0) if scalar_out else U  # [out, in, ..., in, basis]
+    nu = U.dim() - 2
+    out = U.expand(len(x), *U.shape)
+    for _ in range(nu):  # contract the last input index each time (the tensor is symmetric in them)
+        out = torch.einsum("s...ib,si->s...b", out, x)
+    return out.reshape(-1, U.shape[-1])
+
+
+def _copy_contraction(new, old, kept: torch.Tensor, scalar_out: bool, seed: int = 0) -> None:
+    """One output irrep's contraction: per correlation order, the old weights in the new basis."""
+    g = torch.Generator().manual_seed(seed)
+    orders = [new.correlation] + [new.correlation - i - 1 for i in range(len(new.weights))]
+    params_new = [new.weights_max] + list(new.weights)
+    params_old = [old.weights_max] + list(old.weights)
+    for nu, w_new, w_old in zip(orders, params_new, params_old):
+        U_new = new.U_tensors(nu).double()
+        U_old = old.U_tensors(nu).double()
+        first = 0 if scalar_out else 1
+        for d in range(first, first + nu):  # the old basis restricted to the kept input components
+            U_old = U_old.index_select(d, kept)
+        x = torch.randn(FIT_SAMPLES, len(kept), generator=g, dtype=torch.float64)
+        A_new, A_old = _values(U_new, x, scalar_out), _values(U_old, x, scalar_out)
+        M = torch.linalg.lstsq(A_new, A_old).solution  # [basis new, basis old]
+        scale = A_old.norm().clamp_min(1e-300)
+        if float((A_new @ M - A_old).norm() / scale) > 1e-6:
+            raise IrrepprobeError("the symmetric contraction's kept paths are not spanned by the smaller model's "
+                                  "basis: this MACE variant cannot be pruned exactly")
+        if w_new.numel() == 0 or w_old.numel() == 0:  # a path MACE zeroes (EmptyParam)
+            continue
+        with torch.no_grad():
+            w_new.copy_(torch.einsum("sb,ebc->esc", M, w_old.double()).to(w_new.dtype))
+
+
+def _copy_symmetric(new, old, drop) -> None:
+    dims_in = [(ir.l, ir.dim) for _, ir in o3.Irreps(old.irreps_in)]
+    kept, start = [], 0
+    for l, d in dims_in:
+        if l not in drop:
+            kept += range(start, start + d)
+        start += d
+    kept = torch.tensor(kept)
+    by_irrep = {str(ir): c for (_, ir), c in zip(o3.Irreps(old.irreps_out), old.contractions)}
+    for (_, ir), c in zip(o3.Irreps(new.irreps_out), new.contractions):
+        _copy_contraction(c, by_irrep[str(ir)], kept, ir.l == 0)
+
+
+def _copy(new_module, old_module, drop) -> None:
+    """Every weight of ``old_module`` that the small ``new_module`` keeps, module by module."""
+    old = dict(old_module.named_modules())
+    handled = set()
+    for name, m in new_module.named_modules():
+        o = old.get(name)
+        if o is None:
+            continue
+        kind = type(m).__name__
+        if kind == "SymmetricContraction":
+            _copy_symmetric(m, o, drop)
+        elif isinstance(m, o3.Linear):
+            parent = old.get(name.rsplit(".", 1)[0]) if "." in name else None
+            tp_new = dict(new_module.named_modules()).get(name.rsplit(".", 1)[0] + ".conv_tp") if parent else None
+            if tp_new is not None and name.endswith(".linear") and o3.Irreps(m.irreps_in) == tp_new.irreps_out:
+                names = ((_messages(tp_new, merge=False), _nodes(m.irreps_out)),
+                         (_messages(parent.conv_tp, merge=False), _nodes(o.irreps_out)))
+            else:
+                names = ((_nodes(m.irreps_in), _nodes(m.irreps_out)), (_nodes(o.irreps_in), _nodes(o.irreps_out)))
+            _copy_linear(m, o, *names)
+        elif isinstance(m, o3.TensorProduct) and m.internal_weights:
+            _copy_tp_weight(m, o)
+        elif name.endswith("conv_tp_weights"):
+            parent = name.rsplit(".", 1)[0]
+            _copy_radial(m, o, dict(new_module.named_modules())[f"{parent}.conv_tp"], old[f"{parent}.conv_tp"])
+        else:
+            continue
+        handled.update(f"{name}.{p}" if name else p for p, _ in m.named_parameters())
+    old_state = old_module.state_dict()
+    with torch.no_grad():
+        for name, p in new_module.named_parameters():
+            if name in handled or p.numel() == 0:
+                continue
+            if name not in old_state or old_state[name].shape != p.shape:
+                raise IrrepprobeError(f"irrepprobe does not know how to prune {name} of this MACE model "
+                                      f"({type(new_module).__name__})")
+            p.copy_(old_state[name])
+        for name, b in new_module.named_buffers():  # scale, shift, E0s, and the like; U tensors are the new ones
+            if name in old_state and old_state[name].shape == b.shape and "U_matrix" not in name:
+                b.copy_(old_state[name])
+
+
+def without_orders(module, drop: list[int], dtype: torch.dtype):
+    """``module`` rebuilt by MACE's own constructor without the orders ``drop``, weights copied."""
+    from mace.tools.scripts_utils import extract_config_mace_model
+
+    config = extract_config_mace_model(module)
+    if "error" in config:
+        raise IrrepprobeError(f"MACE cannot rebuild this {type(module).__name__} from its own config: "
+                              f"{config['error']}")
+    config["hidden_irreps"] = _keep(config["hidden_irreps"], drop)
+    config["max_ell"] = min(int(config["max_ell"]), min(drop) - 1)
+    if config.get("edge_irreps") is not None:
+        config["edge_irreps"] = _keep(config["edge_irreps"], drop)
+    saved = torch.get_default_dtype()
+    try:  # e3nn 0.4 scripts its generated code while building, with TorchScript's warnings
+        with torch.random.fork_rng(devices=[]), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            torch.set_default_dtype(dtype)
+            new = type(module)(**config)
+    finally:
+        torch.set_default_dtype(saved)
+    new = new.to(dtype=dtype)
+    _copy(new, module, set(drop))
+    return new
+
