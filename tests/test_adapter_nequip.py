@@ -356,3 +356,61 @@ def test_masked_model_zeroes_the_order_and_fine_tunes_on_energy_and_forces(model
     from family_checks import masked_and_recovered
 
     masked_and_recovered(model, mols, 1, forces=True)
+
+
+def test_surgery_computes_what_the_masked_model_computes_and_refuses_allegro(adapter, mols):
+    import copy
+
+    from irrepprobe.metrics import masked
+    from irrepprobe.metrics.utilisation import predictions
+    from irrepprobe.prune.family import check_drop
+
+    nequip = adapter.load(str(FILES["nequip"]), trust=True)
+    allegro = adapter.load(str(FILES["allegro"]), trust=True)
+    for m, bad, why in ((nequip, [0], "l=0 is never dropped"), (nequip, [3], "no l=3"),
+                        (nequip, [1], "only the highest orders"), (allegro, [2], "Allegro's tensor tracks")):
+        assert why in adapter.why_not_without(m, bad)
+        with pytest.raises(IrrepprobeError, match=why):
+            check_drop(m, bad)
+    model = copy.copy(nequip)  # weights moved off the trained ones, so that every l>0 path matters
+    model.module = copy.deepcopy(nequip.module)
+    torch.manual_seed(1)
+    with torch.no_grad():
+        for p in model.module.parameters():
+            p.add_(0.3 * torch.randn_like(p) * (p.abs().mean() + 1e-3))
+    batches = list(adapter.batches(model, mols.take(np.arange(12)), 6))
+    full = predictions(model, batches)
+    for drop in ([2], [1, 2]):
+        small = adapter.without_orders(model, drop)
+        assert small.info["lmax"] == min(drop) - 1
+        mask = predictions(masked(model, drop), batches)
+        assert (mask - full).abs().max() > 0.1  # the orders matter to these weights
+        assert torch.allclose(predictions(small, batches), mask, atol=1e-4, rtol=0)  # float32 rounding, ~60 eV
+        f_mask = adapter.forces(masked(model, drop), batches[0])
+        assert torch.allclose(adapter.forces(small, batches[0]), f_mask, atol=1e-4, rtol=0)
+
+
+def test_prune_writes_a_checkpoint_nequips_own_tools_run(adapter, mols, tmp_path, capsys):
+    import pandas as pd
+    from nequip.model.saved_models.load_utils import load_saved_model
+
+    from irrepprobe.capture.equivariance import check_equivariance
+
+    out = tmp_path / "pruned"
+    assert main(["prune", str(FILES["nequip"]), "--format", "nequip", "--trust", "--drop-l", "2", "--data", str(XYZ),
+                 "--subset", "12", "--steps", "3", "--md-steps", "1", "--out", str(out)]) == 0
+    table = pd.read_csv(out / "comparison.csv")
+    assert table["model"].tolist()[:3] == ["original", "pruned, before fine-tuning", "pruned, fine-tuned"]
+    assert table["model"].str.startswith("small, from scratch").any()
+    assert "MD speed: not measured (nequip's ASE calculator runs compiled models only" in (out / "report.md").read_text()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        theirs = load_saved_model(str(out / "pruned.ckpt"), compile_mode="eager")
+    assert theirs.model.func.spharm.sh.irreps_out.lmax == 1
+    ours = adapter.load(str(out / "pruned.ckpt"), trust=True)
+    batch = next(adapter.batches(ours, mols.take(np.arange(2)), 2))
+    assert ours.info["lmax"] == 1 and np.isfinite(adapter.predict(ours, batch).detach().numpy()).all()
+    assert check_equivariance(ours, mols.take(np.arange(4)), n=4)[1]["passed"]
+    assert main(["prune", str(FILES["allegro"]), "--format", "nequip", "--trust", "--drop-l", "2", "--data",
+                 str(XYZ)]) == 2
+    assert "Allegro's tensor tracks" in capsys.readouterr().err

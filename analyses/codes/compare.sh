@@ -7,7 +7,9 @@
 #      meet an element its training did not see), for the other codes;
 #   3. MACE (mace_run_train, in the environment of the mace extra: MACE_ENV, default .ci-mace),
 #      NequIP and Allegro (nequip-train), configs as in train_mace.sh / tiny_*.yaml, 40 / 30 epochs;
-#   4. capture and report of each over test.xyz, then analyses/codes/summarise.py.
+#   4. capture and report of each over test.xyz, with recovery (each order masked, 200 fine-tuning steps
+#      toward the U0 labels on 75 of the 150 ablated molecules, scored on the other 75), then
+#      analyses/codes/summarise.py.
 # Runs go to experiments/codes/compare/ (not committed); every step is skipped when its output exists.
 # Run: bash analyses/codes/compare.sh
 set -euo pipefail
@@ -50,8 +52,8 @@ cap() {  # name, then the capture arguments
     local name=$1
     shift
     [ -f "$out/cap/$name/meta.json" ] || "$@" --data "$out/data/test.xyz" --target u0_atom --out "$out/cap/$name"
-    [ -f "reports/codes/$name/report.md" ] || "${run[@]}" report "$out/cap/$name" --out "reports/codes/$name" \
-        --ablation-molecules 150 --map-method pca
+    [ -f "reports/codes/$name/tables/orders.csv" ] || "${run[@]}" report "$out/cap/$name" --out "reports/codes/$name" \
+        --ablation-molecules 150 --map-method pca --recovery --recovery-steps 200
 }
 run=(irrepprobe)
 cap lee irrepprobe capture "$out/lee/best.pt"

@@ -169,7 +169,10 @@ def _prune_family(args, adapter, drop) -> int:
     if drop is not None:
         drop = check_drop(model, drop)  # before any work
     structures = resolve_data(args.data, model, args.subset)
-    label = model.quantity.name if model.quantity.name in structures.labels else None
+    if args.target and args.target not in structures.labels:
+        raise IrrepprobeError(f"--target {args.target!r} is not a label of {args.data}; its labels: "
+                              + (", ".join(sorted(structures.labels)) or "none"))
+    label = args.target or (model.quantity.name if model.quantity.name in structures.labels else None)
     out = Path(args.out or f"prune-{Path(args.checkpoint).stem}")
     if drop is None:
         from .metrics import dispensable, recovery
@@ -223,8 +226,9 @@ def cmd_prune(args) -> int:
     adapter = detect(args.checkpoint) if args.format == "auto" else get_adapter(args.format)
     if adapter.name != "irrepprobe":
         return _prune_family(args, adapter, drop)
-    if args.data:
-        raise IrrepprobeError("--data is for other families: our models are retrained on their own QM9 config")
+    if args.data or args.target:
+        raise IrrepprobeError("--data and --target are for other families: our models are retrained on their own "
+                              "QM9 config")
     out = Path(args.checkpoint).parent / "prune" if not args.out else Path(args.out)
     res = prune(args.checkpoint, out, drop=drop, seeds=args.seeds, threshold=args.threshold,
                 molecules=args.ablation_molecules or None, warm=args.warm_start,
@@ -457,11 +461,15 @@ def build_parser() -> argparse.ArgumentParser:
     sp.set_defaults(func=cmd_dynamics)
 
     sp = sub.add_parser("prune", help="drop orders: retrain ours; rebuild, fine-tune and write back any other family")
-    sp.add_argument("checkpoint", metavar="MODEL", help="our checkpoint, or a SevenNet model file or name")
-    sp.add_argument("--format", default="auto", help="model family: auto, irrepprobe or sevenn (default auto)")
+    sp.add_argument("checkpoint", metavar="MODEL", help="our checkpoint, or a SevenNet or MACE model file (or a "
+                                                        "SevenNet name)")
+    sp.add_argument("--format", default="auto", help="model family: auto, irrepprobe, sevenn or mace (default auto)")
     sp.add_argument("--trust", action="store_true", help="allow unpickling a third-party model file")
     sp.add_argument("--data", help="other families: the structures to fine-tune on, FILE or qm9[:split]")
     sp.add_argument("--subset", type=int, help="other families: the first N structures of --data")
+    sp.add_argument("--target", metavar="KEY",
+                    help="other families: the label of --data that is the model's energy (default: the one named "
+                         "like the model's quantity, if any; without one, the original's own energies are distilled)")
     sp.add_argument("--steps", type=int, default=200,
                     help="other families: fine-tuning steps of the pruned model (default 200)")
     sp.add_argument("--md-steps", type=int, default=20,

@@ -19,7 +19,7 @@ import torch
 from e3nn import o3
 
 from ..errors import IrrepprobeError
-from ..models.orders import _copy_linear, _messages, _nodes, _tp_columns
+from ..models.orders import _nodes, copy_linear, copy_rest, copy_tp, copy_tp_columns, regroup, tp_out_names
 
 FIT_SAMPLES = 64  # random inputs per fitted contraction; the basis has at most a few dozen elements
 
@@ -32,27 +32,8 @@ def _keep(irreps, drop) -> o3.Irreps:
     return o3.Irreps([(m, ir) for m, ir in o3.Irreps(irreps) if ir.l not in drop])
 
 
-def _copy_tp_weight(new, old) -> None:
-    """Internal weights of a tensor product (``FullyConnectedTensorProduct``), path by path."""
-    src = _tp_columns(old)
-    with torch.no_grad():
-        for key, (j, pw) in _tp_columns(new).items():
-            i, pw_old = src[key]
-            new.weight[j] = old.weight[i] * (pw_old / pw)
-
-
-def _copy_radial(new_net, old_net, new_tp, old_tp) -> None:
-    """The radial MLP that gives the convolution its per-edge weights: hidden layers as they are, the last
-    layer's columns of the kept paths (rescaled like any path weight)."""
-    *hidden_n, last_n = list(new_net.children())
-    *hidden_o, last_o = list(old_net.children())
-    src = _tp_columns(old_tp)
-    with torch.no_grad():
-        for a, b in zip(hidden_n, hidden_o):
-            a.weight.copy_(b.weight)
-        for key, (j, pw) in _tp_columns(new_tp).items():
-            i, pw_old = src[key]
-            last_n.weight[:, j] = last_o.weight[:, i] * (pw_old / pw)
+def _tp_names(tp) -> tuple:
+    return _nodes(tp.irreps_in1), _nodes(tp.irreps_in2), tp_out_names(tp)
 
 
 def _values(U: torch.Tensor, x: torch.Tensor, scalar_out: bool) -> torch.Tensor:
@@ -105,44 +86,39 @@ def _copy_symmetric(new, old, drop) -> None:
 
 def _copy(new_module, old_module, drop) -> None:
     """Every weight of ``old_module`` that the small ``new_module`` keeps, module by module."""
-    old = dict(old_module.named_modules())
+    old, new = dict(old_module.named_modules()), dict(new_module.named_modules())
     handled = set()
-    for name, m in new_module.named_modules():
+    for name, m in new.items():
         o = old.get(name)
         if o is None:
             continue
-        kind = type(m).__name__
-        if kind == "SymmetricContraction":
-            _copy_symmetric(m, o, drop)
-        elif isinstance(m, o3.Linear):
-            parent = old.get(name.rsplit(".", 1)[0]) if "." in name else None
-            tp_new = dict(new_module.named_modules()).get(name.rsplit(".", 1)[0] + ".conv_tp") if parent else None
-            if tp_new is not None and name.endswith(".linear") and o3.Irreps(m.irreps_in) == tp_new.irreps_out:
-                names = ((_messages(tp_new, merge=False), _nodes(m.irreps_out)),
-                         (_messages(parent.conv_tp, merge=False), _nodes(o.irreps_out)))
+        parent = name.rsplit(".", 1)[0] if "." in name else ""
+        conv_new, conv_old = new.get(f"{parent}.conv_tp"), old.get(f"{parent}.conv_tp")
+        try:
+            if type(m).__name__ == "SymmetricContraction":
+                _copy_symmetric(m, o, drop)
+            elif isinstance(m, o3.Linear):
+                if conv_new is not None and name.endswith(".linear"):  # the convolution's message
+                    names = ((regroup(conv_new, m.irreps_in), _nodes(m.irreps_out)),
+                             (regroup(conv_old, o.irreps_in), _nodes(o.irreps_out)))
+                else:
+                    names = ((_nodes(m.irreps_in), _nodes(m.irreps_out)), (_nodes(o.irreps_in), _nodes(o.irreps_out)))
+                copy_linear(m, o, *names)
+            elif isinstance(m, o3.TensorProduct) and m.internal_weights:
+                copy_tp(m, o, _tp_names(m), _tp_names(o))
+            elif name.endswith("conv_tp_weights"):
+                *hidden_n, last_n = list(m.children())
+                *hidden_o, last_o = list(o.children())
+                with torch.no_grad():
+                    for a, b in zip(hidden_n, hidden_o):
+                        a.weight.copy_(b.weight)
+                copy_tp_columns(last_n.weight, last_o.weight, conv_new, conv_old, _tp_names(conv_new), _tp_names(conv_old))
             else:
-                names = ((_nodes(m.irreps_in), _nodes(m.irreps_out)), (_nodes(o.irreps_in), _nodes(o.irreps_out)))
-            _copy_linear(m, o, *names)
-        elif isinstance(m, o3.TensorProduct) and m.internal_weights:
-            _copy_tp_weight(m, o)
-        elif name.endswith("conv_tp_weights"):
-            parent = name.rsplit(".", 1)[0]
-            _copy_radial(m, o, dict(new_module.named_modules())[f"{parent}.conv_tp"], old[f"{parent}.conv_tp"])
-        else:
-            continue
-        handled.update(f"{name}.{p}" if name else p for p, _ in m.named_parameters())
-    old_state = old_module.state_dict()
-    with torch.no_grad():
-        for name, p in new_module.named_parameters():
-            if name in handled or p.numel() == 0:
                 continue
-            if name not in old_state or old_state[name].shape != p.shape:
-                raise IrrepprobeError(f"irrepprobe does not know how to prune {name} of this MACE model "
-                                      f"({type(new_module).__name__})")
-            p.copy_(old_state[name])
-        for name, b in new_module.named_buffers():  # scale, shift, E0s, and the like; U tensors are the new ones
-            if name in old_state and old_state[name].shape == b.shape and "U_matrix" not in name:
-                b.copy_(old_state[name])
+        except ValueError as e:
+            raise IrrepprobeError(f"cannot prune {name} of this MACE model: {e}") from None
+        handled.update(f"{name}.{p}" if name else p for p, _ in m.named_parameters())
+    copy_rest(new_module, old_module, handled, "MACE")
 
 
 def without_orders(module, drop: list[int], dtype: torch.dtype):

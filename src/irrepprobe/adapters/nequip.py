@@ -425,6 +425,68 @@ class NequIPAdapter(ForcesOfPredict, Adapter):
         return self._loaded(module.to(model.device), model.info["info_dict"], model.source, model.sha256,
                             untrained=True, seed=seed, **extra)
 
+    # ---------------------------------------------------------------- pruning (irrepprobe prune --format nequip)
+
+    suffix = ".ckpt"
+
+    def why_not_without(self, model: Loaded, drop: list[int]) -> str | None:
+        lmax = model.info["lmax"]
+        if not drop:
+            return "no order to drop"
+        if 0 in drop:
+            return "l=0 is never dropped: the scalars carry the energy and the gates"
+        if model.info["family"] != "NequIP":
+            return ("Allegro's tensor tracks couple every order in each layer's tensor product, with weights shared "
+                    "across its paths; irrepprobe has no surgery for them")
+        missing = [l for l in drop if not 0 < l <= lmax]
+        if missing:
+            return f"this NequIP model has orders l=0..{lmax}: there is no l={missing[0]} to drop"
+        if sorted(drop) != list(range(lmax - len(drop) + 1, lmax + 1)):
+            return (f"NequIP's spherical harmonics and hidden irreps hold every order up to l_max, so only the highest "
+                    f"orders can be dropped (here l={lmax}, or l={lmax - 1},{lmax} and so on), not "
+                    f"l={','.join(map(str, drop))}")
+        if model.info.get("file") != "checkpoint" and not model.info.get("ckpt"):
+            return "a nequip package: prune the nequip-train checkpoint (.ckpt) it was packaged from"
+        if not model.info["config"].get("_target_"):
+            return "the checkpoint holds no model config to rebuild the model from"
+        return None
+
+    def without_orders(self, model: Loaded, drop: list[int]) -> Loaded | None:
+        """A model of nequip's own classes, built by its builder from the checkpoint's config with ``l_max``
+        lowered, every kept weight copied (:mod:`irrepprobe.adapters.nequip_orders`): it computes what the
+        masked model computes."""
+        from .nequip_orders import without_orders
+
+        drop = sorted({int(l) for l in drop})
+        if self.why_not_without(model, drop):
+            return None
+        module, cfg = without_orders(model.module, model.info["config"], drop)
+        info_dict = copy.deepcopy(model.info["info_dict"])
+        info_dict.setdefault("training_module", {})["model"] = cfg
+        loaded = self._loaded(module.to(model.device), info_dict, model.source, None, file="checkpoint",
+                              ckpt=model.info.get("ckpt") or model.source, without=drop)
+        return loaded
+
+    def write(self, model: Loaded, path) -> Path:
+        """``model`` as a nequip-train checkpoint (``.ckpt``) that nequip's own loader
+        (``load_saved_model``, ``nequip-compile``, ``nequip-package``) reads, built from the checkpoint the
+        model came from; written atomically."""
+        from .nequip_orders import write_checkpoint
+
+        source = Path(model.info.get("ckpt") or model.source)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            ck = torch.load(source, map_location="cpu", weights_only=False)  # trusted: the model came from it
+        write_checkpoint(ck, model.info["config"], model.module.state_dict(), list(model.module.parameters()), path,
+                         model.info.get("without", []))
+        return Path(path)
+
+    # MD speed of a pruned file needs the family's own ASE calculator; nequip's runs compiled models only,
+    # TorchScript compilation is gone from PyTorch >= 2.10, and nequip-compile's AOTInductor mode failed on
+    # these models here (shape guards while exporting): say so rather than time something else
+    no_calculator = ("nequip's ASE calculator runs compiled models only, and nequip-compile (AOTInductor; "
+                     "TorchScript is gone from PyTorch >= 2.10) failed to export these models in this environment")
+
     def summary(self, model: Loaded) -> str:
         info = model.info
         kind = {"checkpoint": "checkpoint", "package": "package"}.get(info.get("file"), "file")
@@ -480,3 +542,4 @@ def _put_first(n: int):
     def write(out, x):
         return torch.cat([x.to(out.dtype), out[:, n:]], dim=1)
     return write
+

@@ -169,3 +169,115 @@ def without_orders(model, drop: list[int]):
     warm_start(new, model)
     p = next(model.parameters())
     return new.to(device=p.device, dtype=p.dtype).eval()
+
+
+# ---------------------------------------------------------------- surgery of other families' e3nn modules
+# Weights are matched by channel names, never by position: a name says which input channels (and output
+# channel) a weight connects, so that a weight the small model keeps finds its value in the large one
+# whatever the two layouts. Every weight of the small model must find one (strict): a silent miss would
+# leave a freshly initialised weight where the function needs the old one.
+
+
+def tp_out_names(tp) -> list[list]:
+    """Channel names of a tensor product's output entries: by the path that feeds each entry, or, where
+    several paths are summed into one entry, by irrep (each irrep then appears once)."""
+    feeds: dict[int, list] = {}
+    for ins, path in zip(tp.instructions, _paths(tp)):
+        feeds.setdefault(ins.i_out, []).append(path)
+    if all(len(v) == 1 for v in feeds.values()):
+        return [[(*feeds[k][0], u) for u in range(mul)] for k, (mul, _) in enumerate(tp.irreps_out)]
+    irs = [ir for _, ir in tp.irreps_out]
+    if len(set(irs)) != len(irs):
+        raise ValueError("a tensor product whose repeated output irreps are fed by several paths each")
+    return _nodes(tp.irreps_out)
+
+
+def tp_index(tp, names1, names2, names_out) -> dict:
+    """(connected channel names) -> (position in the flat weight, path weight), for ``uvw``, ``uvu`` and
+    ``uuu`` paths (the ones e3nn-based interatomic potentials use)."""
+    index, offset = {}, 0
+    for ins in tp.instructions:
+        if not ins.has_weight:
+            continue
+        n1, n2, no = names1[ins.i_in1], names2[ins.i_in2], names_out[ins.i_out]
+        out_ir = str(tp.irreps_out[ins.i_out].ir)
+        shape = tuple(ins.path_shape)
+        if ins.connection_mode == "uvw":
+            keys = [(n1[u], n2[v], no[w]) for u in range(shape[0]) for v in range(shape[1]) for w in range(shape[2])]
+        elif ins.connection_mode == "uvu":
+            keys = [(n1[u], n2[v], out_ir) for u in range(shape[0]) for v in range(shape[1])]
+        elif ins.connection_mode == "uuu":
+            keys = [(n1[u], n2[u], out_ir) for u in range(shape[0])]
+        else:
+            raise ValueError(f"tensor-product paths of mode {ins.connection_mode!r}")
+        for k, key in enumerate(keys):
+            index[key] = (offset + k, ins.path_weight)
+        offset += len(keys)
+    return index
+
+
+def _matched(new_index: dict, old_index: dict, what: str):
+    missing = [k for k in new_index if k not in old_index]
+    if missing:
+        raise ValueError(f"{what}: {len(missing)} weights of the small model have no counterpart, e.g. {missing[0]}")
+    for key, (j, pw) in new_index.items():
+        i, pw_old = old_index[key]
+        yield j, i, pw_old / pw
+
+
+def copy_tp(new, old, names_new: tuple, names_old: tuple) -> None:
+    """Internal weights of a tensor product (``names_*``: input 1, input 2 and output channel names)."""
+    with torch.no_grad():
+        for j, i, r in _matched(tp_index(new, *names_new), tp_index(old, *names_old), "tensor product"):
+            new.weight[j] = old.weight[i] * r
+
+
+def copy_tp_columns(last_new: torch.Tensor, last_old: torch.Tensor, tp_new, tp_old, names_new: tuple,
+                    names_old: tuple) -> None:
+    """The last layer ``[hidden, weights]`` of the radial network that gives a tensor product its per-edge
+    weights: the columns of the kept paths."""
+    with torch.no_grad():
+        for j, i, r in _matched(tp_index(tp_new, *names_new), tp_index(tp_old, *names_old), "radial network"):
+            last_new[:, j] = last_old[:, i] * r
+
+
+def copy_linear(new: o3.Linear, old: o3.Linear, names_new: tuple, names_old: tuple) -> None:
+    """An ``o3.Linear`` by channel names (strict; biases of scalar outputs by output name)."""
+    with torch.no_grad():
+        for j, i, r in _matched(_linear_index(new, *names_new), _linear_index(old, *names_old), "linear map"):
+            new.weight[j] = old.weight[i] * r
+        if getattr(new, "bias", None) is not None and new.bias.numel():
+            raise ValueError("a linear map with biases")
+
+
+def copy_rest(new_module, old_module, handled: set, family: str) -> None:
+    """The parameters surgery did not handle, which must have kept their shape (scalar-only parts), and
+    the buffers of the same shape (scales, shifts, per-element energies): copied as they are."""
+    from ..errors import IrrepprobeError
+
+    old_state = old_module.state_dict()
+    with torch.no_grad():
+        for name, p in new_module.named_parameters():
+            if name in handled or p.numel() == 0:
+                continue
+            if name not in old_state or old_state[name].shape != p.shape:
+                raise IrrepprobeError(f"irrepprobe does not know how to prune {name} of this {family} model")
+            p.copy_(old_state[name])
+        for name, b in new_module.named_buffers():  # built from the new irreps (U tensors, masks): keep those
+            if name in old_state and old_state[name].shape == b.shape and not name.endswith(("output_mask",)) \
+                    and "U_matrix" not in name:
+                b.copy_(old_state[name])
+
+
+def regroup(tp, irreps) -> list[list]:
+    """:func:`tp_out_names` laid out as ``irreps`` (the input of the linear map after the tensor product,
+    which may merge its repeated entries: ``8x0e+8x0e+8x0e`` -> ``24x0e``), the order of channels kept."""
+    flat = [(ir, n) for (_, ir), names in zip(tp.irreps_out, tp_out_names(tp)) for n in names]
+    out, k = [], 0
+    for mul, ir in o3.Irreps(irreps):
+        chunk = flat[k:k + mul]
+        if len(chunk) != mul or any(i != ir for i, _ in chunk):
+            raise ValueError(f"the linear map's input {irreps} is not the tensor product's output {tp.irreps_out}")
+        out.append([n for _, n in chunk])
+        k += mul
+    return out

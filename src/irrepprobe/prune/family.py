@@ -148,13 +148,16 @@ def prune_family(model: Loaded, structures, drop: list[int], out, steps: int = S
     table = pd.DataFrame(rows)
     table["speed-up"] = table["structures/s"] / table["structures/s"].iloc[0]
     save_csv(table, out / "comparison.csv")
-    md = None
+    md, md_note = None, None
+    if md_steps and not hasattr(adapter, "calculator"):
+        md_note = getattr(adapter, "no_calculator", f"the {adapter.name} adapter has no ASE calculator")
+        log(f"no MD speed: {md_note}")
     if md_steps and hasattr(adapter, "calculator"):
         files = {"original": model.info.get("path") or model.source, "pruned, fine-tuned": out / f"pruned{adapter.suffix}"}
         calcs = {k: adapter.calculator(str(v), model) for k, v in files.items()}
         md = md_speed(calcs, md_systems(held, model.info.get("elements")), md_steps)
         save_csv(md, out / "md_speed.csv")
-    return {"table": table, "md": md, "drop": drop, "settings": settings, "out": out,
+    return {"table": table, "md": md, "md_note": md_note, "drop": drop, "settings": settings, "out": out,
             "pruned": out / f"pruned{adapter.suffix}", "variants": variants}
 
 
@@ -202,6 +205,8 @@ def family_report(res: dict, model: Loaded, data: str, command: str | None = Non
                  "interleaved, 2 rounds of 20 steps each):")
         doc.table(res["md"].pivot(index="system", columns="model", values="MD steps/s").round(2).reset_index(),
                   "md_speed.csv")
+    elif res.get("md_note"):
+        doc.text(f"MD speed: not measured ({res['md_note']}).")
     if command:
         doc.text(f"Command: `{command}`")
     md, _ = doc.write(res["out"])

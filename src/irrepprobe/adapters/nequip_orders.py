@@ -1,0 +1,102 @@
+"""A NequIP model without some orders, of nequip's own classes (surgery for ``irrepprobe prune --format
+nequip``), and its training checkpoint.
+
+The small model is built by nequip's builder from the checkpoint's own model config with ``l_max``
+lowered (its spherical harmonics and every hidden irreps hold all orders up to ``l_max``, so only the
+highest orders can go). Every weight connecting channels both models have is copied by channel name,
+rescaled for e3nn's path normalisations: the linear maps around each convolution, the self-connection
+tensor product, the radial network's last layer (the columns of the convolution's kept paths); the gate
+inputs are named scalar / gate-of-channel / gated channel, so a dropped order's gates go with it. Before
+fine-tuning it computes what the masked model computes. Allegro is not handled: its tensor tracks couple
+every order in each layer's tensor product with weights shared across paths (say so, don't guess)."""
+from __future__ import annotations
+
+import copy
+import warnings
+
+import torch
+
+from ..errors import IrrepprobeError
+from ..models.orders import _nodes, _pre, copy_linear, copy_rest, copy_tp, copy_tp_columns, regroup, tp_out_names
+
+
+def _copy_layer(new, old) -> set:
+    """One ``ConvNetLayer``: its InteractionBlock's linear maps, convolution weights and self-connection."""
+    cn, co = new.conv, old.conv
+    gate_n, gate_o = new.equivariant_nonlin, old.equivariant_nonlin
+    pre_n, pre_o = _pre(gate_n.irreps_out, gate_n), _pre(gate_o.irreps_out, gate_o)
+    tp_n, tp_o = cn.tp_scatter.tp, co.tp_scatter.tp
+    tp_names_n = (_nodes(tp_n.irreps_in1), _nodes(tp_n.irreps_in2), tp_out_names(tp_n))
+    tp_names_o = (_nodes(tp_o.irreps_in1), _nodes(tp_o.irreps_in2), tp_out_names(tp_o))
+    copy_linear(cn.linear_1, co.linear_1, (_nodes(cn.linear_1.irreps_in), _nodes(cn.linear_1.irreps_out)),
+                (_nodes(co.linear_1.irreps_in), _nodes(co.linear_1.irreps_out)))
+    copy_linear(cn.linear_2, co.linear_2, (regroup(tp_n, cn.linear_2.irreps_in), pre_n),
+                (regroup(tp_o, co.linear_2.irreps_in), pre_o))
+    *hidden_n, last_n = [m for m in cn.edge_mlp.mlp if hasattr(m, "weight")]
+    *hidden_o, last_o = [m for m in co.edge_mlp.mlp if hasattr(m, "weight")]
+    with torch.no_grad():
+        for a, b in zip(hidden_n, hidden_o):
+            a.weight.copy_(b.weight)
+    copy_tp_columns(last_n.weight, last_o.weight, tp_n, tp_o, tp_names_n, tp_names_o)
+    if getattr(cn, "sc", None) is not None:
+        copy_tp(cn.sc, co.sc, (_nodes(cn.sc.irreps_in1), _nodes(cn.sc.irreps_in2), pre_n),
+                (_nodes(co.sc.irreps_in1), _nodes(co.sc.irreps_in2), pre_o))
+    return {f"conv.{n}" for n, _ in cn.named_parameters()}
+
+
+def without_orders(module, config: dict, drop: list[int]):
+    """``module`` rebuilt by nequip's builder from ``config`` (the checkpoint's model config) with ``l_max``
+    below the orders ``drop``, weights copied. Returns the module and its config."""
+    from hydra.utils import get_method
+
+    from .nequip import _nequip_state
+
+    cfg = copy.deepcopy(config)
+    cfg["l_max"] = min(drop) - 1
+    build = copy.deepcopy(cfg)
+    try:
+        with _nequip_state(), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            new = get_method(build.pop("_target_"))(**build)
+    except Exception as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise IrrepprobeError(f"nequip cannot build the model without l={','.join(map(str, drop))} "
+                              f"({type(e).__name__}: {first[:200]})") from None
+    p = next(module.parameters())
+    new = new.to(device=p.device, dtype=p.dtype)
+    olds, news = dict(module.named_modules()), dict(new.named_modules())
+    handled = set()
+    for name, m in news.items():
+        if type(m).__name__ == "ConvNetLayer":
+            try:
+                handled |= {f"{name}.{n}" for n in _copy_layer(m, olds[name])}
+            except ValueError as e:
+                raise IrrepprobeError(f"cannot prune {name} of this NequIP model: {e}") from None
+    copy_rest(new, module, handled, "NequIP")
+    return new, cfg
+
+
+def write_checkpoint(source_ckpt: dict, model_config: dict, state: dict, params: list, path, drop) -> None:
+    """A nequip-train checkpoint (the Lightning dict nequip's own ``ModelFromCheckpoint`` reads) holding the
+    small model: the original's with the model config's ``l_max`` lowered and the weights replaced; the
+    optimiser and loop states of the original's training are left out (they belong to other weights)."""
+    from ..fileio import save_torch
+
+    ck = {k: v for k, v in source_ckpt.items() if k not in ("optimizer_states", "lr_schedulers", "loops",
+                                                           "callbacks")}
+    ck["hyper_parameters"] = hp = copy.deepcopy(source_ckpt["hyper_parameters"])
+    hp["model"] = model_config  # what the training module builds, and the copy its info_dict keeps
+    if isinstance(hp.get("info_dict", {}).get("training_module", {}).get("model"), dict):
+        hp["info_dict"]["training_module"]["model"] = copy.deepcopy(model_config)
+    prefix = next(k for k in source_ckpt["state_dict"] if k.endswith("model.func.type_embed.embed_module.weight"))
+    prefix = prefix[: -len("model.func.type_embed.embed_module.weight")]
+    ck["state_dict"] = {**{k: v for k, v in source_ckpt["state_dict"].items()
+                           if not k.startswith(prefix) and not k.startswith("ema.ema_weight_")},
+                        **{prefix + k: v.detach().cpu() for k, v in state.items()}}
+    if any(k.startswith("ema.ema_weight_") for k in source_ckpt["state_dict"]):
+        # the training module's exponential moving average keeps one copy per parameter, in order: the small
+        # model's own weights (so that swapping the average in or out changes nothing)
+        for k, v in enumerate(params):
+            ck["state_dict"][f"ema.ema_weight_{k}"] = v.detach().cpu().clone()
+    ck["irrepprobe"] = {"without": list(drop)}
+    save_torch(ck, path)
