@@ -461,9 +461,9 @@ def build_parser() -> argparse.ArgumentParser:
     sp.set_defaults(func=cmd_dynamics)
 
     sp = sub.add_parser("prune", help="drop orders: retrain ours; rebuild, fine-tune and write back any other family")
-    sp.add_argument("checkpoint", metavar="MODEL", help="our checkpoint, or a SevenNet or MACE model file (or a "
+    sp.add_argument("checkpoint", metavar="MODEL", help="our checkpoint, or a SevenNet, MACE or NequIP model file (or a "
                                                         "SevenNet name)")
-    sp.add_argument("--format", default="auto", help="model family: auto, irrepprobe, sevenn or mace (default auto)")
+    sp.add_argument("--format", default="auto", help="model family: auto, irrepprobe, sevenn, mace or nequip (default auto)")
     sp.add_argument("--trust", action="store_true", help="allow unpickling a third-party model file")
     sp.add_argument("--data", help="other families: the structures to fine-tune on, FILE or qm9[:split]")
     sp.add_argument("--subset", type=int, help="other families: the first N structures of --data")
