@@ -132,6 +132,16 @@ def test_grid_runs_a_rerun_does_no_work_and_the_report_has_the_correlation(tmp_p
     assert (tmp_path / "out" / "figures" / "error_vs_latent.png").stat().st_size > 5000
     summary = pd.read_csv(tmp_path / "out" / "tables" / "summary.csv")
     assert list(summary["seeds"]) == [2, 2]
+    # two seeds per configuration: their spread beside the within-model intervals
+    seeds = pd.read_csv(tmp_path / "out" / "tables" / "seeds.csv")
+    assert set(seeds["config"]) == {"ls=0,1", "ls=0,2"} and "## Across seeds" in text
+    util = res["utilisation"]
+    one = util[(util["run"] == "ls=0,2/seed1") & (util["intervention"] == "zero") & (util["point"] == "all")]
+    row = seeds[(seeds["config"] == "ls=0,2") & (seeds["point"] == "all")].iloc[0]
+    # a 3-epoch smoke model may be no better than its composition fit: then no share, and no seed counted
+    assert row["seed 1"] == pytest.approx(float(one["scale_free"].iloc[0]), nan_ok=True)
+    finite = seeds[seeds["seeds"] == 2]
+    assert (finite["mean_low"] <= finite["mean"]).all() and (finite["mean"] <= finite["mean_high"]).all()
 
 
 def test_a_killed_experiment_resumes_where_it_stopped(tmp_path):

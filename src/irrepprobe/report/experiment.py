@@ -43,6 +43,25 @@ def run_latent(knn: pd.DataFrame, blocks: list[tuple[str, str]]) -> pd.DataFrame
     return per.groupby("run").agg(latent="mean", latent_sd="std").reset_index()
 
 
+def seed_spread(util: pd.DataFrame) -> pd.DataFrame:
+    """Per configuration with at least two finished seeds, :func:`irrepprobe.metrics.across_seeds` of its
+    runs' utilisation tables (zero ablation, every block and the joint order rows)."""
+    from ..metrics.seeds import across_seeds
+
+    out = []
+    zero = util[util["intervention"] == "zero"] if len(util) else util
+    for config, g in zero.groupby("config", sort=False) if len(zero) else []:
+        runs = [d.drop(columns=["config", "run", "seed"]) for _, d in g.groupby("run", sort=True)]
+        if len(runs) < 2:
+            continue
+        names = [f"seed {int(d['seed'].iloc[0])}" for _, d in g.groupby("run", sort=True)]
+        out.append(across_seeds(runs, names).assign(config=config))
+    if not out:
+        return pd.DataFrame()
+    df = pd.concat(out, ignore_index=True)
+    return df[["config"] + [c for c in df.columns if c != "config"]]
+
+
 def summarise(runs: pd.DataFrame) -> pd.DataFrame:
     """One row per configuration: seeds, parameters, test error and latent structure, mean and std."""
     return (runs.assign(ls=runs["ls"].astype(str))
@@ -163,6 +182,20 @@ def experiment_report(res: dict, out, title: str, command: str | None = None, in
     doc.figure(_panels(mean_util, "percent", "scale-free utilisation (zero ablation), mean over seeds",
                        "% of what was learned beyond composition", "magma_r", out, "utilisation", vmax=100.0),
                "Utilisation per block, side by side")
+
+    spread = seed_spread(util)
+    if len(spread):
+        save_csv(spread, out / "tables" / "seeds.csv")
+        ratio = spread["spread_ratio"].replace([np.inf, -np.inf], np.nan).dropna()
+        doc.heading("Across seeds")
+        doc.text("Each run's intervals resample test molecules within that one trained model. Per configuration "
+                 "with several seeds, each order replaced at every layer at once (zero ablation): the seeds' "
+                 "scale-free utilisation, their mean with a Student t interval over seeds, their standard deviation "
+                 "and its ratio to the first seed's within-model standard error (`spread_ratio`)"
+                 + (f"; median ratio {ratio.median():.1f}, largest {ratio.max():.1f}" if len(ratio) else "") + ". "
+                 "Every block's row is in tables/seeds.csv.")
+        joint_spread = spread[spread["point"] == "all"].drop(columns=["point", "intervention"], errors="ignore")
+        doc.table(joint_spread.round(4), "tables/seeds.csv")
 
     target = knn[knn["target"] != "squared error"]
     mean_knn = target.groupby(["config", "point", "block"], sort=False)["knn_r2"].mean().reset_index()
