@@ -156,3 +156,25 @@ def test_the_orders_table_puts_dependence_recovery_and_necessity_side_by_side(re
     assert "rests on recovery" in text and "fine-tuned for 5 Adam steps" in text
     assert main(["report", str(cap.path), "--out", str(tmp_path / "x"), "--necessity", "l=one:somewhere"]) == 2
     assert "--necessity takes ORDERS:CAPTURE" in capsys.readouterr().err
+
+
+def test_map_criterion_scores_maps_against_their_nulls_and_sets_them_beside_the_verdicts(report):
+    from irrepprobe import metrics as M
+    from irrepprobe.metrics.maps import cross_table, map_score, map_scores
+
+    rng = np.random.default_rng(0)
+    y = rng.normal(size=300)
+    planted = np.c_[y + 0.1 * rng.normal(size=300), rng.normal(size=300)]  # a map ordered by the target
+    assert map_score(planted, y) > 0.8 and map_score(rng.normal(size=(300, 2)), y) < 0.1
+    out = report["out"]
+    cap = load_capture(out.parent / "cap")
+    controls = [load_capture(p) for p in [out / "control" / "capture"] + [out / "control" / f"seed{k}" for k in (1, 2)]]
+    y = M.invariant_targets(cap).iloc[:, 0].to_numpy()
+    maps = map_scores(cap, y, controls, ["layers.1", "layers.2"], method="pca", permutations=10)
+    assert len(maps) == 2 * 3 * 2 and set(maps["features"]) == {"components", "invariants"}
+    assert (maps["permuted_95"] < 0.3).all()  # no relation scores near zero
+    assert maps["untrained_max"].notna().all() and (maps["composition"] == maps["composition"].iloc[0]).all()
+    cross = cross_table(maps, report["verdict"]["table"])
+    row = cross.set_index(["point", "block"]).loc[("layers.2", "1o")]
+    assert row["verdict"] == "unreachable by construction"  # a map of an unreachable block says nothing about use
+    assert {"map looks structured (components)", "map looks structured (invariants)", "dependence"} <= set(cross)

@@ -130,7 +130,7 @@ def cmd_report(args) -> int:
                       device=args.device or "auto", seed=args.seed, controls=args.controls,
                       command=_command(args), quantity=args.quantity, first_look=args.first_look or None,
                       recovery_steps=args.recovery_steps if args.recovery else None, recovery_lr=args.recovery_lr,
-                      necessity=_necessity(args.necessity), seeds=args.seeds)
+                      necessity=_necessity(args.necessity), seeds=args.seeds, map_criterion=args.map_criterion)
     v = res["verdict"]
     print("unused blocks: " + (", ".join(f"{p} {b}" for p, b in v["unused"]) or "none"))
     print("orders to drop: " + (", ".join(f"l={l}" for l in v["drop"]) or "none"))
@@ -423,6 +423,10 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--map-points", type=int, default=2000, help="molecules per latent map (0 = all)")
     sp.add_argument("--map-method", default="umap", choices=["umap", "phate", "pca"])
     sp.add_argument("--map-layers", nargs="+", metavar="POINT", help="points to map (default: last layer)")
+    sp.add_argument("--map-criterion", action="store_true",
+                    help="also score every block's 2-D map (raw components and invariants, by --map-method) "
+                         "against permuted targets, the untrained initialisations and composition (Lee et al.'s "
+                         "criterion, measured), and set it beside dependence and recovery")
     sp.add_argument("--compare", metavar="CAPTURE", help="another model's capture for a CKA comparison")
     sp.add_argument("--controls", type=int, default=5,
                     help="untrained initialisations the probes are compared with (default 5)")

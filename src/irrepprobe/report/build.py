@@ -15,6 +15,7 @@ from ..train.distributed import resolve_device
 from ..errors import IrrepprobeError
 from ..fileio import save_csv, save_json
 from .. import metrics as M
+from ..metrics.maps import cross_table, map_scores
 from ..metrics.recovery import LEGS
 from ..prune import orders_to_drop
 from . import figures as F
@@ -114,7 +115,7 @@ def make_report(capture, out=None, model=None, trust: bool | None = None, ablati
                 controls: int = 5, command: str | None = None, utilisation: pd.DataFrame | None = None,
                 quantity: str = "both", first_look: int | None = 64, recovery_steps: int | None = None,
                 recovery_lr: float = 1e-3, necessity: list[tuple[str, str]] | None = None,
-                seeds: list[str] | None = None, log=print) -> dict:
+                seeds: list[str] | None = None, map_criterion: bool = False, log=print) -> dict:
     """Compute every metric of ``capture`` and write the report into ``out`` (default
     ``CAPTURE/report``). Returns the tables (DataFrames) and the paths written. ``utilisation``: a table
     :func:`irrepprobe.metrics.utilisation` already made for this capture and model (an experiment run's
@@ -126,7 +127,9 @@ def make_report(capture, out=None, model=None, trust: bool | None = None, ablati
     models trained without the orders over the same labelled structures. The verdict on orders rests on
     recovery where measured. ``seeds``: captures of other training runs of the same configuration over
     the same structures: their utilisation is measured too and the spread across seeds set beside this
-    model's within-model intervals (:func:`irrepprobe.metrics.across_seeds`)."""
+    model's within-model intervals (:func:`irrepprobe.metrics.across_seeds`). ``map_criterion``: every
+    block's map scored against its nulls (:func:`irrepprobe.metrics.maps.map_scores`) and cross-tabulated
+    with the verdicts."""
     cap = capture if isinstance(capture, Capture) else load_capture(capture)
     out = Path(out) if out else cap.path / "report"
     figs, tabs = out / "figures", out / "tables"
@@ -196,6 +199,10 @@ def make_report(capture, out=None, model=None, trust: bool | None = None, ablati
     with stage(f"latent maps ({map_method})"):
         maps, map_rows = _maps(cap, inv, map_layers or hidden[-1:], map_points, map_method, seed)
         n_map = len(map_rows)
+    map_table = None
+    if map_criterion:
+        with stage(f"map criterion ({map_method}, every block, nulls)"):
+            map_table = map_scores(cap, inv[inv.columns[0]].to_numpy(), ctls, hidden, map_method, map_points, seed=seed)
     with stage("similarity (CKA)"):
         cka = M.cka_matrix(cap)
         cka_ctl = M.trained_vs_control(cap, ctl, seed) if ctl is not None else None
@@ -214,6 +221,10 @@ def make_report(capture, out=None, model=None, trust: bool | None = None, ablati
     save_csv(checks, tabs / "denominators.csv")
     if spread is not None:
         save_csv(spread, tabs / "seeds.csv")
+    if map_table is not None:
+        verdict["maps"] = cross_table(map_table, verdict["table"], verdict["orders"])
+        save_csv(map_table, tabs / "map_criterion.csv")
+        save_csv(verdict["maps"], tabs / "map_cross.csv")
     if legs is not None:
         save_csv(legs, tabs / "recovery.csv")
         save_csv(verdict["orders"], tabs / "orders.csv")
@@ -616,6 +627,14 @@ def _summary(meta, verdict, util, legs, spread, threshold) -> list[str]:
     held = [f"{r.target} in {r.point} {r.block} (R2 {r.r2:.2f}, selectivity {r.selectivity:+.2f}; the block is "
             + use.get(status.get((r.point, r.block), ""), status.get((r.point, r.block), "?").split(" (")[0]
                       + ": held, never used") + ")" for r in best.itertuples()]
+    if verdict.get("maps") is not None:
+        m = verdict["maps"]
+        col = "map looks structured (components)"
+        reach = m[m["verdict"].isin(["used", "unused"])]
+        agree = reach[reach[col] == (reach["verdict"] == "used")]
+        lines.append(f"**Lee et al.'s map criterion**: {int(m[col].sum())} of {len(m)} blocks' maps look structured "
+                     f"(raw components, against permuted, untrained and composition nulls); on reachable blocks it "
+                     f"agrees with dependence for {len(agree)} of {len(reach)}.")
     lines.append("**Information held is not use**: probes say what a block holds, ablation and recovery what the "
                  "model uses; held beyond the model's own target: " + ("; ".join(held) if held else "nothing") + ".")
     return lines
@@ -783,6 +802,16 @@ def _document(head, meta, mae, unit, verdict, norms, util, probes, eq, knn, cka_
              f"block; maps of {n_map} structures (a random subsample when the capture holds more) by {map_method}.")
     doc.table(knn.pivot_table(index=["point", "block"], columns="target", values="knn_r2").reset_index(),
               "tables/latent_knn.csv")
+    if verdict.get("maps") is not None:
+        doc.fold("Lee et al.'s criterion: do the maps look structured?")
+        doc.text(f"Each block's pooled features (raw components, orientation-dependent as in Lee et al.; and "
+                 f"invariants) mapped to 2-D by {map_method}, the map scored by the out-of-fold R2 of a "
+                 f"10-nearest-neighbour regression of {own_col} beyond composition from the map coordinates, "
+                 "against the same map on permuted targets (95th percentile of 20), the block's map in each untrained "
+                 "initialisation and the map of the element counts: `structured` when it beats all three "
+                 "(tables/map_criterion.csv). Beside it what the model uses: dependence per block, recovery and "
+                 "necessity per order.")
+        doc.table(verdict["maps"], "tables/map_cross.csv")
     doc.fold("Similarity")
     doc.text("Debiased CKA (linear kernels, unbiased HSIC; about 0 for unrelated features at any sample size, "
              "where plain linear CKA is biased upward) between points' pooled invariants, z-scored, with the "
