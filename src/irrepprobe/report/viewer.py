@@ -72,7 +72,11 @@ def _from_model(cap: Capture, structures, model, trust, log) -> dict[str, np.nda
         d = (shifted - base).numpy()
         d = d / n_atoms if per_atom else d
         out[f"shift of {name} with l={l} zeroed ({unit}{'/atom' if per_atom else ''})"] = np.linalg.norm(d, axis=1)
-    point = next(p for p in loaded.adapter.points(loaded) if p.name == M.hidden_points(cap)[-1])
+    hidden = M.hidden_points(cap)
+    nodes = [p for p in loaded.adapter.points(loaded) if p.name in hidden and p.kind == "node"]
+    if not nodes:  # per-edge features only (Allegro's tracks): no per-atom norms
+        return out
+    point = max(nodes, key=lambda p: hidden.index(p.name))
     norms: dict[int, list[torch.Tensor]] = {}
     for batch in batches:
         store: dict[str, torch.Tensor] = {}
