@@ -64,10 +64,13 @@ def main() -> None:
         util = pd.read_csv(rep / "tables" / "utilisation.csv")
         per = util[util["point"] != "all"].drop_duplicates(["point", "block"])
         mae = float(abs(cap.errors).mean())
+        degenerate = per["degenerate"].astype(bool) if "degenerate" in per else pd.Series(False, index=per.index)
         rows.append({"code": code, "model": cap.meta["model_summary"][:140], "test MAE (eV)": round(mae, 4),
                      "points": len(per["point"].unique()), "blocks": len(per),
-                     "unreachable": int((~per["reachable"]).sum()),
-                     "unused": ", ".join(f"{p} {b}" for p, b in per[per["reachable"] & ~per["used"]][["point", "block"]].values) or "none"})
+                     "unreachable": int((~per["reachable"] & ~degenerate).sum()),
+                     "degenerate": ", ".join(f"{p} {b}" for p, b in per[degenerate][["point", "block"]].values) or "none",
+                     "unused": ", ".join(f"{p} {b}" for p, b in per[per["reachable"] & ~per["used"] & ~degenerate]
+                                         [["point", "block"]].values) or "none"})
         for r in util[util["point"] == "all"].itertuples():
             joint.append({"code": code, "order": r.block, "intervention": r.intervention, "scale-free": _interval(r)})
         if (rep / "tables" / "orders.csv").exists():
@@ -100,7 +103,7 @@ def main() -> None:
              "the same QM9 molecules (H, C, N, O) to the U0 atomization energy and captured over the same test "
              "molecules; one full report per code: " + ", ".join(f"[{c}]({c}/report.md)" for c in caps) + ".")
     doc.heading("Per code")
-    doc.text("Unused: reachable blocks whose scale-free utilisation interval lies below 5% under zero, mean and "
+    doc.text("Unused: reachable, non-degenerate blocks whose scale-free utilisation interval lies below 5% under zero, mean and "
              "resample ablation, on the default points of each code's adapter.")
     doc.table(table, "tables/codes.csv")
     doc.heading("Each order replaced at every layer at once")
