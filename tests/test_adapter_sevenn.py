@@ -325,3 +325,21 @@ def test_prune_writes_a_checkpoint_sevenns_own_calculator_runs(mols, tmp_path, c
     assert check_equivariance(ours, mols.take(np.arange(4)), n=4)[1]["passed"]
     assert main(["prune", "7net-0", "--format", "sevenn", "--trust", "--drop-l", "0", "--data", "qm9:test"]) == 2
     assert "cannot drop l=0" in capsys.readouterr().err
+
+
+def test_written_checkpoint_leaves_out_traced_constants_sevenn_rebuilds(seven, tmp_path):
+    import copy
+
+    from sevenn.util import model_from_checkpoint
+
+    model = copy.copy(seven)
+    model.module = copy.deepcopy(seven.module)
+    # what e3nn's generated code can hold after a copy of the model was trained (seen on SevenNet-l3i5)
+    conv = model.module._modules["1_convolution"].convolution
+    conv.register_buffer("_tensor_constant0", torch.zeros(3))
+    path = seven.adapter.write(model, tmp_path / "m.pth")
+    ck = torch.load(path, weights_only=False, map_location="cpu")
+    assert not any("_tensor_constant" in k for k in ck["model_state_dict"])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        assert model_from_checkpoint(str(path)) is not None  # sevenn's own loader takes it

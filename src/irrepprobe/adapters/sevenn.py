@@ -464,7 +464,10 @@ class SevenNetAdapter(ForcesOfPredict, Adapter):
         # the weights are in this sevenn's layout: a checkpoint marked with an older version would get the
         # old-to-new patch of its state dict on loading (reordered convolution weights)
         config = {**model.info["config"], "version": sevenn.__version__}
-        return save_torch({"config": config, "model_state_dict": model.module.state_dict(),
+        # e3nn's generated code may hold traced constants (``_tensor_constant*``) once a copy of the model has
+        # been trained; sevenn rebuilds them from the config and refuses them as unexpected keys
+        state = {k: v for k, v in model.module.state_dict().items() if "._tensor_constant" not in k}
+        return save_torch({"config": config, "model_state_dict": state,
                            "epoch": 0, "irrepprobe": {"without": model.info.get("without"),
                                                       "from": model.source}}, path)
 
