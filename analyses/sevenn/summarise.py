@@ -119,7 +119,9 @@ def main() -> None:
         if "quantity" not in util:  # a report from before forces were scored: energy only
             util["quantity"] = "energy"
         eq = pd.read_csv(rep / "tables" / "probes_equivariant.csv")
-        timings = pd.read_csv(rep / "tables" / "timings.csv")
+        # a rerun that reused the costly stages keeps the run that measured them as timings_first_run.csv
+        first = rep / "tables" / "timings_first_run.csv"
+        timings = pd.read_csv(first if first.exists() else rep / "tables" / "timings.csv")
         found += findings(name, util, eq)
         orders = pd.read_csv(rep / "tables" / "orders.csv") if (rep / "tables" / "orders.csv").exists() else None
         if orders is None:
