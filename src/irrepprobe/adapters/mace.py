@@ -103,6 +103,21 @@ def _layout(module) -> str:
     return "mul_ir"
 
 
+
+def build(cls, config: dict, dtype: torch.dtype, seed: int | None = None):
+    """``cls(**config)`` in ``dtype``, weights drawn under ``torch.manual_seed(seed)`` with the global RNG
+    state and default dtype restored: MACE's constructors read both."""
+    saved = torch.get_default_dtype()
+    try:  # e3nn 0.4 scripts its generated code while building, with TorchScript's warnings
+        with torch.random.fork_rng(devices=[]), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            torch.set_default_dtype(dtype)
+            torch.manual_seed(0 if seed is None else seed)
+            module = cls(**config)
+    finally:
+        torch.set_default_dtype(saved)
+    return module.to(dtype=dtype)
+
 class MACEAdapter(ForcesOfPredict, Adapter):
     name = "mace"
     head_flag, family = "head", "MACE"
@@ -278,17 +293,7 @@ class MACEAdapter(ForcesOfPredict, Adapter):
         cueq = getattr(model.module.interactions[0], "cueq_config", None)
         if cueq is not None:
             config["cueq_config"] = cueq  # the model itself keeps none: rebuild with the same layout
-        dtype = getattr(torch, model.info["dtype"])
-        saved = torch.get_default_dtype()
-        try:  # e3nn 0.4 scripts its generated code while building, with TorchScript's warnings
-            with torch.random.fork_rng(devices=[]), warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                torch.set_default_dtype(dtype)
-                torch.manual_seed(0 if seed is None else seed)
-                module = type(model.module)(**config)
-        finally:
-            torch.set_default_dtype(saved)
-        module.to(device=model.device, dtype=dtype)
+        module = build(type(model.module), config, getattr(torch, model.info["dtype"]), seed).to(model.device)
         loaded = self._loaded(module, model.source, model.sha256, untrained=True, seed=seed)
         loaded.info["head"] = model.info["head"]  # measured at the trained model's head
         return loaded
@@ -298,20 +303,13 @@ class MACEAdapter(ForcesOfPredict, Adapter):
     suffix = ".model"
 
     def why_not_without(self, model: Loaded, drop: list[int]) -> str | None:
-        from .mace_orders import highest
+        from ..models.orders import why_not_top
 
         hidden = max(ir.l for _, ir in o3.Irreps(model.info["hidden_irreps"]))
-        lmax = max(model.info["max_ell"], hidden)
-        if not drop:
-            return "no order to drop"
-        if 0 in drop:
-            return "l=0 is never dropped: the scalars carry the energy"
-        missing = [l for l in drop if not 0 < l <= lmax]
-        if missing:
-            return f"this MACE model has orders l=0..{lmax}: there is no l={missing[0]} to drop"
-        if not highest(drop, lmax):
-            return (f"MACE's spherical harmonics hold every order up to max_ell, so only the highest orders can be "
-                    f"dropped (here l={lmax}, or l={lmax - 1},{lmax} and so on), not l={','.join(map(str, drop))}")
+        why = why_not_top(drop, max(model.info["max_ell"], hidden), "MACE",
+                          "MACE's spherical harmonics hold every order up to max_ell", "the scalars carry the energy")
+        if why:
+            return why
         if min(drop) == 1:
             return ("MACE builds its messages from every order of its spherical harmonics (max_ell >= 1), so it has "
                     "no model without l=1; drop the orders above it")

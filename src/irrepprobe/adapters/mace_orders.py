@@ -13,27 +13,18 @@ Before fine-tuning the small model computes what the masked model (the orders ze
 harmonics included) computes."""
 from __future__ import annotations
 
-import warnings
 
 import torch
 from e3nn import o3
 
 from ..errors import IrrepprobeError
-from ..models.orders import _nodes, copy_linear, copy_rest, copy_tp, copy_tp_columns, regroup, tp_out_names
+from ..models.orders import _nodes, copy_linear, copy_rest, copy_tp, copy_tp_columns, regroup, tp_names
 
 FIT_SAMPLES = 64  # random inputs per fitted contraction; the basis has at most a few dozen elements
 
 
-def highest(drop: list[int], lmax: int) -> bool:
-    return sorted(drop) == list(range(lmax - len(drop) + 1, lmax + 1))
-
-
 def _keep(irreps, drop) -> o3.Irreps:
     return o3.Irreps([(m, ir) for m, ir in o3.Irreps(irreps) if ir.l not in drop])
-
-
-def _tp_names(tp) -> tuple:
-    return _nodes(tp.irreps_in1), _nodes(tp.irreps_in2), tp_out_names(tp)
 
 
 def _values(U: torch.Tensor, x: torch.Tensor, scalar_out: bool) -> torch.Tensor:
@@ -105,14 +96,14 @@ def _copy(new_module, old_module, drop) -> None:
                     names = ((_nodes(m.irreps_in), _nodes(m.irreps_out)), (_nodes(o.irreps_in), _nodes(o.irreps_out)))
                 copy_linear(m, o, *names)
             elif isinstance(m, o3.TensorProduct) and m.internal_weights:
-                copy_tp(m, o, _tp_names(m), _tp_names(o))
+                copy_tp(m, o, tp_names(m), tp_names(o))
             elif name.endswith("conv_tp_weights"):
                 *hidden_n, last_n = list(m.children())
                 *hidden_o, last_o = list(o.children())
                 with torch.no_grad():
                     for a, b in zip(hidden_n, hidden_o):
                         a.weight.copy_(b.weight)
-                copy_tp_columns(last_n.weight, last_o.weight, conv_new, conv_old, _tp_names(conv_new), _tp_names(conv_old))
+                copy_tp_columns(last_n.weight, last_o.weight, conv_new, conv_old, tp_names(conv_new), tp_names(conv_old))
             else:
                 continue
         except ValueError as e:
@@ -133,15 +124,9 @@ def without_orders(module, drop: list[int], dtype: torch.dtype):
     config["max_ell"] = min(int(config["max_ell"]), min(drop) - 1)
     if config.get("edge_irreps") is not None:
         config["edge_irreps"] = _keep(config["edge_irreps"], drop)
-    saved = torch.get_default_dtype()
-    try:  # e3nn 0.4 scripts its generated code while building, with TorchScript's warnings
-        with torch.random.fork_rng(devices=[]), warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            torch.set_default_dtype(dtype)
-            new = type(module)(**config)
-    finally:
-        torch.set_default_dtype(saved)
-    new = new.to(dtype=dtype)
+    from .mace import build
+
+    new = build(type(module), config, dtype)
     _copy(new, module, set(drop))
     return new
 

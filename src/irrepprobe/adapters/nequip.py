@@ -29,7 +29,7 @@ import copy
 import random
 import warnings
 import zipfile
-from contextlib import contextmanager, nullcontext
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -153,6 +153,21 @@ def _symbols_to_numbers(type_names) -> list[int] | None:
     nums = [atomic_numbers.get(t) for t in type_names]
     return None if any(n is None for n in nums) else nums
 
+
+
+def build(config: dict, what: str):
+    """The model nequip's builder makes from ``config`` (its ``_target_`` and arguments), under the
+    global-state guard; a failure is one line saying it could not ``what``."""
+    from hydra.utils import get_method
+
+    args = copy.deepcopy(config)
+    try:
+        with _nequip_state(), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return get_method(args.pop("_target_"))(**args)
+    except Exception as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise IrrepprobeError(f"nequip cannot {what} ({type(e).__name__}: {first[:200]})") from None
 
 class NequIPAdapter(ForcesOfPredict, Adapter):
     name = "nequip"
@@ -400,21 +415,12 @@ class NequIPAdapter(ForcesOfPredict, Adapter):
         from). What training does not learn is copied from the trained model, so energies stay in eV:
         every buffer (per-type energy shifts and scales, neighbour-count normalisation, radial basis) and
         the per-type scale/shift module's parameters (learned only when made trainable)."""
-        from hydra.utils import get_method
-
         cfg = copy.deepcopy(model.info["config"])
         if not cfg.get("_target_"):
             raise IrrepprobeError(f"{model.source} holds no model config to rebuild an untrained control from")
         if seed is not None:
             cfg["seed"] = int(seed)
-        try:
-            with _nequip_state(), warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                module = get_method(cfg.pop("_target_"))(**cfg)
-        except Exception as e:
-            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-            raise IrrepprobeError(f"nequip cannot rebuild {model.source} from its config ({type(e).__name__}: "
-                                  f"{first[:200]})") from None
+        module = build(cfg, f"rebuild {model.source} from its config")
         trained = dict(model.module.named_buffers()) | {
             n: p for n, p in model.module.named_parameters() if ".per_type_energy_scale_shift." in f".{n}"}
         with torch.no_grad():
@@ -430,21 +436,15 @@ class NequIPAdapter(ForcesOfPredict, Adapter):
     suffix = ".ckpt"
 
     def why_not_without(self, model: Loaded, drop: list[int]) -> str | None:
-        lmax = model.info["lmax"]
-        if not drop:
-            return "no order to drop"
-        if 0 in drop:
-            return "l=0 is never dropped: the scalars carry the energy and the gates"
-        if model.info["family"] != "NequIP":
+        from ..models.orders import why_not_top
+
+        if drop and 0 not in drop and model.info["family"] != "NequIP":
             return ("Allegro's tensor tracks couple every order in each layer's tensor product, with weights shared "
                     "across its paths; irrepprobe has no surgery for them")
-        missing = [l for l in drop if not 0 < l <= lmax]
-        if missing:
-            return f"this NequIP model has orders l=0..{lmax}: there is no l={missing[0]} to drop"
-        if sorted(drop) != list(range(lmax - len(drop) + 1, lmax + 1)):
-            return (f"NequIP's spherical harmonics and hidden irreps hold every order up to l_max, so only the highest "
-                    f"orders can be dropped (here l={lmax}, or l={lmax - 1},{lmax} and so on), not "
-                    f"l={','.join(map(str, drop))}")
+        why = why_not_top(drop, model.info["lmax"], "NequIP",
+                          "NequIP's spherical harmonics and hidden irreps hold every order up to l_max")
+        if why:
+            return why
         if model.info.get("file") != "checkpoint" and not model.info.get("ckpt"):
             return "a nequip package: prune the nequip-train checkpoint (.ckpt) it was packaged from"
         if not model.info["config"].get("_target_"):

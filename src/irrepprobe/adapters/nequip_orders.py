@@ -12,12 +12,11 @@ every order in each layer's tensor product with weights shared across paths (say
 from __future__ import annotations
 
 import copy
-import warnings
 
 import torch
 
 from ..errors import IrrepprobeError
-from ..models.orders import _nodes, _pre, copy_linear, copy_rest, copy_tp, copy_tp_columns, regroup, tp_out_names
+from ..models.orders import _nodes, _pre, copy_linear, copy_rest, copy_tp, copy_tp_columns, regroup, tp_names
 
 
 def _copy_layer(new, old) -> set:
@@ -26,8 +25,7 @@ def _copy_layer(new, old) -> set:
     gate_n, gate_o = new.equivariant_nonlin, old.equivariant_nonlin
     pre_n, pre_o = _pre(gate_n.irreps_out, gate_n), _pre(gate_o.irreps_out, gate_o)
     tp_n, tp_o = cn.tp_scatter.tp, co.tp_scatter.tp
-    tp_names_n = (_nodes(tp_n.irreps_in1), _nodes(tp_n.irreps_in2), tp_out_names(tp_n))
-    tp_names_o = (_nodes(tp_o.irreps_in1), _nodes(tp_o.irreps_in2), tp_out_names(tp_o))
+    tp_names_n, tp_names_o = tp_names(tp_n), tp_names(tp_o)
     copy_linear(cn.linear_1, co.linear_1, (_nodes(cn.linear_1.irreps_in), _nodes(cn.linear_1.irreps_out)),
                 (_nodes(co.linear_1.irreps_in), _nodes(co.linear_1.irreps_out)))
     copy_linear(cn.linear_2, co.linear_2, (regroup(tp_n, cn.linear_2.irreps_in), pre_n),
@@ -47,21 +45,11 @@ def _copy_layer(new, old) -> set:
 def without_orders(module, config: dict, drop: list[int]):
     """``module`` rebuilt by nequip's builder from ``config`` (the checkpoint's model config) with ``l_max``
     below the orders ``drop``, weights copied. Returns the module and its config."""
-    from hydra.utils import get_method
-
-    from .nequip import _nequip_state
+    from .nequip import build
 
     cfg = copy.deepcopy(config)
     cfg["l_max"] = min(drop) - 1
-    build = copy.deepcopy(cfg)
-    try:
-        with _nequip_state(), warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            new = get_method(build.pop("_target_"))(**build)
-    except Exception as e:
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise IrrepprobeError(f"nequip cannot build the model without l={','.join(map(str, drop))} "
-                              f"({type(e).__name__}: {first[:200]})") from None
+    new = build(cfg, f"build the model without l={','.join(map(str, drop))}")
     p = next(module.parameters())
     new = new.to(device=p.device, dtype=p.dtype)
     olds, news = dict(module.named_modules()), dict(new.named_modules())

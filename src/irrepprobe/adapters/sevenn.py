@@ -377,18 +377,9 @@ class SevenNetAdapter(ForcesOfPredict, Adapter):
     suffix = ".pth"
 
     def why_not_without(self, model: Loaded, drop: list[int]) -> str | None:
-        lmax = model.info["lmax"]
-        if not drop:
-            return "no order to drop"
-        if 0 in drop:
-            return "l=0 is never dropped: the scalars carry the energy and the gates"
-        missing = [l for l in drop if not 0 < l <= lmax]
-        if missing:
-            return f"this SevenNet model has orders l=0..{lmax}: there is no l={missing[0]} to drop"
-        if sorted(drop) != list(range(lmax - len(drop) + 1, lmax + 1)):
-            return (f"sevenn's spherical harmonics hold every order up to lmax, so only the highest orders can be "
-                    f"dropped (here l={lmax}, or l={lmax - 1},{lmax} and so on), not l={','.join(map(str, drop))}")
-        return None
+        from ..models.orders import why_not_top
+
+        return why_not_top(drop, model.info["lmax"], "SevenNet", "sevenn's spherical harmonics hold every order up to lmax")
 
     def without_orders(self, model: Loaded, drop: list[int]) -> Loaded | None:
         """A model of sevenn's own classes, built by its builder from the config without the orders in
@@ -400,8 +391,6 @@ class SevenNetAdapter(ForcesOfPredict, Adapter):
             return None
         from e3nn import o3
         from sevenn.model_build import build_E3_equivariant_model
-
-        from ..models.orders import _copy_linear, _messages, _nodes, _pre, _tp_columns
 
         def keep(irreps):
             return o3.Irreps([(m, ir) for m, ir in o3.Irreps(irreps) if ir.l not in drop])
@@ -417,9 +406,29 @@ class SevenNetAdapter(ForcesOfPredict, Adapter):
             warnings.simplefilter("ignore")
             new = build_E3_equivariant_model(config)
         olds, news = old._modules, new._modules
+        try:
+            done = self._copy_layers(olds, news, layers, keep, model.info["layers"])
+        except ValueError as e:
+            raise IrrepprobeError(f"cannot prune this SevenNet model: {e}") from None
+        with torch.no_grad():
+            state, old_state = new.state_dict(), old.state_dict()
+            for name, v in state.items():  # the rest (scalars only, shifts, scales, denominators) as it was
+                if name not in done and name in old_state and old_state[name].shape == v.shape:
+                    v.copy_(old_state[name])
+        p = next(old.parameters())
+        loaded = self._loaded(new.to(device=p.device, dtype=p.dtype), config, model.source, None,
+                              **{k: model.info[k] for k in ("pretrained", "path") if k in model.info})
+        loaded.info.update(head=model.info.get("head"), without=drop)
+        return loaded
+
+    @staticmethod
+    def _copy_layers(olds, news, layers, keep, n_layers) -> set:
+        """Each interaction layer's weights by channel name (strict); the names of the parameters done."""
+        from ..models.orders import _messages, _nodes, _pre, copy_linear, copy_tp_columns, tp_names
+
         done = set()
         with torch.no_grad():
-            for t in range(model.info["layers"]):
+            for t in range(n_layers):
                 xo, xn = _nodes(layers[t]), _nodes(keep(layers[t]))
                 gate_o, gate_n = olds[f"{t}_equivariant_gate"].gate, news[f"{t}_equivariant_gate"].gate
                 pre_o, pre_n = _pre(gate_o.irreps_out, gate_o), _pre(gate_n.irreps_out, gate_n)
@@ -431,28 +440,16 @@ class SevenNetAdapter(ForcesOfPredict, Adapter):
                          f"{t}_self_interaction_2": ((_messages(conv_n.convolution), pre_n),
                                                      (_messages(conv_o.convolution), pre_o))}
                 for name, (names_new, names_old) in pairs.items():
-                    _copy_linear(news[name].linear, olds[name].linear, names_new, names_old)
+                    copy_linear(news[name].linear, olds[name].linear, names_new, names_old)
                     done.add(f"{name}.linear.weight")
                 *hidden_n, last_n = list(conv_n.weight_nn.children())
                 *hidden_o, last_o = list(conv_o.weight_nn.children())
                 for a, b in zip(hidden_n, hidden_o):
                     a.weight.copy_(b.weight)
-                src = _tp_columns(conv_o.convolution)
-                last_n.weight.zero_()
-                for key, (j, pw) in _tp_columns(conv_n.convolution).items():
-                    if key in src:
-                        i, pw_old = src[key]
-                        last_n.weight[:, j] = last_o.weight[:, i] * (pw_old / pw)
+                tp_n, tp_o = conv_n.convolution, conv_o.convolution
+                copy_tp_columns(last_n.weight, last_o.weight, tp_n, tp_o, tp_names(tp_n), tp_names(tp_o))
                 done.update(f"{t}_convolution.weight_nn.{n}" for n, _ in conv_n.weight_nn.named_parameters())
-            state, old_state = new.state_dict(), old.state_dict()
-            for name, v in state.items():  # the rest (scalars only, shifts, scales, denominators) as it was
-                if name not in done and name in old_state and old_state[name].shape == v.shape:
-                    v.copy_(old_state[name])
-        p = next(old.parameters())
-        loaded = self._loaded(new.to(device=p.device, dtype=p.dtype), config, model.source, None,
-                              **{k: model.info[k] for k in ("pretrained", "path") if k in model.info})
-        loaded.info.update(head=model.info.get("head"), without=drop)
-        return loaded
+        return done
 
     def write(self, model: Loaded, path) -> Path:
         """``model`` as a sevenn checkpoint (``.pth``: its config and weights) that sevenn's own

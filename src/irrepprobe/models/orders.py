@@ -20,6 +20,28 @@ from ..errors import IrrepprobeError
 from .layers import Interaction, Readout
 
 
+def highest(drop: list[int], lmax: int) -> bool:
+    """Whether ``drop`` is the top of 0..lmax (l=lmax, or l=lmax-1,lmax and so on)."""
+    return sorted(drop) == list(range(lmax - len(drop) + 1, lmax + 1))
+
+
+def why_not_top(drop: list[int], lmax: int, family: str, holds: str,
+                scalars: str = "the scalars carry the energy and the gates") -> str | None:
+    """Why a third-party model with every order 0..lmax in its spherical harmonics cannot lose ``drop``
+    (``holds`` says where the orders live), or None: the checks every family's surgery shares."""
+    if not drop:
+        return "no order to drop"
+    if 0 in drop:
+        return f"l=0 is never dropped: {scalars}"
+    missing = [l for l in drop if not 0 < l <= lmax]
+    if missing:
+        return f"this {family} model has orders l=0..{lmax}: there is no l={missing[0]} to drop"
+    if not highest(drop, lmax):
+        return (f"{holds}, so only the highest orders can be dropped (here l={lmax}, or l={lmax - 1},{lmax} and "
+                f"so on), not l={','.join(map(str, drop))}")
+    return None
+
+
 def config_without(config: Config, drop: list[int]) -> Config:
     """``config`` without the orders in ``drop``: gone from the spherical harmonics and from the hidden
     irreps. Refuses l = 0, orders the model does not have, and orders its output needs."""
@@ -96,47 +118,24 @@ def _linear_index(lin: o3.Linear, names_in, names_out) -> dict:
     return index
 
 
-def _copy_linear(new: o3.Linear, old: o3.Linear, new_names: tuple, old_names: tuple) -> None:
-    src = _linear_index(old, *old_names)
-    with torch.no_grad():
-        for key, (j, pw) in _linear_index(new, *new_names).items():
-            if key in src:
-                i, pw_old = src[key]
-                new.weight[j] = old.weight[i] * (pw_old / pw)
-
-
-def _tp_columns(tp) -> dict:
-    index, offset = {}, 0
-    for ins, path in zip(tp.instructions, _paths(tp)):
-        n = int(torch.tensor(ins.path_shape).prod())
-        for u in range(n):
-            index[(*path, u)] = (offset + u, ins.path_weight)
-        offset += n
-    return index
-
-
 def _copy_interaction(new: Interaction, old: Interaction) -> None:
     with torch.no_grad():
         *hidden_new, last_new = list(new.radial.children())
         *hidden_old, last_old = list(old.radial.children())
         for a, b in zip(hidden_new, hidden_old):
             a.weight.copy_(b.weight)
-        src = _tp_columns(old.tp)
-        for key, (j, pw) in _tp_columns(new.tp).items():
-            if key in src:
-                i, pw_old = src[key]
-                last_new.weight[:, j] = last_old.weight[:, i] * (pw_old / pw)
+    copy_tp_columns(last_new.weight, last_old.weight, new.tp, old.tp, tp_names(new.tp), tp_names(old.tp))
     pre_new, pre_old = _pre(new.irreps_out, new.gate), _pre(old.irreps_out, old.gate)
-    _copy_linear(new.linear, old.linear, (_messages(new.tp), pre_new), (_messages(old.tp), pre_old))
+    copy_linear(new.linear, old.linear, (_messages(new.tp), pre_new), (_messages(old.tp), pre_old))
     if new.self_connection is not None:
-        _copy_linear(new.self_connection, old.self_connection, (_nodes(new.irreps_in), pre_new),
-                     (_nodes(old.irreps_in), pre_old))
+        copy_linear(new.self_connection, old.self_connection, (_nodes(new.irreps_in), pre_new),
+                    (_nodes(old.irreps_in), pre_old))
 
 
 def _copy_readout(new: Readout, old: Readout) -> None:
     hidden = new.linear2.irreps_in
-    _copy_linear(new.linear1, old.linear1, (_nodes(new.irreps_in), _pre(hidden, new.gate)),
-                 (_nodes(old.irreps_in), _pre(hidden, old.gate)))
+    copy_linear(new.linear1, old.linear1, (_nodes(new.irreps_in), _pre(hidden, new.gate)),
+                (_nodes(old.irreps_in), _pre(hidden, old.gate)))
     with torch.no_grad():
         new.linear2.weight.copy_(old.linear2.weight)
 
@@ -190,6 +189,11 @@ def tp_out_names(tp) -> list[list]:
     if len(set(irs)) != len(irs):
         raise ValueError("a tensor product whose repeated output irreps are fed by several paths each")
     return _nodes(tp.irreps_out)
+
+
+def tp_names(tp) -> tuple:
+    """The three name lists :func:`tp_index` takes: input 1 and input 2 as node channels, and the output."""
+    return _nodes(tp.irreps_in1), _nodes(tp.irreps_in2), tp_out_names(tp)
 
 
 def tp_index(tp, names1, names2, names_out) -> dict:

@@ -61,7 +61,24 @@ def _from_model(cap: Capture, structures, model, trust, log) -> dict[str, np.nda
         log(f"  chemiscope: no per-atom norms or ablation shifts ({e})")
         return {}
     batches = list(loaded.adapter.batches(loaded, structures, 32))
-    base = predictions(loaded, batches)
+    hidden = M.hidden_points(cap)
+    nodes = [p for p in loaded.adapter.points(loaded) if p.name in hidden and p.kind == "node"]
+    point = max(nodes, key=lambda p: hidden.index(p.name)) if nodes else None  # none: Allegro's per-edge tracks
+    base, norms = [], {}
+    for batch in batches:  # the unmasked pass: predictions, and the per-atom norms at ``point``
+        store: dict[str, torch.Tensor] = {}
+        grad = torch.enable_grad() if loaded.adapter.needs_grad else torch.no_grad()
+        with hooked(loaded.module, keeping([point], store) if point else ()), grad:
+            base.append(loaded.adapter.predict(loaded, batch).detach().double().cpu())
+        if point is None:
+            continue
+        x = to_mul_ir(store[point.name], point.irreps, point.layout).detach()
+        by: dict[int, list[torch.Tensor]] = {}
+        for b, v in zip(blocks(point.irreps), split(x, point.irreps).values()):
+            by.setdefault(b.l, []).append(v.norm(dim=-1))  # [atoms, mul]
+        for l, v in by.items():
+            norms.setdefault(l, []).append(torch.cat(v, dim=1).pow(2).mean(dim=1).sqrt())
+    base = torch.cat(base)
     out = {}
     name, unit = cap.meta["quantity"]["name"], cap.meta["quantity"]["unit"]
     per_atom = cap.meta["quantity"].get("per_atom")
@@ -72,23 +89,6 @@ def _from_model(cap: Capture, structures, model, trust, log) -> dict[str, np.nda
         d = (shifted - base).numpy()
         d = d / n_atoms if per_atom else d
         out[f"shift of {name} with l={l} zeroed ({unit}{'/atom' if per_atom else ''})"] = np.linalg.norm(d, axis=1)
-    hidden = M.hidden_points(cap)
-    nodes = [p for p in loaded.adapter.points(loaded) if p.name in hidden and p.kind == "node"]
-    if not nodes:  # per-edge features only (Allegro's tracks): no per-atom norms
-        return out
-    point = max(nodes, key=lambda p: hidden.index(p.name))
-    norms: dict[int, list[torch.Tensor]] = {}
-    for batch in batches:
-        store: dict[str, torch.Tensor] = {}
-        grad = torch.enable_grad() if loaded.adapter.needs_grad else torch.no_grad()
-        with hooked(loaded.module, keeping([point], store)), grad:
-            loaded.adapter.predict(loaded, batch)
-        x = to_mul_ir(store[point.name], point.irreps, point.layout).detach()
-        by: dict[int, list[torch.Tensor]] = {}
-        for b, v in zip(blocks(point.irreps), split(x, point.irreps).values()):
-            by.setdefault(b.l, []).append(v.norm(dim=-1))  # [atoms, mul]
-        for l, v in by.items():
-            norms.setdefault(l, []).append(torch.cat(v, dim=1).pow(2).mean(dim=1).sqrt())
     for l, v in norms.items():
         out[f"atom:norm l={l} at {point.name} (per atom)"] = torch.cat(v).double().cpu().numpy()
     return out
