@@ -18,7 +18,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import ROOT, command  # noqa: E402
 
 from irrepprobe.fileio import save_csv, save_text  # noqa: E402
-from irrepprobe.metrics.paired import against_paper, false_discovery, seed_difference, verdict  # noqa: E402
+from irrepprobe.metrics.paired import (against_paper, corrected, false_discovery, seed_difference, verdict,  # noqa: E402
+                                      within_group_spearman)
 
 # Lee et al. (their Table: [0,3,4,5,6] reached a 58% lower test MAE than [0,1,2,3,4] on U0)
 LEE = [("Lee et al.: [0,3,4,5,6] beats [0,1,2,3,4]", "ls=0,3,4,5,6", "ls=0,1,2,3,4", "negative", -0.58),
@@ -70,11 +71,63 @@ def miller(runs: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def lee_latent(runs: pd.DataFrame) -> pd.DataFrame:
+    """Lee et al.'s second claim, sets without l=1,2 have better latent structure, at the seed level: each
+    run's latent score (kNN R2 of the target, mean over the blocks every run has, which in this study are
+    the 0e streams) for [0,3,4,5,6] against [0,1,2,3,4]."""
+    rows = []
+    for size, g in runs.groupby("size"):
+        by = {c.split("-", 1)[1]: d for c, d in g.groupby("config")}
+        a, b = by.get("ls=0,3,4,5,6"), by.get("ls=0,1,2,3,4")
+        if a is None or b is None:
+            continue
+        r = seed_difference(a["latent"].to_numpy(), b["latent"].to_numpy())
+        rows.append({"size": size, "comparison": "latent score, [0,3,4,5,6] - [0,1,2,3,4] (0e streams)",
+                     **{k: r[k] for k in ("mae_a", "mae_b", "diff", "ci_low", "ci_high", "p", "per_seed_a",
+                                          "per_seed_b")},
+                     "verdict": verdict(r["ci_low"], r["ci_high"], "positive")})
+    t = pd.DataFrame(rows).rename(columns={"mae_a": "latent_a", "mae_b": "latent_b"})
+    t["q"] = false_discovery(t["p"].to_numpy())
+    t["call"] = [corrected(v, q) for v, q in zip(t["verdict"], t["q"])]
+    return t
+
+
+def lee_blocks_by_depth(study: str) -> pd.DataFrame:
+    """Every block's latent score (config means over seeds, from each size's latent_mean.csv), l>0 blocks
+    included, by relative depth: the stream leaving layer k of n at (k+1)/n. No interval: the per-run
+    per-block scores are not in the committed tables."""
+    rows = []
+    for path in sorted((ROOT / "reports" / study).glob("n*/tables/latent_mean.csv")):
+        df = pd.read_csv(path)
+        df = df[df["point"].str.fullmatch(r"layers\.\d+")]
+        df["k"] = df["point"].str.split(".").str[1].astype(int)
+        for config, d in df.groupby("config"):
+            n = d["k"].max() + 1
+            for k, e in d.groupby("k"):
+                l = e["block"].str[:-1].astype(int)
+                rows.append({"size": int(path.parts[-3][1:]), "config": config.split("-", 1)[1],
+                             "relative depth": round((k + 1) / n, 2), "0e": e.loc[l == 0, "knn_r2"].mean(),
+                             "l>0 blocks": e.loc[l > 0, "knn_r2"].mean(), "all blocks": e["knn_r2"].mean()})
+    return pd.DataFrame(rows).sort_values(["size", "config", "relative depth"], ignore_index=True)
+
+
+def miller_latent(runs: pd.DataFrame) -> pd.DataFrame:
+    """Latent structure against test error with the confounds of the name-matched score removed: both
+    standardised within target and depth (the L0 and L1 runs of one target at one depth, whose score is
+    read at the same relative depth), Spearman's rho pooled, a within-group permutation p."""
+    rows = []
+    for size, g in runs.groupby("size"):
+        depth = g["config"].str.extract(r"-d(\d)-")[0]
+        r = within_group_spearman(g["latent"], g["test_mae"], g["target"] + "/" + depth)
+        rows.append({"size": size, "runs": len(g), **r})
+    return pd.DataFrame(rows)
+
+
 def _md(study: str, table: pd.DataFrame, old: pd.DataFrame) -> str:
     fam = table["comparison"].str.startswith("L1 - L0") if study == "miller" else table["comparison"] != ""
     n_fam = int(fam.sum())
     called = table[fam & (table["verdict"] == "reproduced")]
-    held = called[called["q"] < 0.05]
+    held = called[called["call"] == "reproduced"]
     before = int((old["verdict"] == "reproduced").sum()) if "verdict" in old else None
     lines = [f"# {study}: seed-level statistics", "",
              f"Made by `{command()}` from the committed per-run tables (`n*/tables/runs.csv`): one test MAE per "
@@ -87,7 +140,7 @@ def _md(study: str, table: pd.DataFrame, old: pd.DataFrame) -> str:
                   f"(reproduced), {len(held)} of those also q < 0.05" + (
                       f"; the study report called {int((old['comparison'].str.startswith('L1 - L0') & (old['verdict'] == 'reproduced')).sum())} reproduced on the molecule bootstrap." if before is not None else "."), ""]
     cols = [c for c in ["size", "target", "comparison", "params_a", "params_b", "per_seed_a", "per_seed_b", "diff",
-                        "ci_low", "ci_high", "relative", "rel_low", "rel_high", "p", "q", "verdict", "paper"]
+                        "ci_low", "ci_high", "relative", "rel_low", "rel_high", "p", "q", "verdict", "call", "paper"]
             if c in table]
     shown = table[cols].copy()
     for c in ("diff", "ci_low", "ci_high", "relative", "rel_low", "rel_high", "p", "q"):
@@ -95,8 +148,46 @@ def _md(study: str, table: pd.DataFrame, old: pd.DataFrame) -> str:
     lines += ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
     lines += ["| " + " | ".join(str(v) for v in r) + " |" for r in shown.itertuples(index=False)]
     lines += ["", "Table: [tables/seed_level.csv](tables/seed_level.csv). `relative`: the difference over b's "
-              "mean MAE. `paper`: whether the effect size the paper reported lies inside the interval.", ""]
+              "mean MAE. `verdict`: from the interval alone; `call`: the verdict after the false-discovery correction "
+              "(a call either way stands only where q < 0.05). `paper`: whether the effect size the paper reported "
+              "lies inside the interval.", ""]
     return "\n".join(lines)
+
+
+def _table(df: pd.DataFrame, digits: str = ".3g") -> list[str]:
+    shown = df.copy()
+    for c in shown.columns:
+        if shown[c].dtype.kind == "f":
+            shown[c] = shown[c].map(lambda v: f"{v:{digits}}")
+    return ["| " + " | ".join(map(str, shown.columns)) + " |", "|" + "---|" * len(shown.columns),
+            *["| " + " | ".join(str(v) for v in r) + " |" for r in shown.itertuples(index=False)], ""]
+
+
+def _md_latent_lee(latent: pd.DataFrame, depth: pd.DataFrame) -> str:
+    last = depth[depth["relative depth"] == 1.0].drop(columns="relative depth")
+    return "\n".join([
+        "## Lee et al.'s second claim: sets without l=1,2 have better latent structure", "",
+        "Per run, the latent score is the kNN R2 of the target on the 2-D map of a block, averaged over the "
+        "blocks every run has (here the 0e streams leaving each layer: the l>0 blocks differ between the sets). "
+        "Welch's t over the per-seed scores; `q` over the three sizes; `call` after the correction.", "",
+        *_table(latent[["size", "comparison", "per_seed_a", "per_seed_b", "diff", "ci_low", "ci_high", "p", "q",
+                        "verdict", "call"]]),
+        "With the l>0 blocks Lee et al. looked at, by relative depth (the stream leaving the last layer here; "
+        "config means over 3 seeds, no interval: the committed tables hold per-block scores only as config "
+        "means; `tables/latent_by_depth.csv` has every layer):", "",
+        *_table(last), ""])
+
+
+def _md_latent_miller(t: pd.DataFrame) -> str:
+    return "\n".join([
+        "## Latent structure against test error, within target and depth", "",
+        "The study report's rho (+0.44 to +0.48, \"more structure goes with higher error\") pooled every run "
+        "with the score read from blocks matched by name: `layers.1 0e` is the last hidden stream at depth 2 "
+        "and a middle one at depth 3, and targets differ in units and difficulty. Here both the score and "
+        "the error are standardised within each target and depth (the 6 runs of L0 and L1 there), Spearman's "
+        "rho is pooled over those groups, and `p` comes from shuffling the scores within groups "
+        "(metrics.paired.within_group_spearman).", "",
+        *_table(t[["size", "runs", "groups", "degenerate", "rho", "p"]]), ""])
 
 
 def main() -> None:
@@ -108,10 +199,21 @@ def main() -> None:
         table["q"] = np.nan
         for _, idx in table.groupby(family).groups.items():
             table.loc[idx, "q"] = false_discovery(table.loc[idx, "p"].to_numpy())
+        table["call"] = [corrected(v, q) for v, q in zip(table["verdict"], table["q"])]
         out = ROOT / "reports" / study
         old = pd.read_csv(out / "tables" / "paired_differences.csv")
         save_csv(table, out / "tables" / "seed_level.csv")
-        save_text(_md(study, table, old), out / "seed_level.md")
+        text = _md(study, table, old)
+        if study == "lee":
+            latent, depth = lee_latent(_runs(study)), lee_blocks_by_depth(study)
+            save_csv(latent, out / "tables" / "latent_seed_level.csv")
+            save_csv(depth, out / "tables" / "latent_by_depth.csv")
+            text += "\n" + _md_latent_lee(latent, depth)
+        else:
+            t = miller_latent(_runs(study))
+            save_csv(t, out / "tables" / "latent_within_target_depth.csv")
+            text += "\n" + _md_latent_miller(t)
+        save_text(text, out / "seed_level.md")
         print(f"-> {out / 'seed_level.md'}")
 
 

@@ -61,3 +61,40 @@ def test_the_papers_effect_size_is_inside_or_excluded():
     assert against_paper(-0.16, 0.05, -0.58) == "paper's effect size excluded"
     assert against_paper(-0.70, 0.05, -0.58) == "paper's effect size inside the interval"
     assert against_paper(-0.1, 0.1, None) == ""
+
+
+def test_a_call_stands_only_below_the_false_discovery_threshold():
+    from irrepprobe.metrics.paired import corrected
+
+    assert corrected("reproduced", 0.01) == "reproduced"
+    assert corrected("reproduced", 0.09) == "not decidable after the false-discovery correction"
+    assert corrected("not reproduced", np.nan).startswith("not decidable")
+    assert corrected("not decidable at this scale", 0.01) == "not decidable at this scale"
+
+
+def test_within_group_rank_correlation_ignores_group_offsets_and_finds_a_planted_link():
+    from irrepprobe.metrics.paired import within_group_spearman
+
+    rng = np.random.default_rng(3)
+    g = np.repeat(np.arange(12), 6)
+    offset = rng.normal(0, 5, 12)[g]
+    # across groups x and y move together (the offsets); within groups they are unrelated
+    x, y = offset + rng.normal(size=len(g)), offset + rng.normal(size=len(g))
+    from scipy import stats
+    assert stats.spearmanr(x, y).statistic > 0.8  # what pooling without standardising would report
+    null = within_group_spearman(x, y, g, n_perm=500)
+    assert abs(null["rho"]) < 0.3 and null["p"] > 0.05 and null["groups"] == 12
+    planted = within_group_spearman(x, offset - 0.8 * (x - offset) + 0.3 * rng.normal(size=len(g)), g, n_perm=500)
+    assert planted["rho"] < -0.6 and planted["p"] < 0.01
+    flat = within_group_spearman(np.ones(6), np.arange(6.0), np.zeros(6))
+    assert flat["degenerate"] == 1 and np.isnan(flat["rho"])
+
+
+def test_the_within_group_permutation_test_holds_its_level_under_the_null():
+    from irrepprobe.metrics.paired import within_group_spearman
+
+    rng = np.random.default_rng(11)
+    g = np.repeat(np.arange(6), 6)
+    ps = [within_group_spearman(rng.normal(size=36), rng.normal(size=36), g, n_perm=199, seed=k)["p"]
+          for k in range(200)]
+    assert 0.01 <= np.mean(np.array(ps) <= 0.05) <= 0.10

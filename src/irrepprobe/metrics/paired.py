@@ -8,6 +8,7 @@ sides: the pairing) and, independently for each side, seeds with replacement."""
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 
 
 def _check(a: np.ndarray, name: str) -> np.ndarray:
@@ -121,3 +122,44 @@ def against_paper(low: float, high: float, paper: float | None) -> str:
     if paper is None or not np.isfinite(paper):
         return ""
     return "paper's effect size inside the interval" if low <= paper <= high else "paper's effect size excluded"
+
+
+def corrected(verdict_: str, q: float, alpha: float = 0.05) -> str:
+    """A verdict of :func:`verdict` after the family's false-discovery correction: a call either way stands
+    only where the comparison's q-value (:func:`false_discovery`) is below ``alpha``."""
+    if verdict_ in ("reproduced", "not reproduced") and not (np.isfinite(q) and q < alpha):
+        return "not decidable after the false-discovery correction"
+    return verdict_
+
+
+def within_group_spearman(x, y, groups, n_perm: int = 10000, seed: int = 0) -> dict:
+    """Spearman's rho of ``x`` and ``y`` after standardising both within each group (so that a difference
+    between groups, e.g. targets of different units or models of different depth, is no part of it), and
+    the two-sided p of a permutation test that shuffles ``x`` within groups (exact under the null that
+    within every group x and y are unrelated). Groups whose x or y has no spread are left out and counted
+    (``degenerate``)."""
+    from scipy import stats
+
+    df = pd.DataFrame({"x": np.asarray(x, float), "y": np.asarray(y, float), "g": np.asarray(groups)})
+    z, degenerate = [], 0
+    for _, d in df.groupby("g", sort=False):
+        sx, sy = d["x"].std(ddof=0), d["y"].std(ddof=0)
+        if len(d) < 2 or not (sx > 1e-12 and sy > 1e-12):
+            degenerate += 1
+            continue
+        z.append(pd.DataFrame({"x": (d["x"] - d["x"].mean()) / sx, "y": (d["y"] - d["y"].mean()) / sy,
+                               "g": d["g"]}))
+    if not z:
+        return {"rho": float("nan"), "p": float("nan"), "n": 0, "groups": 0, "degenerate": degenerate}
+    z = pd.concat(z, ignore_index=True)
+    rho = float(stats.spearmanr(z["x"], z["y"]).statistic)
+    rng = np.random.default_rng(seed)
+    idx = [np.flatnonzero(z["g"].to_numpy() == g) for g in z["g"].unique()]
+    xs, ys = z["x"].to_numpy(), z["y"].to_numpy()
+    hits = 0
+    for _ in range(n_perm):
+        xp = xs.copy()
+        for i in idx:
+            xp[i] = xs[rng.permutation(i)]
+        hits += abs(stats.spearmanr(xp, ys).statistic) >= abs(rho) - 1e-12
+    return {"rho": rho, "p": (hits + 1) / (n_perm + 1), "n": len(z), "groups": len(idx), "degenerate": degenerate}
