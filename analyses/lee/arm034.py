@@ -1,0 +1,102 @@
+"""Studies III (issue 27): does dropping l=1 and l=2 alone help a U0 model? Runs (or resumes) the [0,3,4] arm
+``analyses/lee/arm034.yaml`` (the curve grid's settings at 1,000 and 4,000 training molecules, 3 seeds) and
+compares each finished size with the curve grid's committed per-run tables (reports/lee/n*/tables/runs.csv):
+[0,3,4] against [0,1,2,3,4] (drop l=1,2 alone) and [0,3,4,5,6] against [0,3,4] (add l=5,6 alone), Welch's t
+over per-seed test MAEs and latent scores, Benjamini-Hochberg across the arm's comparisons. Writes
+reports/lee/arm034.md and reports/lee/tables/arm034.csv.
+
+    OMP_NUM_THREADS=1 python analyses/lee/arm034.py              # run or resume the arm, then report
+    OMP_NUM_THREADS=1 python analyses/lee/arm034.py --report-only  # report on the runs finished so far
+"""
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from common import ROOT, command, experiment  # noqa: E402
+from seed_level import _table  # noqa: E402
+
+from irrepprobe.experiments import load_grid  # noqa: E402
+from irrepprobe.fileio import save_csv, save_text  # noqa: E402
+from irrepprobe.metrics.paired import corrected, false_discovery, seed_difference, verdict  # noqa: E402
+from irrepprobe.report.experiment import fixed_blocks, run_latent  # noqa: E402
+
+HERE = Path(__file__).resolve().parent
+RUNS = ROOT / "experiments" / "lee-arm034"
+REPORTS = ROOT / "reports" / "lee"
+PAIRS = [("drop l=1,2 alone: [0,3,4] - [0,1,2,3,4]", "ls=0,3,4", "ls=0,1,2,3,4"),
+         ("add l=5,6 alone: [0,3,4,5,6] - [0,3,4]", "ls=0,3,4,5,6", "ls=0,3,4")]
+
+
+def arm_runs(res: dict) -> pd.DataFrame:
+    runs = res["runs"]
+    if runs.empty:
+        return runs
+    runs = runs.assign(size=runs["config"].str.extract(r"^n(\d+)-")[0].astype(int))
+    # the latent score on the blocks the curve grid scored (the 0e streams every L set has)
+    knn = res["knn"]
+    blocks = [b for b in fixed_blocks(res["utilisation"], knn) if b[1] == "0e"]
+    return runs.drop(columns=[c for c in ("latent", "latent_sd") if c in runs]).merge(
+        run_latent(knn, blocks), on="run")
+
+
+def committed(size: int) -> pd.DataFrame:
+    return pd.read_csv(REPORTS / f"n{size}" / "tables" / "runs.csv").assign(size=size)
+
+
+def compare(arm: pd.DataFrame) -> pd.DataFrame:
+    rows = []
+    for size, g in arm.groupby("size"):
+        if len(g) < 2:
+            continue
+        runs = pd.concat([committed(size), g], ignore_index=True)
+        by = {c.split("-", 1)[1]: d for c, d in runs.groupby("config")}
+        for name, a, b in PAIRS:
+            for what in ("test_mae", "latent"):
+                r = seed_difference(by[a][what].to_numpy(), by[b][what].to_numpy())
+                rows.append({"size": size, "comparison": name, "measure": "test MAE (eV)" if what == "test_mae"
+                             else "latent score (0e streams)", "params_a": int(by[a]["params"].iloc[0]),
+                             "params_b": int(by[b]["params"].iloc[0]), **r,
+                             "verdict": verdict(r["ci_low"], r["ci_high"], "negative" if what == "test_mae"
+                                                else "positive")})
+    t = pd.DataFrame(rows)
+    if t.empty:
+        return t
+    t["q"] = float("nan")
+    for _, idx in t.groupby("measure").groups.items():
+        t.loc[idx, "q"] = false_discovery(t.loc[idx, "p"].to_numpy())
+    t["call"] = [corrected(v, q) for v, q in zip(t["verdict"], t["q"])]
+    return t
+
+
+def main() -> None:
+    t0 = time.time()
+    grid = load_grid(HERE / "arm034.yaml")
+    res = experiment(grid, RUNS)
+    arm = arm_runs(res)
+    t = compare(arm) if len(arm) else pd.DataFrame()
+    lines = ["# Lee study: the [0,3,4] arm (drop l=1 and l=2, add nothing)", "",
+             f"Made by `{command()}` with the grid `analyses/lee/arm034.yaml` (the curve grid's settings); "
+             f"{len(arm)} of {len(grid.runs)} runs finished when it ran; the other configurations are the curve "
+             "grid's committed runs on the same test molecules. Welch's t over per-seed values (95%), `q` "
+             "Benjamini-Hochberg across the arm's comparisons of one measure, `call` the verdict after it. "
+             "Expected sign: lower test MAE, higher latent score.", ""]
+    if len(arm):
+        per = arm[["run", "params", "test_mae", "latent", "seconds_this_invocation"]]
+        lines += ["Runs of the arm:", "", *_table(per, ".4g")]
+    if len(t):
+        cols = ["size", "comparison", "measure", "params_a", "params_b", "per_seed_a", "per_seed_b", "diff",
+                "ci_low", "ci_high", "relative", "p", "q", "verdict", "call"]
+        lines += _table(t[cols])
+        save_csv(t, REPORTS / "tables" / "arm034.csv")
+    lines += [f"Wall time of this invocation: {(time.time() - t0) / 60:.1f} min.", ""]
+    save_text("\n".join(lines), REPORTS / "arm034.md")
+    print(f"-> {REPORTS / 'arm034.md'}")
+
+
+if __name__ == "__main__":
+    main()
