@@ -20,7 +20,7 @@ import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import curves as C  # noqa: E402
-from common import ROOT, command, experiment, provenance, run_times  # noqa: E402
+from common import ROOT, SEED_LEVEL, command, experiment, provenance, run_times  # noqa: E402
 
 from irrepprobe.data.targets import get_target  # noqa: E402
 from irrepprobe.experiments import load_grid  # noqa: E402
@@ -96,12 +96,7 @@ def main() -> None:
     doc.text("Produced by `analyses/miller/run.py` with the grid `analyses/miller/curve.yaml`; the exact command "
              "and the sizes are at the end. Every number below comes from the runs finished when it ran "
              f"({len(res['runs'])} of {len(grid.runs)}).")
-    doc.text("The verdicts below rest on a molecule bootstrap that treats each configuration's seeds as fixed (it "
-             'covers about 79% at nominal 95% with 3 seeds); the seed-level statistics that supersede them '
-             "(Welch's t over per-seed test MAEs, Benjamini-Hochberg across each family of comparisons, the "
-             "paper's effect size, latent structure within target and depth) are in "
-             '[seed_level.md](seed_level.md), written by `python analyses/seed_level.py` at the end of this '
-             'script.')
+    doc.text(SEED_LEVEL)
     if res["runs"].empty:
         save_text(doc.markdown(REPORTS), REPORTS / "README.md")
         return
