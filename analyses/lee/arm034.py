@@ -1,7 +1,8 @@
 """Studies III (issue 27): does dropping l=1 and l=2 alone help a U0 model? Runs (or resumes) the [0,3,4] arm
 ``analyses/lee/arm034.yaml`` (the curve grid's settings at 1,000 and 4,000 training molecules, 3 seeds) and
 compares each finished size with the curve grid's committed per-run tables (reports/lee/n*/tables/runs.csv):
-[0,3,4] against [0,1,2,3,4] (drop l=1,2 alone) and [0,3,4,5,6] against [0,3,4] (add l=5,6 alone), Welch's t
+[0,3,4] against [0,1,2,3,4] (drop l=1,2 alone), [0,3,4,5,6] against [0,3,4] (add l=5,6 alone) and [0,3,4]
+against [0,1,2] (the same parameter count, other orders), Welch's t
 over per-seed test MAEs and latent scores, Benjamini-Hochberg across the arm's comparisons. Writes
 reports/lee/arm034.md and reports/lee/tables/arm034.csv.
 
@@ -29,7 +30,9 @@ HERE = Path(__file__).resolve().parent
 RUNS = ROOT / "experiments" / "lee-arm034"
 REPORTS = ROOT / "reports" / "lee"
 PAIRS = [("drop l=1,2 alone: [0,3,4] - [0,1,2,3,4]", "ls=0,3,4", "ls=0,1,2,3,4"),
-         ("add l=5,6 alone: [0,3,4,5,6] - [0,3,4]", "ls=0,3,4,5,6", "ls=0,3,4")]
+         ("add l=5,6 alone: [0,3,4,5,6] - [0,3,4]", "ls=0,3,4,5,6", "ls=0,3,4"),
+         # the same parameter count (mul 16 per order, three orders): which orders, not how many weights
+         ("l=3,4 in place of l=1,2: [0,3,4] - [0,1,2]", "ls=0,3,4", "ls=0,1,2")]
 
 
 def arm_runs(res: dict) -> pd.DataFrame:
