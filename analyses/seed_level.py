@@ -36,6 +36,21 @@ def _runs(study: str) -> pd.DataFrame:
     return pd.concat(frames, ignore_index=True)
 
 
+def by_family(runs: pd.DataFrame) -> dict[str, pd.DataFrame]:
+    """A size's runs by L set ("ls=0,1,2"), the configuration name without its size prefix."""
+    return {c.split("-", 1)[1]: d for c, d in runs.groupby("config")}
+
+
+def with_calls(table: pd.DataFrame, family) -> pd.DataFrame:
+    """``table`` with Benjamini-Hochberg ``q`` within each ``family`` of comparisons (a column name or a
+    Series of labels) and ``call``, the verdict after the correction."""
+    table["q"] = np.nan
+    for _, idx in table.groupby(family).groups.items():
+        table.loc[idx, "q"] = false_discovery(table.loc[idx, "p"].to_numpy())
+    table["call"] = [corrected(v, q) for v, q in zip(table["verdict"], table["q"])]
+    return table
+
+
 def _row(size, name, a_runs, b_runs, expect, paper=None, **extra) -> dict:
     r = seed_difference(a_runs["test_mae"].to_numpy(), b_runs["test_mae"].to_numpy())
     return {"size": size, **extra, "comparison": name, "params_a": int(a_runs["params"].iloc[0]),
@@ -47,7 +62,7 @@ def _row(size, name, a_runs, b_runs, expect, paper=None, **extra) -> dict:
 def lee(runs: pd.DataFrame) -> pd.DataFrame:
     rows = []
     for size, g in runs.groupby("size"):
-        by = {c.split("-", 1)[1]: d for c, d in g.groupby("config")}
+        by = by_family(g)
         for name, a, b, expect, paper in LEE:
             if a in by and b in by:
                 rows.append(_row(size, name, by[a], by[b], expect, paper))
@@ -77,7 +92,7 @@ def lee_latent(runs: pd.DataFrame) -> pd.DataFrame:
     the 0e streams) for [0,3,4,5,6] against [0,1,2,3,4]."""
     rows = []
     for size, g in runs.groupby("size"):
-        by = {c.split("-", 1)[1]: d for c, d in g.groupby("config")}
+        by = by_family(g)
         a, b = by.get("ls=0,3,4,5,6"), by.get("ls=0,1,2,3,4")
         if a is None or b is None:
             continue
@@ -87,9 +102,7 @@ def lee_latent(runs: pd.DataFrame) -> pd.DataFrame:
                                           "per_seed_b")},
                      "verdict": verdict(r["ci_low"], r["ci_high"], "positive")})
     t = pd.DataFrame(rows).rename(columns={"mae_a": "latent_a", "mae_b": "latent_b"})
-    t["q"] = false_discovery(t["p"].to_numpy())
-    t["call"] = [corrected(v, q) for v, q in zip(t["verdict"], t["q"])]
-    return t
+    return with_calls(t, pd.Series("all", index=t.index))
 
 
 def lee_blocks_by_depth(study: str) -> pd.DataFrame:
@@ -142,12 +155,7 @@ def _md(study: str, table: pd.DataFrame, old: pd.DataFrame) -> str:
     cols = [c for c in ["size", "target", "comparison", "params_a", "params_b", "per_seed_a", "per_seed_b", "diff",
                         "ci_low", "ci_high", "relative", "rel_low", "rel_high", "p", "q", "verdict", "call", "paper"]
             if c in table]
-    shown = table[cols].copy()
-    for c in ("diff", "ci_low", "ci_high", "relative", "rel_low", "rel_high", "p", "q"):
-        shown[c] = shown[c].map(lambda v: f"{v:.3g}")
-    lines += ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
-    lines += ["| " + " | ".join(str(v) for v in r) + " |" for r in shown.itertuples(index=False)]
-    lines += ["", "Table: [tables/seed_level.csv](tables/seed_level.csv). `relative`: the difference over b's "
+    lines += [*_table(table[cols]), "Table: [tables/seed_level.csv](tables/seed_level.csv). `relative`: the difference over b's "
               "mean MAE. `verdict`: from the interval alone; `call`: the verdict after the false-discovery correction "
               "(a call either way stands only where q < 0.05). `paper`: whether the effect size the paper reported "
               "lies inside the interval.", ""]
@@ -192,25 +200,23 @@ def _md_latent_miller(t: pd.DataFrame) -> str:
 
 def main() -> None:
     for study, make in (("lee", lee), ("miller", miller)):
-        table = make(_runs(study))
+        runs = _runs(study)
+        table = make(runs)
         # the family of comparisons a claim rests on: Lee's three claims together; Miller's L1-vs-L0 claim
         # and its depth comparison apart
         family = table["comparison"].str.split(",").str[0] if study == "miller" else pd.Series("all", index=table.index)
-        table["q"] = np.nan
-        for _, idx in table.groupby(family).groups.items():
-            table.loc[idx, "q"] = false_discovery(table.loc[idx, "p"].to_numpy())
-        table["call"] = [corrected(v, q) for v, q in zip(table["verdict"], table["q"])]
+        table = with_calls(table, family)
         out = ROOT / "reports" / study
         old = pd.read_csv(out / "tables" / "paired_differences.csv")
         save_csv(table, out / "tables" / "seed_level.csv")
         text = _md(study, table, old)
         if study == "lee":
-            latent, depth = lee_latent(_runs(study)), lee_blocks_by_depth(study)
+            latent, depth = lee_latent(runs), lee_blocks_by_depth(study)
             save_csv(latent, out / "tables" / "latent_seed_level.csv")
             save_csv(depth, out / "tables" / "latent_by_depth.csv")
             text += "\n" + _md_latent_lee(latent, depth)
         else:
-            t = miller_latent(_runs(study))
+            t = miller_latent(runs)
             save_csv(t, out / "tables" / "latent_within_target_depth.csv")
             text += "\n" + _md_latent_miller(t)
         save_text(text, out / "seed_level.md")

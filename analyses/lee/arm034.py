@@ -19,11 +19,11 @@ import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from common import ROOT, command, experiment  # noqa: E402
-from seed_level import _table  # noqa: E402
+from seed_level import _table, by_family, with_calls  # noqa: E402
 
 from irrepprobe.experiments import load_grid  # noqa: E402
 from irrepprobe.fileio import save_csv, save_text  # noqa: E402
-from irrepprobe.metrics.paired import corrected, false_discovery, seed_difference, verdict  # noqa: E402
+from irrepprobe.metrics.paired import seed_difference, verdict  # noqa: E402
 from irrepprobe.report.experiment import fixed_blocks, run_latent  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
@@ -57,7 +57,7 @@ def compare(arm: pd.DataFrame) -> pd.DataFrame:
         if len(g) < 2:
             continue
         runs = pd.concat([committed(size), g], ignore_index=True)
-        by = {c.split("-", 1)[1]: d for c, d in runs.groupby("config")}
+        by = by_family(runs)
         for name, a, b in PAIRS:
             for what in ("test_mae", "latent"):
                 r = seed_difference(by[a][what].to_numpy(), by[b][what].to_numpy())
@@ -67,13 +67,7 @@ def compare(arm: pd.DataFrame) -> pd.DataFrame:
                              "verdict": verdict(r["ci_low"], r["ci_high"], "negative" if what == "test_mae"
                                                 else "positive")})
     t = pd.DataFrame(rows)
-    if t.empty:
-        return t
-    t["q"] = float("nan")
-    for _, idx in t.groupby("measure").groups.items():
-        t.loc[idx, "q"] = false_discovery(t.loc[idx, "p"].to_numpy())
-    t["call"] = [corrected(v, q) for v, q in zip(t["verdict"], t["q"])]
-    return t
+    return with_calls(t, "measure") if len(t) else t
 
 
 def main() -> None:

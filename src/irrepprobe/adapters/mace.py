@@ -103,7 +103,6 @@ def _layout(module) -> str:
     return "mul_ir"
 
 
-
 def build(cls, config: dict, dtype: torch.dtype, seed: int | None = None):
     """``cls(**config)`` in ``dtype``, weights drawn under ``torch.manual_seed(seed)`` with the global RNG
     state and default dtype restored: MACE's constructors read both."""
@@ -117,6 +116,7 @@ def build(cls, config: dict, dtype: torch.dtype, seed: int | None = None):
     finally:
         torch.set_default_dtype(saved)
     return module.to(dtype=dtype)
+
 
 class MACEAdapter(ForcesOfPredict, Adapter):
     name = "mace"

@@ -13,18 +13,13 @@ Before fine-tuning the small model computes what the masked model (the orders ze
 harmonics included) computes."""
 from __future__ import annotations
 
-
 import torch
 from e3nn import o3
 
 from ..errors import IrrepprobeError
-from ..models.orders import _nodes, copy_linear, copy_rest, copy_tp, copy_tp_columns, regroup, tp_names
+from ..models.orders import _nodes, copy_linear, copy_rest, copy_tp, copy_tp_columns, irreps_without, regroup, tp_names
 
 FIT_SAMPLES = 64  # random inputs per fitted contraction; the basis has at most a few dozen elements
-
-
-def _keep(irreps, drop) -> o3.Irreps:
-    return o3.Irreps([(m, ir) for m, ir in o3.Irreps(irreps) if ir.l not in drop])
 
 
 def _values(U: torch.Tensor, x: torch.Tensor, scalar_out: bool) -> torch.Tensor:
@@ -120,10 +115,10 @@ def without_orders(module, drop: list[int], dtype: torch.dtype):
     if "error" in config:
         raise IrrepprobeError(f"MACE cannot rebuild this {type(module).__name__} from its own config: "
                               f"{config['error']}")
-    config["hidden_irreps"] = _keep(config["hidden_irreps"], drop)
+    config["hidden_irreps"] = irreps_without(config["hidden_irreps"], drop)
     config["max_ell"] = min(int(config["max_ell"]), min(drop) - 1)
     if config.get("edge_irreps") is not None:
-        config["edge_irreps"] = _keep(config["edge_irreps"], drop)
+        config["edge_irreps"] = irreps_without(config["edge_irreps"], drop)
     from .mace import build
 
     new = build(type(module), config, dtype)

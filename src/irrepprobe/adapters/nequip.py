@@ -154,7 +154,6 @@ def _symbols_to_numbers(type_names) -> list[int] | None:
     return None if any(n is None for n in nums) else nums
 
 
-
 def build(config: dict, what: str):
     """The model nequip's builder makes from ``config`` (its ``_target_`` and arguments), under the
     global-state guard; a failure is one line saying it could not ``what``."""
@@ -168,6 +167,7 @@ def build(config: dict, what: str):
     except Exception as e:
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise IrrepprobeError(f"nequip cannot {what} ({type(e).__name__}: {first[:200]})") from None
+
 
 class NequIPAdapter(ForcesOfPredict, Adapter):
     name = "nequip"

@@ -389,16 +389,15 @@ class SevenNetAdapter(ForcesOfPredict, Adapter):
         drop = sorted({int(l) for l in drop})
         if self.why_not_without(model, drop):
             return None
-        from e3nn import o3
         from sevenn.model_build import build_E3_equivariant_model
 
-        def keep(irreps):
-            return o3.Irreps([(m, ir) for m, ir in o3.Irreps(irreps) if ir.l not in drop])
+        from ..models.orders import irreps_without
+
         old = model.module
         config = copy.deepcopy(model.info["config"])
         layers = [old._modules["onehot_to_feature_x"].irreps_out] + [
             old._modules[f"{t}_equivariant_gate"].gate.irreps_out for t in range(model.info["layers"])]
-        config["irreps_manual"] = [str(keep(ir)) for ir in (config.get("irreps_manual") or layers)]
+        config["irreps_manual"] = [str(irreps_without(ir, drop)) for ir in (config.get("irreps_manual") or layers)]
         config["lmax"] = model.info["lmax"] - len(drop)
         if int(config.get("lmax_node", -1)) > 0:
             config["lmax_node"] = config["lmax"]
@@ -407,7 +406,7 @@ class SevenNetAdapter(ForcesOfPredict, Adapter):
             new = build_E3_equivariant_model(config)
         olds, news = old._modules, new._modules
         try:
-            done = self._copy_layers(olds, news, layers, keep, model.info["layers"])
+            done = self._copy_layers(olds, news, layers, drop, model.info["layers"])
         except ValueError as e:
             raise IrrepprobeError(f"cannot prune this SevenNet model: {e}") from None
         with torch.no_grad():
@@ -422,14 +421,14 @@ class SevenNetAdapter(ForcesOfPredict, Adapter):
         return loaded
 
     @staticmethod
-    def _copy_layers(olds, news, layers, keep, n_layers) -> set:
+    def _copy_layers(olds, news, layers, drop, n_layers) -> set:
         """Each interaction layer's weights by channel name (strict); the names of the parameters done."""
-        from ..models.orders import _messages, _nodes, _pre, copy_linear, copy_tp_columns, tp_names
+        from ..models.orders import _messages, _nodes, _pre, copy_linear, copy_tp_columns, irreps_without, tp_names
 
         done = set()
         with torch.no_grad():
             for t in range(n_layers):
-                xo, xn = _nodes(layers[t]), _nodes(keep(layers[t]))
+                xo, xn = _nodes(layers[t]), _nodes(irreps_without(layers[t], drop))
                 gate_o, gate_n = olds[f"{t}_equivariant_gate"].gate, news[f"{t}_equivariant_gate"].gate
                 pre_o, pre_n = _pre(gate_o.irreps_out, gate_o), _pre(gate_n.irreps_out, gate_n)
                 conv_o, conv_n = olds[f"{t}_convolution"], news[f"{t}_convolution"]

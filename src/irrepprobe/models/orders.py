@@ -20,6 +20,11 @@ from ..errors import IrrepprobeError
 from .layers import Interaction, Readout
 
 
+def irreps_without(irreps, drop) -> o3.Irreps:
+    """``irreps`` without the blocks of the orders in ``drop``."""
+    return o3.Irreps([(m, ir) for m, ir in o3.Irreps(irreps) if ir.l not in drop])
+
+
 def highest(drop: list[int], lmax: int) -> bool:
     """Whether ``drop`` is the top of 0..lmax (l=lmax, or l=lmax-1,lmax and so on)."""
     return sorted(drop) == list(range(lmax - len(drop) + 1, lmax + 1))

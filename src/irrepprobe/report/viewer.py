@@ -24,7 +24,7 @@ from ..capture.store import Capture
 from ..data.targets import _vector_basis
 from ..fileio import atomic_write
 from ..metrics.recovery import mask_hooks
-from ..metrics.utilisation import predictions
+from ..metrics.utilisation import _grad_context, predictions
 
 FILE = "chemiscope.json.gz"
 
@@ -67,8 +67,7 @@ def _from_model(cap: Capture, structures, model, trust, log) -> dict[str, np.nda
     base, norms = [], {}
     for batch in batches:  # the unmasked pass: predictions, and the per-atom norms at ``point``
         store: dict[str, torch.Tensor] = {}
-        grad = torch.enable_grad() if loaded.adapter.needs_grad else torch.no_grad()
-        with hooked(loaded.module, keeping([point], store) if point else ()), grad:
+        with hooked(loaded.module, keeping([point], store) if point else ()), _grad_context(loaded):
             base.append(loaded.adapter.predict(loaded, batch).detach().double().cpu())
         if point is None:
             continue
