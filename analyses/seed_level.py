@@ -27,12 +27,21 @@ LEE = [("Lee et al.: [0,3,4,5,6] beats [0,1,2,3,4]", "ls=0,3,4,5,6", "ls=0,1,2,3
        ("[0,1,2] against scalars only [0]", "ls=0,1,2", "ls=0", "negative", None)]
 
 
+# Studies III's per-run table (written by analyses/lee/arm034.py) and its grid of further seeds of Lee's
+# headline pair at 16k, which join the curve grid's runs
+EXTRA = ("runs_studies3.csv", "lee-seeds16k")
+
+
 def _runs(study: str) -> pd.DataFrame:
     frames = []
     for path in sorted((ROOT / "reports" / study).glob("n*/tables/runs.csv")):
         df = pd.read_csv(path)
         df["size"] = int(path.parts[-3][1:])
         frames.append(df)
+    extra = ROOT / "reports" / study / "tables" / EXTRA[0]
+    if extra.exists():
+        df = pd.read_csv(extra)
+        frames.append(df[df["grid"] == EXTRA[1]])
     return pd.concat(frames, ignore_index=True)
 
 
@@ -143,8 +152,9 @@ def _md(study: str, table: pd.DataFrame, old: pd.DataFrame) -> str:
     held = called[called["call"] == "reproduced"]
     before = int((old["verdict"] == "reproduced").sum()) if "verdict" in old else None
     lines = [f"# {study}: seed-level statistics", "",
-             f"Made by `{command()}` from the committed per-run tables (`n*/tables/runs.csv`): one test MAE per "
-             "training run, so a comparison of configurations rests on the seeds (Welch's t over per-seed MAEs, "
+             f"Made by `{command()}` from the committed per-run tables (`n*/tables/runs.csv`"
+             + (", and for the headline pair at 16k the further seeds of `tables/runs_studies3.csv`, written by "
+                "`analyses/lee/arm034.py`" if study == "lee" else "") + "): one test MAE per training run, so a comparison of configurations rests on the seeds (Welch's t over per-seed MAEs, "
              "95%; `p` its test, `q` the Benjamini-Hochberg adjusted p across the family of comparisons a claim rests on: Lee's comparisons together, Miller's L1-vs-L0 and depth comparisons apart). The "
              "molecule bootstrap of the study report treats the seeds as fixed: at 3 seeds it covers about 79% "
              "at nominal 95% (simulation, tests/test_paired.py), which is why its intervals were too narrow.", ""]
@@ -198,6 +208,64 @@ def _md_latent_miller(t: pd.DataFrame) -> str:
         *_table(t[["size", "runs", "groups", "degenerate", "rho", "p"]]), ""])
 
 
+BEGIN, END = "<!-- seed-level verdicts: analyses/seed_level.py -->", "<!-- end of seed-level verdicts -->"
+
+
+def _pct(r) -> str:
+    return f"{100 * r.relative:+.1f}% [{100 * r.rel_low:+.1f}, {100 * r.rel_high:+.1f}]"
+
+
+def _verdicts(study: str, table: pd.DataFrame, latent: pd.DataFrame | None) -> str:
+    """The section that leads the study report: the seed-level verdicts, which supersede its own."""
+    lines = [BEGIN, "## Verdicts at the seed level", "",
+             "These supersede the bootstrap verdicts below (see the note above): Welch's t over per-seed test MAEs, "
+             "`q` Benjamini-Hochberg across the claim's family, `call` the verdict after it (it stands only where "
+             "q < 0.05), `paper` whether the paper's effect size lies inside the interval. Relative: a minus b "
+             "over b's MAE. Every row with its per-seed MAEs is in [seed_level.md](seed_level.md).", ""]
+    if study == "lee":
+        rows = [{"finding": r.comparison, "size": r.size, "seeds": f"{r.seeds_a}/{r.seeds_b}",
+                 "params": f"{r.params_a:,} / {r.params_b:,}", "relative [95%]": _pct(r), "p": f"{r.p:.3g}",
+                 "q": f"{r.q:.2g}", "call": r.call, "paper": r.paper} for r in table.itertuples()]
+        rows += [{"finding": "Lee et al.: sets without l=1,2 have better latent structure (0e streams)",
+                  "size": r.size, "seeds": f"{len(r.per_seed_a.split())}/{len(r.per_seed_b.split())}", "params": "",
+                  "relative [95%]": f"{r.diff:+.3f} [{r.ci_low:+.3f}, {r.ci_high:+.3f}] (score)",
+                  "p": f"{r.p:.3g}", "q": f"{r.q:.2g}", "call": r.call, "paper": ""} for r in latent.itertuples()]
+        lines += _table(pd.DataFrame(rows))
+        lines += ["The arm that drops l=1 and l=2 alone is in [arm034.md](arm034.md); Lee et al.'s map criterion "
+                  "beside dependence and recovery in [map-criterion](map-criterion/README.md).", ""]
+    else:
+        t = table.assign(depth=table["comparison"].str.extract(r"depth (\d)")[0],
+                         kind=table["comparison"].str.split(",").str[0])
+        rows = []
+        for (kind, size), g in t.groupby(["kind", "size"], sort=False):
+            held = g[g["call"] == "reproduced"]
+            rows.append({"comparison": kind, "size": size, "comparisons": len(g),
+                         "interval below zero": int((g["verdict"] == "reproduced").sum()),
+                         "after correction": len(held),
+                         "where (after correction)": ", ".join(f"{r.target} ({r.comparison.split(', ')[1]}, "
+                                                               f"{100 * r.relative:+.0f}%)" for r in held.itertuples()),
+                         "worse (after correction)": int((g["call"] == "not reproduced").sum())})
+        lines += _table(pd.DataFrame(rows))
+        deep = t[t["kind"] == "depth 3 - depth 2"].drop_duplicates("comparison")
+        lines += ["Depth 3 against depth 2 compares " + " and ".join(
+            f"{r.params_a:,} with {r.params_b:,} parameters ({r.comparison.split(', ')[1]})" for r in deep.itertuples())
+            + ": the deeper nets have more weights.", ""]
+    return "\n".join([*lines, END])
+
+
+def _into_report(study: str, section: str) -> None:
+    """Put ``section`` at the head of the study report (after its opening notes), replacing the previous one."""
+    path = ROOT / "reports" / study / "README.md"
+    text = path.read_text()
+    if BEGIN in text:
+        head, rest = text.split(BEGIN, 1)
+        text = head + section + rest.split(END, 1)[1]
+    else:
+        i = text.index("\n## ")
+        text = text[:i + 1] + section + "\n\n" + text[i + 1:]
+    save_text(text, path)
+
+
 def main() -> None:
     for study, make in (("lee", lee), ("miller", miller)):
         runs = _runs(study)
@@ -216,10 +284,12 @@ def main() -> None:
             save_csv(depth, out / "tables" / "latent_by_depth.csv")
             text += "\n" + _md_latent_lee(latent, depth)
         else:
+            latent = None
             t = miller_latent(runs)
             save_csv(t, out / "tables" / "latent_within_target_depth.csv")
             text += "\n" + _md_latent_miller(t)
         save_text(text, out / "seed_level.md")
+        _into_report(study, _verdicts(study, table, latent))
         print(f"-> {out / 'seed_level.md'}")
 
 

@@ -1,10 +1,12 @@
 """Studies III (issue 27): does dropping l=1 and l=2 alone help a U0 model? Runs (or resumes) the [0,3,4] arm
-``analyses/lee/arm034.yaml`` (the curve grid's settings at 1,000 and 4,000 training molecules, 3 seeds) and
-compares each finished size with the curve grid's committed per-run tables (reports/lee/n*/tables/runs.csv):
-[0,3,4] against [0,1,2,3,4] (drop l=1,2 alone), [0,3,4,5,6] against [0,3,4] (add l=5,6 alone) and [0,3,4]
-against [0,1,2] (the same parameter count, other orders), Welch's t
-over per-seed test MAEs and latent scores, Benjamini-Hochberg across the arm's comparisons. Writes
-reports/lee/arm034.md and reports/lee/tables/arm034.csv.
+``analyses/lee/arm034.yaml`` (the curve grid's settings at 1,000, 4,000 and 16,000 training molecules, 3
+seeds) and collects seeds 3 and 4 of the headline pair at 16,000 (``analyses/lee/seeds16k.yaml``, trained by
+analyses/lee/more16k.py). Compares each finished size with the curve grid's committed per-run tables
+(reports/lee/n*/tables/runs.csv, plus those further seeds): [0,3,4] against [0,1,2,3,4] (drop l=1,2 alone),
+[0,3,4,5,6] against [0,3,4] (add l=5,6 alone) and [0,3,4] against [0,1,2] (the same parameter count, other
+orders), Welch's t over per-seed test MAEs and latent scores, Benjamini-Hochberg across the arm's
+comparisons. Writes reports/lee/arm034.md, reports/lee/tables/arm034.csv and the per-run table of both grids,
+reports/lee/tables/runs_studies3.csv, which analyses/seed_level.py reads.
 
     OMP_NUM_THREADS=1 python analyses/lee/arm034.py              # run or resume the arm, then report
     OMP_NUM_THREADS=1 python analyses/lee/arm034.py --report-only  # report on the runs finished so far
@@ -19,15 +21,17 @@ import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from common import ROOT, command, experiment  # noqa: E402
-from seed_level import _table, by_family, with_calls  # noqa: E402
+from curves import training_log  # noqa: E402
+from seed_level import EXTRA, _runs, _table, by_family, with_calls  # noqa: E402
 
-from irrepprobe.experiments import load_grid  # noqa: E402
+from irrepprobe.experiments import collect, load_grid  # noqa: E402
 from irrepprobe.fileio import save_csv, save_text  # noqa: E402
 from irrepprobe.metrics.paired import seed_difference, verdict  # noqa: E402
 from irrepprobe.report.experiment import fixed_blocks, run_latent  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 RUNS = ROOT / "experiments" / "lee-arm034"
+SEEDS = ROOT / "experiments" / "lee-seeds16k"
 REPORTS = ROOT / "reports" / "lee"
 PAIRS = [("drop l=1,2 alone: [0,3,4] - [0,1,2,3,4]", "ls=0,3,4", "ls=0,1,2,3,4"),
          ("add l=5,6 alone: [0,3,4,5,6] - [0,3,4]", "ls=0,3,4,5,6", "ls=0,3,4"),
@@ -35,20 +39,24 @@ PAIRS = [("drop l=1,2 alone: [0,3,4] - [0,1,2,3,4]", "ls=0,3,4", "ls=0,1,2,3,4")
          ("l=3,4 in place of l=1,2: [0,3,4] - [0,1,2]", "ls=0,3,4", "ls=0,1,2")]
 
 
-def arm_runs(res: dict) -> pd.DataFrame:
+def grid_runs(res: dict, out: Path, grid: str) -> pd.DataFrame:
+    """One row per finished run: the summary, its training log and the latent score on the blocks the curve
+    grid scored (the 0e streams every L set has)."""
     runs = res["runs"]
     if runs.empty:
         return runs
-    runs = runs.assign(size=runs["config"].str.extract(r"^n(\d+)-")[0].astype(int))
-    # the latent score on the blocks the curve grid scored (the 0e streams every L set has)
+    runs = runs.assign(grid=grid, size=runs["config"].str.extract(r"^n(\d+)-")[0].astype(int))
+    logs = pd.DataFrame([training_log(out / r) for r in runs["run"]], index=runs.index)
     knn = res["knn"]
     blocks = [b for b in fixed_blocks(res["utilisation"], knn) if b[1] == "0e"]
-    return runs.drop(columns=[c for c in ("latent", "latent_sd") if c in runs]).merge(
+    return pd.concat([runs, logs], axis=1).drop(columns=[c for c in ("latent", "latent_sd") if c in runs]).merge(
         run_latent(knn, blocks), on="run")
 
 
 def committed(size: int) -> pd.DataFrame:
-    return pd.read_csv(REPORTS / f"n{size}" / "tables" / "runs.csv").assign(size=size)
+    """The curve grid's runs at ``size`` with the further seeds of its headline pair (seed_level._runs)."""
+    runs = _runs("lee")
+    return runs[runs["size"] == size]
 
 
 def compare(arm: pd.DataFrame) -> pd.DataFrame:
@@ -73,8 +81,13 @@ def compare(arm: pd.DataFrame) -> pd.DataFrame:
 def main() -> None:
     t0 = time.time()
     grid = load_grid(HERE / "arm034.yaml")
-    res = experiment(grid, RUNS)
-    arm = arm_runs(res)
+    arm = grid_runs(experiment(grid, RUNS), RUNS, "lee-arm034")
+    seeds = load_grid(HERE / "seeds16k.yaml")
+    more = grid_runs(collect(SEEDS, [r.name for r in seeds.runs]), SEEDS, EXTRA[1])
+    both = pd.concat([arm, more], ignore_index=True)
+    if len(both):  # written first: committed() reads the further seeds from it
+        save_csv(both[["grid", "config", "run", "size", "seed", "params", "test_mae", "latent", "epochs", "cap",
+                       "best_epoch", "stopped_early", "train_minutes"]], REPORTS / "tables" / EXTRA[0])
     t = compare(arm) if len(arm) else pd.DataFrame()
     lines = ["# Lee study: the [0,3,4] arm (drop l=1 and l=2, add nothing)", "",
              f"Made by `{command()}` with the grid `analyses/lee/arm034.yaml` (the curve grid's settings); "
@@ -82,9 +95,13 @@ def main() -> None:
              "grid's committed runs on the same test molecules. Welch's t over per-seed values (95%), `q` "
              "Benjamini-Hochberg across the arm's comparisons of one measure, `call` the verdict after it. "
              "Expected sign: lower test MAE, higher latent score.", ""]
-    if len(arm):
-        per = arm[["run", "params", "test_mae", "latent", "seconds_this_invocation"]]
-        lines += ["Runs of the arm:", "", *_table(per, ".4g")]
+    if len(both):
+        per = both[["grid", "run", "params", "test_mae", "latent", "epochs", "best_epoch", "stopped_early",
+                    "train_minutes"]]
+        lines += ["Runs of the arm and the headline pair's further seeds at 16k (`analyses/lee/seeds16k.yaml`, "
+                  "in the comparisons below and in `seed_level.md`); the 16k runs stop early after 10 epochs "
+                  "without improvement, below the cap of 15 (`stopped_early` says whether that acted):", "",
+                  *_table(per, ".4g")]
     if len(t):
         cols = ["size", "comparison", "measure", "params_a", "params_b", "per_seed_a", "per_seed_b", "diff",
                 "ci_low", "ci_high", "relative", "p", "q", "verdict", "call"]

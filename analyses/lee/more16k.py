@@ -1,0 +1,51 @@
+"""Studies III (issue 27): the 16,000-molecule runs, trained together: the [0,3,4] arm's n16000 runs
+(analyses/lee/arm034.yaml, under experiments/lee-arm034) and seeds 3 and 4 of the headline pair
+(analyses/lee/seeds16k.yaml, under experiments/lee-seeds16k). Two processes at a time; first seed 3 of the
+pair and the arm (every comparison gains a seed), longest first so that neither core idles while the other
+still has work, then seed 4. Each run resumes where it stopped (at its last finished epoch). Reports come
+from analyses/lee/arm034.py and analyses/seed_level.py (which read these directories).
+
+    OMP_NUM_THREADS=1 python analyses/lee/more16k.py [RUN ...] [--jobs N]   # RUN: e.g. n16000-ls=0,1,2,3,4/seed4
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from common import ROOT  # noqa: E402
+
+from irrepprobe.experiments import load_grid  # noqa: E402
+from irrepprobe.experiments.executors import run_local  # noqa: E402
+from irrepprobe.experiments.run import state  # noqa: E402
+
+HERE = Path(__file__).resolve().parent
+GRIDS = {"lee-arm034": HERE / "arm034.yaml", "lee-seeds16k": HERE / "seeds16k.yaml"}
+# relative cost per run at 16k on this machine (an epoch of [0,3,4,5,6] took 325-330 s with two runs at a time)
+COST = {(0, 3, 4, 5, 6): 3, (0, 1, 2, 3, 4): 2, (0, 3, 4): 1}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description="Train (resume) the 16k runs of both grids.")
+    ap.add_argument("runs", nargs="*", help="only these runs, e.g. n16000-ls=0,1,2,3,4/seed4 (default: all)")
+    ap.add_argument("--jobs", type=int, default=2, help="runs at a time")
+    args = ap.parse_args()
+    todo, measure = [], None
+    for sub, path in GRIDS.items():
+        grid = load_grid(path)
+        measure = measure or grid.measure
+        assert grid.measure == measure, "the two grids measure alike"
+        for r in grid.runs:
+            if (r.config.data.train_size == 16000 and state(ROOT / "experiments" / sub / r.name) != "done"
+                    and (not args.runs or r.name in args.runs)):
+                todo.append(replace(r, config_name=f"{sub}/{r.config_name}"))
+    todo.sort(key=lambda r: (r.config.train.seed == 4, -COST[tuple(r.config.model.ls)]))
+    print(f"{len(todo)} runs to do: {[r.name for r in todo]}", flush=True)
+    failures = run_local(todo, ROOT / "experiments", measure, jobs=args.jobs)
+    print("\n".join(failures) or "all done", flush=True)
+
+
+if __name__ == "__main__":
+    main()
