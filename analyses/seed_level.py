@@ -234,8 +234,7 @@ def _verdicts(study: str, table: pd.DataFrame, latent: pd.DataFrame | None) -> s
         lines += ["The arm that drops l=1 and l=2 alone is in [arm034.md](arm034.md); Lee et al.'s map criterion "
                   "beside dependence and recovery in [map-criterion](map-criterion/README.md).", ""]
     else:
-        t = table.assign(depth=table["comparison"].str.extract(r"depth (\d)")[0],
-                         kind=table["comparison"].str.split(",").str[0])
+        t = table.assign(kind=table["comparison"].str.split(",").str[0])
         rows = []
         for (kind, size), g in t.groupby(["kind", "size"], sort=False):
             held = g[g["call"] == "reproduced"]

@@ -53,18 +53,13 @@ def grid_runs(res: dict, out: Path, grid: str) -> pd.DataFrame:
         run_latent(knn, blocks), on="run")
 
 
-def committed(size: int) -> pd.DataFrame:
-    """The curve grid's runs at ``size`` with the further seeds of its headline pair (seed_level._runs)."""
-    runs = _runs("lee")
-    return runs[runs["size"] == size]
-
-
 def compare(arm: pd.DataFrame) -> pd.DataFrame:
     rows = []
+    study = _runs("lee")  # the curve grid's runs with the further seeds of its headline pair
     for size, g in arm.groupby("size"):
         if len(g) < 2:
             continue
-        runs = pd.concat([committed(size), g], ignore_index=True)
+        runs = pd.concat([study[study["size"] == size], g], ignore_index=True)
         by = by_family(runs)
         for name, a, b in PAIRS:
             for what in ("test_mae", "latent"):
@@ -85,7 +80,7 @@ def main() -> None:
     seeds = load_grid(HERE / "seeds16k.yaml")
     more = grid_runs(collect(SEEDS, [r.name for r in seeds.runs]), SEEDS, EXTRA[1])
     both = pd.concat([arm, more], ignore_index=True)
-    if len(both):  # written first: committed() reads the further seeds from it
+    if len(both):  # written first: compare() reads the further seeds from it
         save_csv(both[["grid", "config", "run", "size", "seed", "params", "test_mae", "latent", "epochs", "cap",
                        "best_epoch", "stopped_early", "train_minutes"]], REPORTS / "tables" / EXTRA[0])
     t = compare(arm) if len(arm) else pd.DataFrame()
