@@ -16,7 +16,7 @@ from __future__ import annotations
 import torch
 from e3nn import o3
 
-from irrepprobe.capture.layouts import blocks
+from irrepprobe.irreps import blocks
 from irrepprobe.examples.e3nn_nets import simple_network
 
 

@@ -6,8 +6,8 @@ import torch
 from e3nn import o3
 
 from irrepprobe.adapters import get_adapter
-from irrepprobe.adapters.e3nn import E3nnAdapter
-from irrepprobe.capture.layouts import blocks, split
+from irrepprobe.adapters.e3nn.adapter import E3nnAdapter
+from irrepprobe.irreps import blocks, split
 from irrepprobe.data.structures import qm9_structures, read_structures
 from irrepprobe.errors import IrrepprobeError
 from irrepprobe.examples.e3nn_nets import simple_network

@@ -22,7 +22,7 @@ from e3nn import o3  # noqa: E402
 
 from irrepprobe.adapters import detect, get_adapter, load_model  # noqa: E402
 from irrepprobe.capture import capture, hooked, model_of  # noqa: E402
-from irrepprobe.capture.layouts import split  # noqa: E402
+from irrepprobe.irreps import split  # noqa: E402
 from irrepprobe.cli import main  # noqa: E402
 from irrepprobe.data.structures import read_structures  # noqa: E402
 from irrepprobe.errors import IrrepprobeError  # noqa: E402

@@ -19,7 +19,7 @@ from e3nn import o3  # noqa: E402
 
 from irrepprobe.adapters import detect, get_adapter  # noqa: E402
 from irrepprobe.capture import capture, hooked  # noqa: E402
-from irrepprobe.capture.layouts import split, to_mul_ir  # noqa: E402
+from irrepprobe.irreps import split, to_mul_ir  # noqa: E402
 from irrepprobe.cli import main  # noqa: E402
 from irrepprobe.data.structures import read_structures  # noqa: E402
 from irrepprobe.errors import IrrepprobeError  # noqa: E402
@@ -404,7 +404,7 @@ def test_prune_writes_a_checkpoint_nequips_own_tools_run(adapter, mols, tmp_path
     assert table["model"].tolist()[:3] == ["original", "pruned, before fine-tuning", "pruned, fine-tuned"]
     assert table["model"].str.startswith("small, from scratch").any()
     assert "MD speed: not measured (nequip's ASE calculator runs compiled models only" in (out / "report.md").read_text()
-    from irrepprobe.adapters.nequip import _nequip_state
+    from irrepprobe.adapters.nequip.adapter import _nequip_state
 
     with _nequip_state(), warnings.catch_warnings():  # nequip's loader sets e3nn's global options: restore them
         warnings.simplefilter("ignore")

@@ -89,7 +89,7 @@ def test_warm_start_computes_what_the_full_model_computes_without_the_dropped_or
 
     from irrepprobe.data import loader, target_values
     from irrepprobe.models import build_model
-    from irrepprobe.models.orders import warm_start
+    from irrepprobe.adapters.irrepprobe.surgery import warm_start
 
     cfg = smoke_config(**{"model.ls": ls, "data.target": target, "model.avg_neighbors": 6.0, "model.layers": 3})
     torch.manual_seed(0)
@@ -114,7 +114,7 @@ def test_removing_every_order_above_zero_keeps_the_full_models_wiring(qm9, ls, d
 
     from irrepprobe.data import loader, target_values
     from irrepprobe.models import build_model
-    from irrepprobe.models.orders import without_orders
+    from irrepprobe.adapters.irrepprobe.surgery import without_orders
 
     cfg = smoke_config(**{"model.ls": ls, "model.avg_neighbors": 6.0, "model.layers": 3})
     torch.manual_seed(0)

@@ -8,7 +8,7 @@ from conftest import smoke_config
 
 
 def _ours(target, ls, seed=0, **over):
-    from irrepprobe.adapters.irrepprobe import IrrepprobeAdapter
+    from irrepprobe.adapters.irrepprobe.adapter import IrrepprobeAdapter
     from irrepprobe.models import build_model
 
     cfg = smoke_config(**{"model.ls": ls, "data.target": target, "model.avg_neighbors": 2.0, **over})
@@ -36,7 +36,7 @@ def _dimers(pairs=("HH", "CH", "OH"), n=240, seed=0):
 def _plant(model, k=20.0):
     """Multiply the last layer's weights from its (1o x 1o -> 0e) messages into its scalars by ``k``: the
     output then leans on l = 1, which on dimers carries only what the scalars could carry."""
-    from irrepprobe.models.orders import _linear_index, _messages, _pre
+    from irrepprobe.irreps.surgery import linear_index as _linear_index, messages as _messages, pre as _pre
 
     layer = model.module.layers[-1]
     index = _linear_index(layer.linear, _messages(layer.tp), _pre(layer.irreps_out, layer.gate))

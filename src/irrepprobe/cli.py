@@ -60,7 +60,7 @@ def cmd_capture(args) -> int:
     from .capture import capture, resolve_data
     from .errors import IrrepprobeError
     from .examples import example_checkpoint
-    from .train.distributed import resolve_device
+    from .runtime import resolve_device
 
     source = args.model or str(example_checkpoint())
     if args.head is not None and args.modality is not None:
@@ -160,7 +160,7 @@ def _prune_family(args, adapter, drop) -> int:
     from .errors import IrrepprobeError
     from .adapters import load_model
     from .prune.family import check_drop, family_report, prune_family
-    from .train.distributed import resolve_device
+    from .runtime import resolve_device
 
     if not args.data:
         raise IrrepprobeError(f"--data FILE|qm9[:split] is needed to fine-tune a {adapter.name} model (its labels "

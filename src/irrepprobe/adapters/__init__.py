@@ -9,11 +9,11 @@ from .base import Adapter, Batch, Loaded, Point, Quantity
 
 # name -> "module:class"; auto-detection asks them in this order
 FAMILIES = {
-    "irrepprobe": "irrepprobe.adapters.irrepprobe:IrrepprobeAdapter",
-    "sevenn": "irrepprobe.adapters.sevenn:SevenNetAdapter",
-    "mace": "irrepprobe.adapters.mace:MACEAdapter",  # before e3nn, whose detection takes any e3nn pickle
-    "nequip": "irrepprobe.adapters.nequip:NequIPAdapter",  # before e3nn: its files also name e3nn
-    "e3nn": "irrepprobe.adapters.e3nn:E3nnAdapter",
+    "irrepprobe": "irrepprobe.adapters.irrepprobe.adapter:IrrepprobeAdapter",
+    "sevenn": "irrepprobe.adapters.sevenn.adapter:SevenNetAdapter",
+    "mace": "irrepprobe.adapters.mace.adapter:MACEAdapter",  # before e3nn, whose detection takes any e3nn pickle
+    "nequip": "irrepprobe.adapters.nequip.adapter:NequIPAdapter",  # before e3nn: its files also name e3nn
+    "e3nn": "irrepprobe.adapters.e3nn.adapter:E3nnAdapter",
 }
 
 

@@ -16,38 +16,7 @@ import torch
 from e3nn import o3
 
 from ..errors import IrrepprobeError
-
-KINDS = ("node", "edge")
-
-
-def _identity_read(out):
-    return out
-
-
-def _identity_write(out, x):
-    return x
-
-
-@dataclass
-class Point:
-    """One capture point: the output of ``module`` (a dotted ``named_modules()`` name)."""
-
-    name: str  # stable dotted name a user selects with a glob, e.g. "layers.2", "3_equivariant_gate"
-    module: str  # the module whose forward output holds the tensor
-    irreps: o3.Irreps
-    kind: str = "node"  # "node": one row per atom; "edge": one row per edge
-    layout: str = "mul_ir"  # "mul_ir", "ir_mul" or "mul_first" (see capture.layouts)
-    read: Callable[[Any], torch.Tensor] = _identity_read  # module output -> tensor
-    write: Callable[[Any, torch.Tensor], Any] = _identity_write  # (module output, new tensor) -> output
-    # "stream" (what leaves a layer), "update" (a layer's own contribution before its residual), "input"
-    # (embeddings), "inner" (inside a layer), "output" (the per-atom output, not a hidden block)
-    role: str = "stream"
-
-    def __post_init__(self):
-        self.irreps = o3.Irreps(self.irreps)
-        if self.kind not in KINDS:
-            raise IrrepprobeError(f"point {self.name}: kind must be node or edge, got {self.kind!r}")
-
+from ..intervene.points import KINDS, Point  # noqa: F401  (the protocol names them)
 
 @dataclass
 class Batch:

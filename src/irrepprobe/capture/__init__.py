@@ -1,7 +1,8 @@
 """Per-irrep activations of a trained model: hooks, block slicing, streaming reductions, capture files."""
 from .equivariance import check_equivariance, equivariance_line
-from .hooks import Recorder, find_points, hooked, keeping, refuse_compiled, replacing, select
-from .layouts import Block, blocks, from_mul_ir, split, to_mul_ir
+from ..intervene import hooked, keeping, replacing
+from ..irreps import Block, blocks, from_mul_ir, split, to_mul_ir
+from .hooks import Recorder, find_points, refuse_compiled, select
 from .run import (capture, capture_checkpoint, capture_untrained, choose_points, model_of, resolve_data, run_capture,
                   structures_of)
 from .store import Capture, load_capture, summary_table

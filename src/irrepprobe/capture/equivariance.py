@@ -4,7 +4,7 @@ Which irreps a model uses means nothing if the model is not equivariant, so :fun
 reruns a model on ``n`` structures, each rotated by its own random rotation ``R`` (seeded; positions
 and cell together, so periodic structures stay the same crystal), through the adapter's own
 :meth:`~irrepprobe.adapters.base.Adapter.batches` (the family rebuilds its graphs and cells), with
-:func:`~irrepprobe.capture.hooks.keeping` hooks on the points. Per point and block it measures, per
+:func:`~irrepprobe.intervene.keeping` hooks on the points. Per point and block it measures, per
 structure, the relative change of
 
 * the invariants: the values of an l=0 block, the per-channel norms of an l>0 block, compared atom by
@@ -29,11 +29,11 @@ import pandas as pd
 import torch
 from e3nn import o3
 
-from ..adapters.base import Loaded, Point
+from ..adapters.base import Loaded
 from ..data.structures import Structures, atoms_of
 from ..errors import IrrepprobeError
-from .hooks import as_points, hooked, keeping
-from .layouts import blocks, to_mul_ir
+from ..intervene import Point, as_points, hooked, keeping
+from ..irreps import blocks, random_rotations, to_mul_ir  # noqa: F401  (random_rotations: re-exported)
 
 # Largest relative change that passes. A float32 model's changes are ~1e-7..3e-5 (rounding through its
 # layers; the measured values are in check_equivariance's docstring); a model that is not equivariant
@@ -48,14 +48,6 @@ NEAR_ZERO = 1e-3  # a block whose RMS is below this fraction of its point's in e
 FORCE_FLOOR = 1e-2  # eV/A: forces below this are noise (a perfect crystal), measured against it
 TABLE_COLUMNS = ["point", "block", "kind", "l", "parity", "mul", "invariant_max_rel", "invariant_median_rel",
                  "rotation_max_rel", "rotation_median_rel", "max_rel", "near_zero", "passed"]
-
-
-def random_rotations(n: int, seed: int = 0) -> torch.Tensor:
-    """[n, 3, 3] float64 rotations drawn uniformly from SO(3) (normalised Gaussian quaternions),
-    from their own generator seeded by ``seed`` (the global random state is untouched)."""
-    g = torch.Generator().manual_seed(int(seed))
-    q = torch.randn(n, 4, generator=g, dtype=torch.float64)
-    return o3.quaternion_to_matrix(q / q.norm(dim=1, keepdim=True))
 
 
 def rotate_each(structures: Structures, R: torch.Tensor) -> Structures:

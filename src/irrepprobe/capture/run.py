@@ -12,8 +12,7 @@ from ..adapters import Loaded, load_model
 from ..data.structures import Structures, qm9_structures, read_structures, sha256
 from ..errors import IrrepprobeError
 from ..progress import progress
-from ..train.checkpoint import versions
-from ..train.distributed import resolve_device
+from ..runtime import resolve_device, versions
 from .hooks import Recorder, refuse_compiled, select
 from .store import Capture, load_capture, summary_table, write_capture
 

@@ -13,7 +13,7 @@ the adapter knows which column of the one-hot input is which element.
 Both are small (multiplicity 8, lmax 2, 3 gated layers) so that they run in well under a second on a
 batch of QM9 molecules on a CPU. Both build their graph with ``torch.cdist``, which adds spurious
 self-edges on batches above 25 atoms; only ``gate_points_2101`` gives them a message, which the
-adapter avoids by batching it at most 25 atoms at a time (see :mod:`irrepprobe.adapters.e3nn`).
+adapter avoids by batching it at most 25 atoms at a time (see :mod:`irrepprobe.adapters.e3nn.adapter`).
 
 Untrained, ``SimpleNetwork``'s output depends on the composition only: its convolutions scale their
 message by ``alpha``, initialised to 0 wherever a self-connection exists, so the pooled scalar is

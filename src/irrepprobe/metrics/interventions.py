@@ -20,7 +20,7 @@ from e3nn import o3
 
 from ..adapters import Loaded
 from ..capture import blocks, hooked, keeping, replacing, to_mul_ir
-from ..capture.equivariance import random_rotations
+from ..irreps import random_rotations
 from ..errors import IrrepprobeError
 
 INTERVENTIONS = ("zero", "mean", "resample")

@@ -310,7 +310,7 @@ def recovery_of(cap, model=None, molecules: int | None = 1000, steps: int = STEP
     """:func:`recovery` of the captured model on the capture's first ``molecules`` structures, fitting the
     capture's target where it has one (else distilling), forces unless ``quantity`` is ``energy``."""
     from ..capture import model_of, structures_of
-    from ..train.distributed import resolve_device
+    from ..runtime import resolve_device
 
     loaded = model_of(cap, model, trust=trust, device=resolve_device(device))
     rows = np.arange(len(cap.arrays["index"]))[:molecules]

@@ -23,7 +23,7 @@ from e3nn import o3
 
 from ..adapters import Loaded
 from ..capture import Capture, blocks, hooked, keeping, model_of, structures_of, to_mul_ir
-from ..train.distributed import resolve_device
+from ..runtime import resolve_device
 from ..progress import progress
 from ..errors import IrrepprobeError
 from .denominators import apply_checks, denominator_checks

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from ..models.orders import config_without
+from ..adapters.irrepprobe.surgery import config_without
 
 
 def orders_to_drop(util: pd.DataFrame, threshold: float, points: list[str] | None = None) -> list[int]:

@@ -29,7 +29,7 @@ def _warm_from(full_ckpt: Path):
     """An ``init`` for :func:`train_run`: the surviving weights of ``full_ckpt``."""
     def init(model):
         from ..train import model_from_checkpoint
-        from ..models.orders import warm_start
+        from ..adapters.irrepprobe.surgery import warm_start
 
         warm_start(model, model_from_checkpoint(full_ckpt))
     return init

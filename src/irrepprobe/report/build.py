@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 
 from ..capture import Capture, capture_untrained, load_capture, model_of, structures_of
-from ..train.distributed import resolve_device
+from ..runtime import resolve_device
 from ..errors import IrrepprobeError
 from ..fileio import save_csv, save_json
 from .. import metrics as M

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import os
 import pickle
-import platform
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -13,20 +11,11 @@ import torch
 
 from ..config import Config
 from ..errors import IrrepprobeError
-from ..fileio import save_torch
+from ..fileio import describe, kind_of, save_torch
+from ..runtime import versions
 
 FORMAT = "irrepprobe.checkpoint"
 FORMAT_VERSION = 1
-
-
-def versions() -> dict[str, str]:
-    out = {"python": platform.python_version()}
-    for pkg in ("irrepprobe", "torch", "e3nn", "torch_geometric"):
-        try:
-            out[pkg] = metadata.version(pkg)
-        except metadata.PackageNotFoundError:
-            out[pkg] = "unknown"
-    return out
 
 
 def save_checkpoint(path: str | os.PathLike, **content: Any) -> Path:
@@ -40,8 +29,6 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
         raise IrrepprobeError(f"checkpoint not found: {path}")
     if path.is_dir():
         raise IrrepprobeError(f"{path} is a directory; give the checkpoint file (e.g. {path}/best.pt)")
-    from ..adapters.files import describe, kind_of
-
     kind = kind_of(path)
     if kind not in ("torch-zip", "pickle"):
         raise IrrepprobeError(f"{path} is not an irrepprobe checkpoint ({describe(kind)})")

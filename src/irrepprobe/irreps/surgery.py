@@ -1,23 +1,19 @@
-"""A model without some of its orders: the config without them (:func:`config_without`), and the weights
-of the full model carried over (:func:`warm_start`, :func:`without_orders`): every weight that connects
-channels both models have is copied, rescaled by the ratio of e3nn's path normalisations, so that the pruned model computes what
-the full model computes with the dropped orders switched off (tests/test_prune.py checks this). This is
-true order removal (spherical harmonics and every path through the order gone), which utilisation sets
-beside zeroing the order's blocks, and the start of a warm-started pruned run.
+"""The generic e3nn weight-copy kit every family's surgery uses: channels named by what they carry, and the
+weights of a large model copied into a smaller one (the same model without some orders) by those names.
 
 A channel is named by what it carries: a node feature ``(irrep, u)``; a message channel by its path
 ``(irrep_in, irrep_sh, irrep_out, u)``; a gate ``("gate", gated channel)``. Weights are matched by the names
-of the channels they connect, so the layouts of the two models (concatenated, sorted, merged blocks)
-never need to agree."""
+of the channels they connect, never by position, so the layouts of the two models (concatenated, sorted,
+merged blocks) never need to agree. Every weight of the small model must find one (strict): a silent miss
+would leave a freshly initialised weight where the function needs the old one. Each copy is rescaled by
+the ratio of e3nn's path normalisations, so that the small model computes what the large one computes
+with the dropped orders switched off."""
 from __future__ import annotations
 
 import torch
 from e3nn import o3
 
-from ..config import Config
-from ..data.targets import get_target
 from ..errors import IrrepprobeError
-from .layers import Interaction, Readout
 
 
 def irreps_without(irreps, drop) -> o3.Irreps:
@@ -47,28 +43,6 @@ def why_not_top(drop: list[int], lmax: int, family: str, holds: str,
     return None
 
 
-def config_without(config: Config, drop: list[int]) -> Config:
-    """``config`` without the orders in ``drop``: gone from the spherical harmonics and from the hidden
-    irreps. Refuses l = 0, orders the model does not have, and orders its output needs."""
-    drop = sorted({int(l) for l in drop})
-    ls = sorted(config.model.ls)
-    if 0 in drop:
-        raise IrrepprobeError("l=0 is never dropped: the scalars carry the readout and the gates")
-    missing = [l for l in drop if l not in ls]
-    if missing:
-        raise IrrepprobeError(f"cannot drop l={missing[0]}: the model's orders are {ls}")
-    target = get_target(config.data.target)
-    needed = sorted({ir.l for _, ir in o3.Irreps(target.irreps)} & set(drop))
-    if needed:
-        raise IrrepprobeError(f"cannot drop l={needed[0]}: the target {target.name} ({target.irreps}) needs it "
-                              "in the last layer")
-    new = Config.from_dict(config.to_dict())
-    new.model.ls = [l for l in ls if l not in drop]
-    if isinstance(new.model.mul, dict):
-        new.model.mul = {int(l): m for l, m in new.model.mul.items() if int(l) not in drop}
-    return new.validate()
-
-
 def _merge(blocks: list[tuple[o3.Irrep, list]]) -> list[list]:
     """Channel names per block after e3nn's stable sort by irrep and merge of equal neighbours."""
     order = sorted(range(len(blocks)), key=lambda i: (blocks[i][0], i))
@@ -83,16 +57,16 @@ def _merge(blocks: list[tuple[o3.Irrep, list]]) -> list[list]:
     return out
 
 
-def _nodes(irreps: o3.Irreps) -> list[list]:
+def nodes(irreps: o3.Irreps) -> list[list]:
     return [[(str(ir), u) for u in range(mul)] for mul, ir in irreps]
 
 
-def _pre(irreps: o3.Irreps, gate) -> list[list]:
+def pre(irreps: o3.Irreps, gate) -> list[list]:
     """Names of the channels entering the gate: scalars, one gate per gated channel, gated blocks."""
     if gate is None:
-        return _nodes(irreps)
-    scalars = [(ir, names) for (mul, ir), names in zip(irreps, _nodes(irreps)) if ir.l == 0]
-    gated = [(ir, names) for (mul, ir), names in zip(irreps, _nodes(irreps)) if ir.l > 0]
+        return nodes(irreps)
+    scalars = [(ir, names) for (mul, ir), names in zip(irreps, nodes(irreps)) if ir.l == 0]
+    gated = [(ir, names) for (mul, ir), names in zip(irreps, nodes(irreps)) if ir.l > 0]
     gates = [("gate", n) for _, names in gated for n in names]
     blocks = scalars + ([(o3.Irrep("0e"), gates)] if gates else []) + gated
     return _merge(blocks)
@@ -103,15 +77,15 @@ def _paths(tp) -> list[tuple]:
             for i in tp.instructions]
 
 
-def _messages(tp, merge: bool = True) -> list[list]:
+def messages(tp, merge: bool = True) -> list[list]:
     """Channel names of the message irreps, simplified (the input of our layer's linear map) or, without
     ``merge``, one list per entry of the tensor product's own output irreps."""
-    paths = dict(zip((i.i_out for i in tp.instructions), _paths(tp)))
-    blocks = [(ir, [(*paths[k], u) for u in range(mul)]) for k, (mul, ir) in enumerate(tp.irreps_out)]
+    by_out = dict(zip((i.i_out for i in tp.instructions), _paths(tp)))
+    blocks = [(ir, [(*by_out[k], u) for u in range(mul)]) for k, (mul, ir) in enumerate(tp.irreps_out)]
     return _merge(blocks) if merge else [names for _, names in blocks]
 
 
-def _linear_index(lin: o3.Linear, names_in, names_out) -> dict:
+def linear_index(lin: o3.Linear, names_in, names_out) -> dict:
     """(input name, output name) -> (position in the flat weight, path weight)."""
     index, offset = {}, 0
     for ins in lin.instructions:
@@ -121,65 +95,6 @@ def _linear_index(lin: o3.Linear, names_in, names_out) -> dict:
                 index[(names_in[ins.i_in][u], names_out[ins.i_out][v])] = (offset + u * mo + v, ins.path_weight)
         offset += mi * mo
     return index
-
-
-def _copy_interaction(new: Interaction, old: Interaction) -> None:
-    with torch.no_grad():
-        *hidden_new, last_new = list(new.radial.children())
-        *hidden_old, last_old = list(old.radial.children())
-        for a, b in zip(hidden_new, hidden_old):
-            a.weight.copy_(b.weight)
-    copy_tp_columns(last_new.weight, last_old.weight, new.tp, old.tp, tp_names(new.tp), tp_names(old.tp))
-    pre_new, pre_old = _pre(new.irreps_out, new.gate), _pre(old.irreps_out, old.gate)
-    copy_linear(new.linear, old.linear, (_messages(new.tp), pre_new), (_messages(old.tp), pre_old))
-    if new.self_connection is not None:
-        copy_linear(new.self_connection, old.self_connection, (_nodes(new.irreps_in), pre_new),
-                    (_nodes(old.irreps_in), pre_old))
-
-
-def _copy_readout(new: Readout, old: Readout) -> None:
-    hidden = new.linear2.irreps_in
-    copy_linear(new.linear1, old.linear1, (_nodes(new.irreps_in), _pre(hidden, new.gate)),
-                (_nodes(old.irreps_in), _pre(hidden, old.gate)))
-    with torch.no_grad():
-        new.linear2.weight.copy_(old.linear2.weight)
-
-
-def warm_start(new, old) -> None:
-    """Copy ``old``'s weights into the pruned ``new`` (same config but for the dropped orders). Exact
-    (``new`` then computes ``old`` with the orders switched off) when every layer keeps its residual
-    wiring; dropping every l > 0 gives the first layer a residual the full model lacks, which
-    :func:`without_orders` keeps out and a pruned training run keeps in."""
-    with torch.no_grad():
-        new.embedding.linear.weight.copy_(old.embedding.linear.weight)
-        for name in ("scale", "atom_ref"):
-            getattr(new, name).copy_(getattr(old, name))
-    for a, b in zip(new.layers, old.layers):
-        _copy_interaction(a, b)
-    _copy_readout(new.readout, old.readout)
-
-
-def without_orders(model, drop: list[int]):
-    """A new network computing what ``model`` computes with the orders in ``drop`` switched off
-    everywhere (the function a warm-started pruned model starts from), in eval mode on its device."""
-    from .network import build_model
-
-    new = build_model(config_without(model.config, drop))
-    for a, b in zip(new.layers, model.layers):
-        # a layer whose only dropped outputs were l > 0 now maps irreps onto themselves, so the config
-        # would give it a residual the full model's layer does not have (the first layer of a model left
-        # with scalars alone): keep the full model's wiring, as the function to reproduce is its own
-        a.residual = b.residual
-    warm_start(new, model)
-    p = next(model.parameters())
-    return new.to(device=p.device, dtype=p.dtype).eval()
-
-
-# ---------------------------------------------------------------- surgery of other families' e3nn modules
-# Weights are matched by channel names, never by position: a name says which input channels (and output
-# channel) a weight connects, so that a weight the small model keeps finds its value in the large one
-# whatever the two layouts. Every weight of the small model must find one (strict): a silent miss would
-# leave a freshly initialised weight where the function needs the old one.
 
 
 def tp_out_names(tp) -> list[list]:
@@ -193,12 +108,12 @@ def tp_out_names(tp) -> list[list]:
     irs = [ir for _, ir in tp.irreps_out]
     if len(set(irs)) != len(irs):
         raise ValueError("a tensor product whose repeated output irreps are fed by several paths each")
-    return _nodes(tp.irreps_out)
+    return nodes(tp.irreps_out)
 
 
 def tp_names(tp) -> tuple:
     """The three name lists :func:`tp_index` takes: input 1 and input 2 as node channels, and the output."""
-    return _nodes(tp.irreps_in1), _nodes(tp.irreps_in2), tp_out_names(tp)
+    return nodes(tp.irreps_in1), nodes(tp.irreps_in2), tp_out_names(tp)
 
 
 def tp_index(tp, names1, names2, names_out) -> dict:
@@ -253,7 +168,7 @@ def copy_tp_columns(last_new: torch.Tensor, last_old: torch.Tensor, tp_new, tp_o
 def copy_linear(new: o3.Linear, old: o3.Linear, names_new: tuple, names_old: tuple) -> None:
     """An ``o3.Linear`` by channel names (strict; biases of scalar outputs by output name)."""
     with torch.no_grad():
-        for j, i, r in _matched(_linear_index(new, *names_new), _linear_index(old, *names_old), "linear map"):
+        for j, i, r in _matched(linear_index(new, *names_new), linear_index(old, *names_old), "linear map"):
             new.weight[j] = old.weight[i] * r
         if getattr(new, "bias", None) is not None and new.bias.numel():
             raise ValueError("a linear map with biases")
@@ -262,8 +177,6 @@ def copy_linear(new: o3.Linear, old: o3.Linear, names_new: tuple, names_old: tup
 def copy_rest(new_module, old_module, handled: set, family: str) -> None:
     """The parameters surgery did not handle, which must have kept their shape (scalar-only parts), and
     the buffers of the same shape (scales, shifts, per-element energies): copied as they are."""
-    from ..errors import IrrepprobeError
-
     old_state = old_module.state_dict()
     with torch.no_grad():
         for name, p in new_module.named_parameters():

@@ -29,17 +29,16 @@ from __future__ import annotations
 
 import os
 import warnings
-import zipfile
 from contextlib import nullcontext
 from pathlib import Path
 
 import torch
 from e3nn import o3
 
-from ..data.structures import sha256
-from ..errors import IrrepprobeError
-from .base import Adapter, Batch, ForcesOfPredict, Loaded, Point, Quantity, parameters
-from .files import check_file, describe, kind_of, refuse_untrusted, torch_load
+from ...data.structures import sha256
+from ...errors import IrrepprobeError
+from ..base import Adapter, Batch, ForcesOfPredict, Loaded, Point, Quantity, parameters
+from ...fileio import check_file, describe, kind_of, pickle_bytes, refuse_untrusted, torch_load, zip_names
 
 _MARKER = b"mace.modules.models"  # the module of MACE's model classes, as the pickle names it
 _HEAD_BYTES = 1 << 20  # the top module's class comes first in the pickle
@@ -64,34 +63,14 @@ def _mace():
             os.environ["TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD"] = saved
 
 
-def _pickle_head(path: Path) -> bytes | None:
-    kind = kind_of(path)
-    try:
-        if kind == "torch-zip":
-            with zipfile.ZipFile(path) as z:
-                member = next(n for n in z.namelist() if n.endswith("data.pkl"))
-                with z.open(member) as f:
-                    return f.read(_HEAD_BYTES)
-        if kind == "pickle":
-            with open(path, "rb") as f:
-                return f.read(_HEAD_BYTES)
-    except (zipfile.BadZipFile, OSError, StopIteration, RuntimeError):
-        return None
-    return None
-
-
 def _is_compiled_mace(path: Path) -> bool:
     """A TorchScript MACE (``*_compiled.model``): its archive holds the scripted code of mace's modules."""
-    try:
-        with zipfile.ZipFile(path) as z:
-            return any("__torch__/mace/" in n for n in z.namelist())
-    except (zipfile.BadZipFile, OSError):
-        return False
+    return any("__torch__/mace/" in n for n in zip_names(path))
 
 
 def looks_like_mace(path) -> bool:
     """Whether ``path`` is a pickled MACE module, from the raw bytes of its pickle (no unpickling)."""
-    raw = _pickle_head(Path(path))
+    raw = pickle_bytes(path, _HEAD_BYTES)
     return raw is not None and _MARKER in raw
 
 
@@ -303,7 +282,7 @@ class MACEAdapter(ForcesOfPredict, Adapter):
     suffix = ".model"
 
     def why_not_without(self, model: Loaded, drop: list[int]) -> str | None:
-        from ..models.orders import why_not_top
+        from ...irreps.surgery import why_not_top
 
         hidden = max(ir.l for _, ir in o3.Irreps(model.info["hidden_irreps"]))
         why = why_not_top(drop, max(model.info["max_ell"], hidden), "MACE",
@@ -320,8 +299,8 @@ class MACEAdapter(ForcesOfPredict, Adapter):
     def without_orders(self, model: Loaded, drop: list[int]) -> Loaded | None:
         """A model of MACE's own class, built by its constructor without the orders ``drop`` (the highest:
         ``max_ell`` lowered, the orders gone from ``hidden_irreps``), every kept weight copied
-        (:mod:`irrepprobe.adapters.mace_orders`): it computes what the masked model computes."""
-        from .mace_orders import without_orders
+        (:mod:`irrepprobe.adapters.mace.surgery`): it computes what the masked model computes."""
+        from .surgery import without_orders
 
         drop = sorted({int(l) for l in drop})
         if self.why_not_without(model, drop):
@@ -334,7 +313,7 @@ class MACEAdapter(ForcesOfPredict, Adapter):
     def write(self, model: Loaded, path) -> Path:
         """``model`` as a MACE ``.model`` file (the whole module pickled, as ``mace_run_train`` writes it), which
         MACE's own ``MACECalculator`` loads; written atomically."""
-        from ..fileio import save_torch
+        from ...fileio import save_torch
 
         return save_torch(model.module, path)
 

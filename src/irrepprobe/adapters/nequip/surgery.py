@@ -15,19 +15,19 @@ import copy
 
 import torch
 
-from ..errors import IrrepprobeError
-from ..models.orders import _nodes, _pre, copy_linear, copy_rest, copy_tp, copy_tp_columns, regroup, tp_names
+from ...errors import IrrepprobeError
+from ...irreps.surgery import nodes, pre, copy_linear, copy_rest, copy_tp, copy_tp_columns, regroup, tp_names
 
 
 def _copy_layer(new, old) -> set:
     """One ``ConvNetLayer``: its InteractionBlock's linear maps, convolution weights and self-connection."""
     cn, co = new.conv, old.conv
     gate_n, gate_o = new.equivariant_nonlin, old.equivariant_nonlin
-    pre_n, pre_o = _pre(gate_n.irreps_out, gate_n), _pre(gate_o.irreps_out, gate_o)
+    pre_n, pre_o = pre(gate_n.irreps_out, gate_n), pre(gate_o.irreps_out, gate_o)
     tp_n, tp_o = cn.tp_scatter.tp, co.tp_scatter.tp
     tp_names_n, tp_names_o = tp_names(tp_n), tp_names(tp_o)
-    copy_linear(cn.linear_1, co.linear_1, (_nodes(cn.linear_1.irreps_in), _nodes(cn.linear_1.irreps_out)),
-                (_nodes(co.linear_1.irreps_in), _nodes(co.linear_1.irreps_out)))
+    copy_linear(cn.linear_1, co.linear_1, (nodes(cn.linear_1.irreps_in), nodes(cn.linear_1.irreps_out)),
+                (nodes(co.linear_1.irreps_in), nodes(co.linear_1.irreps_out)))
     copy_linear(cn.linear_2, co.linear_2, (regroup(tp_n, cn.linear_2.irreps_in), pre_n),
                 (regroup(tp_o, co.linear_2.irreps_in), pre_o))
     *hidden_n, last_n = [m for m in cn.edge_mlp.mlp if hasattr(m, "weight")]
@@ -37,15 +37,15 @@ def _copy_layer(new, old) -> set:
             a.weight.copy_(b.weight)
     copy_tp_columns(last_n.weight, last_o.weight, tp_n, tp_o, tp_names_n, tp_names_o)
     if getattr(cn, "sc", None) is not None:
-        copy_tp(cn.sc, co.sc, (_nodes(cn.sc.irreps_in1), _nodes(cn.sc.irreps_in2), pre_n),
-                (_nodes(co.sc.irreps_in1), _nodes(co.sc.irreps_in2), pre_o))
+        copy_tp(cn.sc, co.sc, (nodes(cn.sc.irreps_in1), nodes(cn.sc.irreps_in2), pre_n),
+                (nodes(co.sc.irreps_in1), nodes(co.sc.irreps_in2), pre_o))
     return {f"conv.{n}" for n, _ in cn.named_parameters()}
 
 
 def without_orders(module, config: dict, drop: list[int]):
     """``module`` rebuilt by nequip's builder from ``config`` (the checkpoint's model config) with ``l_max``
     below the orders ``drop``, weights copied. Returns the module and its config."""
-    from .nequip import build
+    from .adapter import build
 
     cfg = copy.deepcopy(config)
     cfg["l_max"] = min(drop) - 1
@@ -68,7 +68,7 @@ def write_checkpoint(source_ckpt: dict, model_config: dict, state: dict, params:
     """A nequip-train checkpoint (the Lightning dict nequip's own ``ModelFromCheckpoint`` reads) holding the
     small model: the original's with the model config's ``l_max`` lowered and the weights replaced; the
     optimiser and loop states of the original's training are left out (they belong to other weights)."""
-    from ..fileio import save_torch
+    from ...fileio import save_torch
 
     ck = {k: v for k, v in source_ckpt.items() if k not in ("optimizer_states", "lr_schedulers", "loops",
                                                            "callbacks")}

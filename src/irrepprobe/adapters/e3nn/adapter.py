@@ -70,10 +70,10 @@ from typing import Iterator
 import torch
 from e3nn import o3
 
-from ..data.structures import sha256
-from ..errors import IrrepprobeError
-from .base import Adapter, Batch, Loaded, Point, Quantity, parameters
-from .files import check_file, kind_of, torch_load
+from ...data.structures import sha256
+from ...errors import IrrepprobeError
+from ..base import Adapter, Batch, Loaded, Point, Quantity, parameters
+from ...fileio import check_file, kind_of, pickle_bytes, torch_load, zip_names
 
 FACTORY = re.compile(r"^(?P<module>[A-Za-z_]\w*(?:\.[A-Za-z_]\w*)*):(?P<fn>[A-Za-z_]\w*(?:\.[A-Za-z_]\w*)*)"
                      r"(?:@(?P<weights>.+))?$")
@@ -94,26 +94,12 @@ def parse_factory(source: str):
 
 
 def _mentions_e3nn(path: Path) -> bool:
-    """Whether the pickle bytes of a torch file name e3nn: raw bytes only, nothing is unpickled."""
-    kind = kind_of(path)
-    try:
-        if kind in ("torch-zip", "torchscript"):
-            with zipfile.ZipFile(path) as z:
-                names = z.namelist()
-                if kind == "torchscript" and any("e3nn" in n for n in names):
-                    return True
-                for n in names:
-                    if n.endswith("data.pkl"):
-                        with z.open(n) as f:
-                            if b"e3nn" in f.read(SCAN_BYTES):
-                                return True
-            return False
-        if kind == "pickle":
-            with open(path, "rb") as f:
-                return b"e3nn" in f.read(SCAN_BYTES)
-    except (OSError, zipfile.BadZipFile):
-        return False
-    return False
+    """Whether the pickle bytes of a torch file (or a TorchScript archive's member names) name e3nn: raw
+    bytes only, nothing is unpickled."""
+    if kind_of(path) == "torchscript" and any("e3nn" in n for n in zip_names(path)):
+        return True
+    raw = pickle_bytes(path, SCAN_BYTES, scripted=True)
+    return raw is not None and b"e3nn" in raw
 
 
 def _irreps_of(module) -> o3.Irreps | None:

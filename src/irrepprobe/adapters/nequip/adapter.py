@@ -36,10 +36,10 @@ import numpy as np
 import torch
 from e3nn import o3
 
-from ..data.structures import sha256
-from ..errors import IrrepprobeError
-from .base import Adapter, Batch, ForcesOfPredict, Loaded, Point, Quantity, parameters
-from .files import check_file, describe, kind_of, refuse_untrusted, torch_load
+from ...data.structures import sha256
+from ...errors import IrrepprobeError
+from ..base import Adapter, Batch, ForcesOfPredict, Loaded, Point, Quantity, parameters
+from ...fileio import check_file, describe, kind_of, pickle_bytes, refuse_untrusted, torch_load, zip_names
 
 _NEEDS = "loading NequIP or Allegro models needs the nequip package (and nequip-allegro for Allegro): " \
          "pip install nequip nequip-allegro"
@@ -87,14 +87,6 @@ def _nequip_state():
         e3nn.set_optimization_defaults(**e3nn_defaults)
 
 
-def _zip_names(path: Path) -> list[str]:
-    try:
-        with zipfile.ZipFile(path) as z:
-            return z.namelist()
-    except (zipfile.BadZipFile, OSError):
-        return []
-
-
 def file_kind(path) -> str | None:
     """"checkpoint", "package", "compiled" or None (not a NequIP-framework model file), from the name,
     archive member names and raw pickle bytes only."""
@@ -103,20 +95,12 @@ def file_kind(path) -> str | None:
     if any(name.endswith(s) for s in _COMPILED):
         return "compiled"
     kind = kind_of(path)
-    names = _zip_names(path) if kind in ("torch-zip", "zip", "torchscript") else []
+    names = zip_names(path) if kind in ("torch-zip", "zip", "torchscript") else []
     if name.endswith(".nequip.zip") or any(n.endswith("model/package_metadata.txt") for n in names):
         return "package" if any(n.endswith("model/package_metadata.txt") for n in names) else None
     if _names_nequip_metadata(path, kind, names):
         return "compiled"  # a compiled model renamed away from .nequip.pth / .nequip.pt2
-    raw = b""
-    if kind == "torch-zip":
-        member = next((n for n in names if n.endswith("/data.pkl")), None)
-        if member is not None:
-            with zipfile.ZipFile(path) as z, z.open(member) as f:
-                raw = f.read(_HEAD_BYTES)
-    elif kind == "pickle":
-        with open(path, "rb") as f:
-            raw = f.read(_HEAD_BYTES)
+    raw = pickle_bytes(path, _HEAD_BYTES) or b""
     return "checkpoint" if raw and all(m in raw for m in _CKPT_MARKERS) else None
 
 
@@ -436,7 +420,7 @@ class NequIPAdapter(ForcesOfPredict, Adapter):
     suffix = ".ckpt"
 
     def why_not_without(self, model: Loaded, drop: list[int]) -> str | None:
-        from ..models.orders import why_not_top
+        from ...irreps.surgery import why_not_top
 
         if drop and 0 not in drop and model.info["family"] != "NequIP":
             return ("Allegro's tensor tracks couple every order in each layer's tensor product, with weights shared "
@@ -453,9 +437,9 @@ class NequIPAdapter(ForcesOfPredict, Adapter):
 
     def without_orders(self, model: Loaded, drop: list[int]) -> Loaded | None:
         """A model of nequip's own classes, built by its builder from the checkpoint's config with ``l_max``
-        lowered, every kept weight copied (:mod:`irrepprobe.adapters.nequip_orders`): it computes what the
+        lowered, every kept weight copied (:mod:`irrepprobe.adapters.nequip.surgery`): it computes what the
         masked model computes."""
-        from .nequip_orders import without_orders
+        from .surgery import without_orders
 
         drop = sorted({int(l) for l in drop})
         if self.why_not_without(model, drop):
@@ -471,7 +455,7 @@ class NequIPAdapter(ForcesOfPredict, Adapter):
         """``model`` as a nequip-train checkpoint (``.ckpt``) that nequip's own loader
         (``load_saved_model``, ``nequip-compile``, ``nequip-package``) reads, built from the checkpoint the
         model came from; written atomically."""
-        from .nequip_orders import write_checkpoint
+        from .surgery import write_checkpoint
 
         source = Path(model.info.get("ckpt") or model.source)
         with warnings.catch_warnings():

@@ -27,16 +27,15 @@ from __future__ import annotations
 import copy
 import os
 import warnings
-import zipfile
 from contextlib import contextmanager
 from pathlib import Path
 
 import torch
 
-from ..data.structures import sha256
-from ..errors import IrrepprobeError
-from .base import Adapter, Batch, ForcesOfPredict, Loaded, Point, Quantity, parameters
-from .files import describe, check_file, kind_of, refuse_untrusted, torch_load
+from ...data.structures import sha256
+from ...errors import IrrepprobeError
+from ..base import Adapter, Batch, ForcesOfPredict, Loaded, Point, Quantity, parameters
+from ...fileio import check_file, describe, kind_of, pickle_bytes, refuse_untrusted, torch_load, zip_names
 
 # sevenn's config keys; a checkpoint's pickle names them as plain strings
 _MARKERS = (b"num_convolution_layer", b"model_state_dict")
@@ -95,36 +94,16 @@ def resolve_name(name: str) -> tuple[str | None, str | None]:
             return None, f"the SevenNet checkpoint {name!r} is missing from the sevenn package ({e})"
 
 
-def _pickle_bytes(path: Path) -> bytes | None:
-    kind = kind_of(path)
-    if kind == "torch-zip":
-        try:
-            with zipfile.ZipFile(path) as z:
-                member = next(n for n in z.namelist() if n.endswith("data.pkl"))
-                with z.open(member) as f:
-                    return f.read(_HEAD_BYTES)
-        except (zipfile.BadZipFile, OSError, StopIteration, RuntimeError):
-            return None
-    if kind == "pickle":
-        with open(path, "rb") as f:
-            return f.read(_HEAD_BYTES)
-    return None
-
-
 def _is_deployed(path: Path) -> bool:
     """A TorchScript model written by ``sevenn deploy`` (its extra files name sevenn's metadata)."""
-    try:
-        with zipfile.ZipFile(path) as z:
-            names = z.namelist()
-    except (zipfile.BadZipFile, OSError):
-        return False
+    names = zip_names(path)
     return (any(n.endswith("extra/chemical_symbols_to_index") for n in names)
             and any(n.endswith("extra/cutoff") for n in names))
 
 
 def looks_like_checkpoint(path) -> bool:
     """Whether the raw bytes of ``path``'s pickle name sevenn's config keys (no unpickling)."""
-    raw = _pickle_bytes(Path(path))
+    raw = pickle_bytes(path, _HEAD_BYTES)
     return raw is not None and all(m in raw for m in _MARKERS) and any(m in raw for m in _ONE_OF)
 
 
@@ -377,7 +356,7 @@ class SevenNetAdapter(ForcesOfPredict, Adapter):
     suffix = ".pth"
 
     def why_not_without(self, model: Loaded, drop: list[int]) -> str | None:
-        from ..models.orders import why_not_top
+        from ...irreps.surgery import why_not_top
 
         return why_not_top(drop, model.info["lmax"], "SevenNet", "sevenn's spherical harmonics hold every order up to lmax")
 
@@ -391,7 +370,7 @@ class SevenNetAdapter(ForcesOfPredict, Adapter):
             return None
         from sevenn.model_build import build_E3_equivariant_model
 
-        from ..models.orders import irreps_without
+        from ...irreps.surgery import irreps_without
 
         old = model.module
         config = copy.deepcopy(model.info["config"])
@@ -423,21 +402,21 @@ class SevenNetAdapter(ForcesOfPredict, Adapter):
     @staticmethod
     def _copy_layers(olds, news, layers, drop, n_layers) -> set:
         """Each interaction layer's weights by channel name (strict); the names of the parameters done."""
-        from ..models.orders import _messages, _nodes, _pre, copy_linear, copy_tp_columns, irreps_without, tp_names
+        from ...irreps.surgery import messages, nodes, pre, copy_linear, copy_tp_columns, irreps_without, tp_names
 
         done = set()
         with torch.no_grad():
             for t in range(n_layers):
-                xo, xn = _nodes(layers[t]), _nodes(irreps_without(layers[t], drop))
+                xo, xn = nodes(layers[t]), nodes(irreps_without(layers[t], drop))
                 gate_o, gate_n = olds[f"{t}_equivariant_gate"].gate, news[f"{t}_equivariant_gate"].gate
-                pre_o, pre_n = _pre(gate_o.irreps_out, gate_o), _pre(gate_n.irreps_out, gate_n)
+                pre_o, pre_n = pre(gate_o.irreps_out, gate_o), pre(gate_n.irreps_out, gate_n)
                 conv_o, conv_n = olds[f"{t}_convolution"], news[f"{t}_convolution"]
-                xo1 = _nodes(olds[f"{t}_self_interaction_1"].linear.irreps_out)
-                xn1 = _nodes(news[f"{t}_self_interaction_1"].linear.irreps_out)
+                xo1 = nodes(olds[f"{t}_self_interaction_1"].linear.irreps_out)
+                xn1 = nodes(news[f"{t}_self_interaction_1"].linear.irreps_out)
                 pairs = {f"{t}_self_connection_intro": ((xn, pre_n), (xo, pre_o)),
                          f"{t}_self_interaction_1": ((xn, xn1), (xo, xo1)),
-                         f"{t}_self_interaction_2": ((_messages(conv_n.convolution), pre_n),
-                                                     (_messages(conv_o.convolution), pre_o))}
+                         f"{t}_self_interaction_2": ((messages(conv_n.convolution), pre_n),
+                                                     (messages(conv_o.convolution), pre_o))}
                 for name, (names_new, names_old) in pairs.items():
                     copy_linear(news[name].linear, olds[name].linear, names_new, names_old)
                     done.add(f"{name}.linear.weight")
@@ -455,7 +434,7 @@ class SevenNetAdapter(ForcesOfPredict, Adapter):
         ``SevenNetCalculator`` and ``SevenNetCheckpoint`` load; written atomically."""
         import sevenn
 
-        from ..fileio import save_torch
+        from ...fileio import save_torch
 
         # the weights are in this sevenn's layout: a checkpoint marked with an older version would get the
         # old-to-new patch of its state dict on loading (reordered convolution weights)

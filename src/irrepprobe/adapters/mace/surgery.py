@@ -16,8 +16,8 @@ from __future__ import annotations
 import torch
 from e3nn import o3
 
-from ..errors import IrrepprobeError
-from ..models.orders import _nodes, copy_linear, copy_rest, copy_tp, copy_tp_columns, irreps_without, regroup, tp_names
+from ...errors import IrrepprobeError
+from ...irreps.surgery import nodes, copy_linear, copy_rest, copy_tp, copy_tp_columns, irreps_without, regroup, tp_names
 
 FIT_SAMPLES = 64  # random inputs per fitted contraction; the basis has at most a few dozen elements
 
@@ -85,10 +85,10 @@ def _copy(new_module, old_module, drop) -> None:
                 _copy_symmetric(m, o, drop)
             elif isinstance(m, o3.Linear):
                 if conv_new is not None and name.endswith(".linear"):  # the convolution's message
-                    names = ((regroup(conv_new, m.irreps_in), _nodes(m.irreps_out)),
-                             (regroup(conv_old, o.irreps_in), _nodes(o.irreps_out)))
+                    names = ((regroup(conv_new, m.irreps_in), nodes(m.irreps_out)),
+                             (regroup(conv_old, o.irreps_in), nodes(o.irreps_out)))
                 else:
-                    names = ((_nodes(m.irreps_in), _nodes(m.irreps_out)), (_nodes(o.irreps_in), _nodes(o.irreps_out)))
+                    names = ((nodes(m.irreps_in), nodes(m.irreps_out)), (nodes(o.irreps_in), nodes(o.irreps_out)))
                 copy_linear(m, o, *names)
             elif isinstance(m, o3.TensorProduct) and m.internal_weights:
                 copy_tp(m, o, tp_names(m), tp_names(o))
@@ -119,7 +119,7 @@ def without_orders(module, drop: list[int], dtype: torch.dtype):
     config["max_ell"] = min(int(config["max_ell"]), min(drop) - 1)
     if config.get("edge_irreps") is not None:
         config["edge_irreps"] = irreps_without(config["edge_irreps"], drop)
-    from .mace import build
+    from .adapter import build
 
     new = build(type(module), config, dtype)
     _copy(new, module, set(drop))

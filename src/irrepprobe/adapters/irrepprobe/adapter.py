@@ -6,12 +6,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..data.qm9 import ATOMIC_NUMBERS, ELEMENTS
-from ..data.structures import sha256
-from ..data.targets import get_target, to_irreps_basis
-from ..errors import IrrepprobeError
-from .base import Adapter, Batch, Loaded, Point, Quantity, parameters
-from .files import check_file, kind_of
+from ...data.qm9 import ATOMIC_NUMBERS, ELEMENTS
+from ...data.structures import sha256
+from ...data.targets import get_target, to_irreps_basis
+from ...errors import IrrepprobeError
+from ..base import Adapter, Batch, Loaded, Point, Quantity, parameters
+from ...fileio import check_file, kind_of
 
 
 class IrrepprobeAdapter(Adapter):
@@ -22,7 +22,7 @@ class IrrepprobeAdapter(Adapter):
         if not path.is_file() or kind_of(path) != "torch-zip":
             return False
         try:  # weights-only: safe on any file, and only our format passes
-            from ..train.checkpoint import load_checkpoint
+            from ...train.checkpoint import load_checkpoint
 
             load_checkpoint(path)
             return True
@@ -30,7 +30,7 @@ class IrrepprobeAdapter(Adapter):
             return False
 
     def load(self, source, trust=False, device="cpu") -> Loaded:
-        from ..train.checkpoint import load_checkpoint, model_from_checkpoint
+        from ...train.checkpoint import load_checkpoint, model_from_checkpoint
 
         path = check_file(source)
         ckpt = load_checkpoint(path)
@@ -84,13 +84,13 @@ class IrrepprobeAdapter(Adapter):
         """The model before training: same config; ``seed`` None keeps the run's own seed (the very
         weights training started from). Output scale and per-element offsets stay, so outputs keep
         target units."""
-        from ..train.checkpoint import model_from_checkpoint, untrained_like
+        from ...train.checkpoint import model_from_checkpoint, untrained_like
 
         ckpt = untrained_like(model.info["checkpoint"], seed=seed)
         return self._loaded(model_from_checkpoint(ckpt).to(model.device), ckpt, model.source, model.sha256)
 
     def without_orders(self, model: Loaded, drop: list[int]) -> Loaded | None:
-        from ..models.orders import config_without, without_orders
+        from .surgery import config_without, without_orders
 
         try:
             config_without(model.module.config, drop)

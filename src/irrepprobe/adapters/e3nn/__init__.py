@@ -1,0 +1,1 @@
+"""The e3nn family: see adapter.py."""

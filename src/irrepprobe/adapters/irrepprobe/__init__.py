@@ -1,0 +1,1 @@
+"""The irrepprobe family: see adapter.py."""

@@ -1,0 +1,1 @@
+"""The mace family: see adapter.py."""

@@ -1,0 +1,1 @@
+"""The nequip family: see adapter.py."""

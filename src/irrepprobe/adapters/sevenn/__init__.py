@@ -1,0 +1,1 @@
+"""The sevenn family: see adapter.py."""
