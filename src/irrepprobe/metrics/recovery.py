@@ -35,7 +35,8 @@ from ..errors import IrrepprobeError
 from ..fileio import save_npz
 from ..progress import progress
 from .interventions import paired_bootstrap
-from .utilisation import THRESHOLD, ForceScorer, Scorer, composition_fit
+from .utilisation import ForceScorer, Scorer, composition_fit
+from .verdicts import THRESHOLD, leg_outcomes
 
 LEGS = ("dependence", "recovery", "necessity")
 STEPS, LR, BATCH = 200, 1e-3, 16
@@ -210,18 +211,6 @@ def leg_rows(legs: _Legs, before: dict, after: dict, order: int, leg: str, n_boo
     return rows
 
 
-def leg_outcomes(table: pd.DataFrame, threshold: float = THRESHOLD) -> pd.Series:
-    """Per row, the outcome of its (order, leg) over every quantity and both scores (raw and scale-free):
-    ``needed`` (some interval lies wholly above ``threshold``), ``dispensable`` (every interval lies below
-    it), ``undecided`` (otherwise), ``no denominator`` (no interval)."""
-    low = table[["raw_low", "scale_free_low"]].max(axis=1)
-    high = table[["raw_high", "scale_free_high"]].max(axis=1)
-    g = table.assign(_low=low, _high=high).groupby(["order", "leg"])
-    low, high = g["_low"].transform("max"), g["_high"].transform("max")
-    return pd.Series(np.select([low >= threshold, high < threshold, high.isna()],
-                               ["needed", "dispensable", "no denominator"], "undecided"), index=table.index)
-
-
 def recovery(model: Loaded, structures, orders=None, label: str | None = None, forces: bool = True,
              steps: int = STEPS, lr: float = LR, batch_size: int = BATCH, held_out: float = 0.5,
              threshold: float = THRESHOLD, seed: int = 0, n_boot: int = 1000, out=None, log=print) -> pd.DataFrame:
@@ -296,12 +285,6 @@ def recovery(model: Loaded, structures, orders=None, label: str | None = None, f
     for k, v in settings.items():
         table[k] = v
     return table
-
-
-def dispensable(table: pd.DataFrame) -> list[int]:
-    """Orders whose recovery leg is ``dispensable``."""
-    rec = table[(table["leg"] == "recovery") & (table["outcome"] == "dispensable")]
-    return sorted({int(l) for l in rec["l"]})
 
 
 def recovery_of(cap, model=None, molecules: int | None = 1000, steps: int = STEPS, lr: float = LR,

@@ -28,13 +28,8 @@ from ..progress import progress
 from ..errors import IrrepprobeError
 from .denominators import apply_checks, denominator_checks
 from .features import hidden_points
+from .verdicts import THRESHOLD, outcomes, verdicts
 from .interventions import Activations, Intervention, leading, paired_bootstrap
-
-# A block is "unused" when ablating it moves the score by less than 5 %. Ablation moves the error
-# of a block the model relies on by tens to thousands of per cent; 5 % sits well below that and near
-# the run-to-run spread of test error between seeds, so "unused" means "indistinguishable from noise".
-THRESHOLD = 0.05
-
 
 def _grad_context(model: Loaded):
     return torch.enable_grad() if model.adapter.needs_grad else torch.no_grad()
@@ -388,25 +383,6 @@ def composition_fit(A_fit: np.ndarray, y_fit: np.ndarray, A_at: np.ndarray, irre
     return fit
 
 
-def verdicts(table: pd.DataFrame, threshold: float = THRESHOLD) -> pd.Series:
-    """Per row: is its (point, block) used? Unreachable blocks never are; a reachable block is unused
-    when the upper end of its scale-free interval (and of its raw one, where measured) is below
-    ``threshold`` under every intervention and for every quantity scored. A block with no interval at all (every denominator degenerate) is not
-    called unused: nothing was measured that could say so."""
-    high = table.assign(_high=_ends(table, "high")).groupby(["point", "block"])["_high"].transform("max")
-    return table["reachable"] & ~(high < threshold)
-
-
-def _ends(table: pd.DataFrame, end: str) -> pd.Series:
-    """Per row, the larger ``low`` or ``high`` end of its scale-free interval and (where the table has it)
-    its raw one: a verdict holds only when both intervals say so. A raw end without a scale-free one (a
-    denominator left out) does not count: nothing that could say 'unused' was measured."""
-    free = table[f"scale_free_{end}"]
-    if f"utilisation_{end}" not in table:
-        return free
-    return pd.concat([free, table[f"utilisation_{end}"].where(free.notna())], axis=1).max(axis=1)
-
-
 QUANTITIES = ("energy", "forces", "both")
 # A block below this share of its point's mean squared norm, whose first-order effect on the output is
 # below DEGENERATE_EFFECT of the error (or spread), is degenerate: a collapsed block (norms of 1e-40 with
@@ -438,16 +414,6 @@ def capture_means(cap: Capture, points) -> dict[str, torch.Tensor]:
                                                 dtype=torch.float64)
         out[p.name] = mean
     return out
-
-
-def outcomes(table: pd.DataFrame, threshold: float = THRESHOLD) -> pd.Series:
-    """Per row, its block's dependence outcome: ``needed`` (some intervention's interval, for some
-    quantity, lies wholly above ``threshold``), ``dispensable`` (every interval lies below it),
-    ``undecided`` (otherwise: an interval straddles it), ``no denominator`` (no interval at all)."""
-    g = table.assign(_low=_ends(table, "low"), _high=_ends(table, "high")).groupby(["point", "block"])
-    low, high = g["_low"].transform("max"), g["_high"].transform("max")
-    return pd.Series(np.select([low >= threshold, high < threshold, high.isna()],
-                               ["needed", "dispensable", "no denominator"], "undecided"), index=table.index)
 
 
 def utilisation(cap: Capture, model=None, molecules: int | None = 2000, device: str = "auto",

@@ -17,7 +17,7 @@ from ..fileio import save_csv, save_json
 from .. import metrics as M
 from ..metrics.maps import cross_table, map_scores
 from ..metrics.recovery import LEGS
-from ..prune import orders_to_drop
+from ..metrics.verdicts import orders_to_drop
 from . import figures as F
 from .document import Document
 from .viewer import export as export_viewer
