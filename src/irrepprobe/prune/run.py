@@ -54,7 +54,7 @@ def prune(ckpt, out, drop: list[int] | None = None, seeds: int = 1, threshold: f
         pruned_config(config, drop)  # refuses l = 0 and orders the model lacks before any work is done
     base_row, base_util, base_cap = _measure("full", config.train.seed, ckpt, out / "baseline", molecules)
     if drop is None and recovery_steps:
-        from ..metrics.recovery import dispensable, recovery_of
+        from ..metrics import dispensable, recovery_of
 
         rec = recovery_of(base_cap, molecules=molecules, steps=recovery_steps, threshold=threshold,
                           out=out / "baseline" / "recovery", log=log)
