@@ -197,7 +197,7 @@ def dynamics_figure(table: pd.DataFrame, out: Path, name: str, title: str, ylim=
 def dynamics_table(runs: pd.DataFrame, runs_dir: Path, out: Path) -> pd.DataFrame:
     """Utilisation per block over the kept epochs of each run in ``runs`` (resumable, under
     ``out/dynamics/<config>/``)."""
-    from irrepprobe.report.dynamics import dynamics
+    from irrepprobe.study.dynamics import dynamics
 
     tables = []
     for r in runs.itertuples():

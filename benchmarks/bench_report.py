@@ -30,7 +30,7 @@ def run(case: str, molecules: int, out: Path, first_look, quantity: str):
     from irrepprobe.adapters import load_model
     from irrepprobe.capture import capture, capture_checkpoint, resolve_data
     from irrepprobe.examples import example_checkpoint
-    from irrepprobe.report import make_report
+    from irrepprobe.study import make_report
 
     t0 = time.time()
     if case == "example":
@@ -92,7 +92,7 @@ def main():
 
 def compare_full(cap, res, out: Path, quantity: str):
     """The verdicts of the timed report against every ablation on every structure."""
-    from irrepprobe.report import make_report
+    from irrepprobe.study import make_report
 
     t0 = time.time()
     full = make_report(cap, out=out / "report-full", device="cpu", first_look=None, quantity=quantity, controls=1,

@@ -9,7 +9,7 @@ from irrepprobe.capture import capture
 from irrepprobe.data.structures import qm9_structures
 from irrepprobe.examples import example_checkpoint
 from irrepprobe.metrics import denominator_checks, utilisation
-from irrepprobe.metrics.utilisation import looks_for, sequential_stop
+from irrepprobe.metrics.ablation import looks_for, sequential_stop
 from irrepprobe.prune import orders_to_drop
 
 

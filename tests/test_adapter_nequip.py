@@ -404,7 +404,7 @@ def test_prune_writes_a_checkpoint_nequips_own_tools_run(adapter, mols, tmp_path
     assert table["model"].tolist()[:3] == ["original", "pruned, before fine-tuning", "pruned, fine-tuned"]
     assert table["model"].str.startswith("small, from scratch").any()
     assert "MD speed: not measured (nequip's ASE calculator runs compiled models only" in (out / "report.md").read_text()
-    from irrepprobe.adapters.nequip.adapter import _nequip_state
+    from irrepprobe.adapters.nequip.runtime import _nequip_state
 
     with _nequip_state(), warnings.catch_warnings():  # nequip's loader sets e3nn's global options: restore them
         warnings.simplefilter("ignore")

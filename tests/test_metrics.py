@@ -13,7 +13,8 @@ from irrepprobe.examples import example_checkpoint
 from irrepprobe.metrics import (THRESHOLD, EquivariantProbe, ablation, cka_matrix, cv_r2, grad_x_activation,
                                 linear_cka, norms, participation_ratio, ridge_probe)
 from irrepprobe.metrics.features import beyond_composition
-from irrepprobe.metrics.utilisation import Scorer, predictions
+from irrepprobe.metrics.scores import Scorer
+from irrepprobe.metrics.utilisation import predictions
 from irrepprobe.train import train
 
 rng = np.random.default_rng(0)
@@ -163,15 +164,14 @@ def test_mean_and_zero_ablation_agree_for_l_above_0_and_differ_for_l0(example):
 
 def test_resampled_blocks_come_from_other_structures_rotated(example):
     from irrepprobe.capture import blocks as blocks_of
-    from irrepprobe.metrics.interventions import Intervention, activations
+    from irrepprobe.metrics.interventions import Baselines, activations
 
     model, structures, batches, points = example
     acts = activations(model, batches, points)
     p = points[0]
-    act = Intervention("resample", points, acts, batches, seed=1)
-    act.index = 0
+    act = Baselines("resample", points, acts, batches, seed=1).at(0)
     b1 = next(b for b in blocks_of(p.irreps) if b.name == "1o")
-    donor = act._donor(p, [b1], batches[0].n_atoms)
+    donor = act.donor(p, [b1], batches[0].n_atoms)
     mine = acts[0][p.name][:, b1.index].reshape(-1, b1.mul, 3)
     got = donor[:, b1.index].reshape(-1, b1.mul, 3)
     nxt = acts[1][p.name][:, b1.index].reshape(-1, b1.mul, 3)
@@ -188,7 +188,7 @@ def test_resample_donors_have_the_recipients_element(example):
     """Activations that hold each atom's atomic number in its scalar block: what a resampled atom
     receives names the donor's element, which must be its own."""
     from irrepprobe.capture import blocks as blocks_of
-    from irrepprobe.metrics.interventions import Intervention
+    from irrepprobe.metrics.interventions import Baselines
 
     model, structures, batches, points = example
     p = points[0]
@@ -201,19 +201,17 @@ def test_resample_donors_have_the_recipients_element(example):
         x[:, b0.index] = z[ends[k]:ends[k + 1], None].float()
         acts.append({p.name: x})
     for numbers, same in ((z, True), (None, False)):
-        act = Intervention("resample", points, acts, batches, seed=0, numbers=numbers)
+        act = Baselines("resample", points, acts, batches, seed=0, numbers=numbers)
         for k in range(len(batches)):
-            act.index = k
-            got = act._donor(p, [b0], batches[k].n_atoms)[:, b0.index[0]]
+            got = act.at(k).donor(p, [b0], batches[k].n_atoms)[:, b0.index[0]]
             mine = z[ends[k]:ends[k + 1]].float()
             assert torch.equal(got, mine) == same  # without the numbers, atom k takes atom k mod n
     # and still from another structure: the donor structure's atoms, not the recipient's own
-    act = Intervention("resample", points, acts, batches, seed=0, numbers=z)
-    act.index = 0
+    act = Baselines("resample", points, acts, batches, seed=0, numbers=z)
     acts_rows = [{p.name: torch.zeros(b.n_atoms, p.irreps.dim)} for b in batches]
     acts_rows[1][p.name][:, b0.index[0]] = torch.arange(batches[1].n_atoms, dtype=torch.float32)
     act.acts = acts_rows
-    rows = act._donor(p, [b0], batches[0].n_atoms)[:, b0.index[0]].long()
+    rows = act.at(0).donor(p, [b0], batches[0].n_atoms)[:, b0.index[0]].long()
     meant = (batches[0].atom_batch + 1) % batches[1].n_structures  # the designated donor structure
     z0, z1 = z[: ends[1]], z[ends[1]: ends[2]]
     there = torch.tensor([bool(((batches[1].atom_batch == s) & (z1 == e)).any()) for s, e in zip(meant, z0)])

@@ -14,7 +14,7 @@ from irrepprobe.adapters import load_model  # noqa: E402
 from irrepprobe.capture import capture  # noqa: E402
 from irrepprobe.data.structures import read_structures  # noqa: E402
 from irrepprobe.metrics import denominator_checks, utilisation  # noqa: E402
-from irrepprobe.report import make_report  # noqa: E402
+from irrepprobe.study import make_report  # noqa: E402
 
 
 def cells(kinds, n, seed=0, label=False):

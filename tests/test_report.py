@@ -6,7 +6,7 @@ from matplotlib import image
 from irrepprobe.capture import capture_checkpoint, load_capture
 from irrepprobe.cli import main
 from irrepprobe.examples import example_checkpoint
-from irrepprobe.report import make_report
+from irrepprobe.study import make_report
 
 
 @pytest.fixture(scope="module")

@@ -34,7 +34,7 @@ def test_report_sets_the_spread_across_seeds_beside_the_within_model_intervals(t
     """The shipped example captured twice: two "seeds" that are one model, so the spread is exactly zero."""
     from irrepprobe.capture import capture_checkpoint
     from irrepprobe.examples import example_checkpoint
-    from irrepprobe.report import make_report
+    from irrepprobe.study import make_report
 
     caps = [capture_checkpoint(example_checkpoint(), subset=40, out=tmp_path / f"cap{k}", device="cpu") for k in (0, 1)]
     rep = make_report(caps[0], out=tmp_path / "r", device="cpu", controls=1, map_method="pca",

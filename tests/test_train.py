@@ -161,7 +161,7 @@ def test_ddp_two_cpu_processes(tmp_path):
 def test_kept_checkpoints_feed_dynamics_and_epoch_zero_is_the_untrained_control(smoke_run, tmp_path, capsys):
     import numpy as np
 
-    from irrepprobe.report.dynamics import dynamics
+    from irrepprobe.study.dynamics import dynamics
 
     out, _ = smoke_run
     assert sorted(p.name for p in (out / "epochs").iterdir()) == ["epoch0000.pt", "epoch0002.pt", "epoch0004.pt"]

@@ -77,7 +77,7 @@ def probe_summary(runs: pd.DataFrame) -> pd.DataFrame:
     (made once, kept under reports/lee/models/); per order, how the l > 0 blocks' probes compare."""
     from irrepprobe.capture import load_capture
     from irrepprobe.metrics import hidden_points
-    from irrepprobe.report import make_report
+    from irrepprobe.study import make_report
 
     rows = []
     for r in runs[runs["seed"] == 0].itertuples():

@@ -41,7 +41,7 @@ def family(name: str) -> None:
     from irrepprobe.adapters.base import parameters
     from irrepprobe.data.structures import read_structures
     from irrepprobe.fileio import save_csv, save_text
-    from irrepprobe.metrics.recovery import _predict
+    from irrepprobe.metrics.finetune import outputs
     from irrepprobe.prune.family import _speed
 
     original, pruned, scratch, own, recipe, small_recipe = FILES[name]
@@ -59,7 +59,7 @@ def family(name: str) -> None:
     truth = np.asarray(test.labels["u0_atom"], dtype=np.float64).reshape(len(test), -1)
     n_atoms = test.n_atoms.numpy().astype(np.float64)[:, None]
     batches = {k: list(adapter.batches(m, test, 32)) for k, m in models.items()}
-    preds = {k: _predict(m, batches[k], False)["energy"] for k, m in models.items()}
+    preds = {k: outputs(m, batches[k], False)["energy"] for k, m in models.items()}
     first = next(iter(models))
     speed = _speed(models, batches[first], forces=True)
     rows = []

@@ -21,7 +21,7 @@ def main(run: Path) -> None:
     from irrepprobe.adapters import get_adapter
     from irrepprobe.data.structures import read_structures
     from irrepprobe.fileio import save_csv, save_text
-    from irrepprobe.metrics.recovery import _predict
+    from irrepprobe.metrics.finetune import outputs
     from irrepprobe.prune.family import _errors
 
     pruned = run / "pruned"
@@ -35,7 +35,7 @@ def main(run: Path) -> None:
         warnings.simplefilter("ignore")
         teacher, zero = adapter.load("7net-l3i5", trust=True), adapter.load("7net-0", trust=True)
     batches = list(adapter.batches(teacher, held, 16))
-    ref, other = _predict(teacher, batches, True), _predict(zero, batches, True)
+    ref, other = outputs(teacher, batches, True), outputs(zero, batches, True)
     e, f = _errors(other, ref, held.n_atoms.numpy().astype(float), True)
     row = {"model": "SevenNet-0 (the authors' model of this architecture, trained from scratch on MPtrj)",
            "parameters": sum(p.numel() for p in zero.module.parameters()),

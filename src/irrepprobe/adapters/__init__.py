@@ -5,7 +5,7 @@ from __future__ import annotations
 import importlib
 
 from ..errors import IrrepprobeError
-from .base import Adapter, Batch, Loaded, Point, Quantity
+from .base import Adapter, Batch, Loaded, Point, Quantity, passes, predict_all
 
 # name -> "module:class"; auto-detection asks them in this order
 FAMILIES = {
@@ -46,4 +46,5 @@ def load_model(source, fmt: str = "auto", trust: bool = False, device="cpu", hea
     return adapter.choose(adapter.load(str(source), trust=trust, device=device), head)
 
 
-__all__ = ["Adapter", "Batch", "FAMILIES", "Loaded", "Point", "Quantity", "detect", "get_adapter", "load_model"]
+__all__ = ["Adapter", "Batch", "FAMILIES", "Loaded", "Point", "Quantity", "detect", "get_adapter", "load_model", "passes",
+           "predict_all"]

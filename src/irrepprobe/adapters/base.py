@@ -13,10 +13,11 @@ from pathlib import Path
 from typing import Any, Callable, Iterator
 
 import torch
-from e3nn import o3
 
 from ..errors import IrrepprobeError
+from ..intervene import hooked
 from ..intervene.points import KINDS, Point  # noqa: F401  (the protocol names them)
+from ..runtime import grad_context
 
 @dataclass
 class Batch:
@@ -174,20 +175,54 @@ class Adapter:
 
 class ForcesOfPredict:
     """For families whose forward computes forces with the energy: ``predict(..., forces=True)`` keeps
-    them with :meth:`keep_forces`, and :meth:`forces` returns them (predicting with forces first if
-    ``batch`` was not the last)."""
+    them with :meth:`keep_forces`, and :meth:`forces` returns them (predicting with forces first unless
+    the last pass was of this model, head and batch: every model derived from a loaded one, masked or
+    pruned, shares its adapter, and must not be handed another's forces)."""
 
     has_forces = True
-    _last: tuple[Batch, torch.Tensor | None] | None = None
+    _last: tuple[tuple, torch.Tensor | None] | None = None
 
-    def keep_forces(self, batch: Batch, forces: torch.Tensor | None) -> None:
+    @staticmethod
+    def _key(model: Loaded, batch: Batch) -> tuple:
+        return model.module, model.info.get("head"), batch
+
+    def keep_forces(self, model: Loaded, batch: Batch, forces: torch.Tensor | None) -> None:
         """Kept detached, unless ``keep_graph`` (fine-tuning on forces needs their graph)."""
-        self._last = (batch, None if forces is None else forces if self.keep_graph else forces.detach())
+        self._last = (self._key(model, batch), None if forces is None else forces if self.keep_graph else forces.detach())
 
     def forces(self, model: Loaded, batch: Batch) -> torch.Tensor | None:
-        if self._last is None or self._last[0] is not batch or self._last[1] is None:
+        last = self._last
+        stale = last is None or last[1] is None or last[0][0] is not model.module or last[0][2] is not batch
+        if stale or last[0][1] != model.info.get("head"):
             self.predict(model, batch, forces=True)
         return self._last[1]
+
+
+def passes(model: Loaded, batches, forces: bool = False, hooks=(),
+           before: Callable[[Batch], None] | None = None) -> Iterator[tuple[Batch, torch.Tensor, torch.Tensor | None]]:
+    """The one predict-over-batches loop: per batch, ``(batch, [n, k] prediction, [atoms, 3] forces or
+    None)``, with ``hooks`` in place (:func:`~irrepprobe.intervene.hooked`) and gradients on where the
+    family needs them or forces are asked. ``before(batch)`` runs before each pass (a recorder's
+    ``begin``). Outputs are as the adapter returns them: detach what you keep."""
+    with hooked(model.module, hooks):
+        for batch in batches:
+            if before is not None:
+                before(batch)
+            with grad_context(model.adapter.needs_grad or forces):  # not across the yield: the caller's own
+                out = model.adapter.predict(model, batch, forces=forces)
+                f = model.adapter.forces(model, batch) if forces else None
+            yield batch, out, f
+
+
+def predict_all(model: Loaded, batches, forces: bool = False, hooks=()) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """[structures, k] predictions over ``batches`` (float64, on the CPU) and, with ``forces``, the [atoms, 3]
+    forces, by :func:`passes`."""
+    e, f = [], []
+    for _, out, fb in passes(model, batches, forces, hooks):
+        e.append(out.detach().double().cpu())
+        if forces:
+            f.append(fb.detach().double().cpu())
+    return torch.cat(e), (torch.cat(f) if forces else None)
 
 
 def parameters(module: torch.nn.Module) -> int:

@@ -2,8 +2,9 @@
 from .equivariance import check_equivariance, equivariance_line
 from ..intervene import hooked, keeping, replacing
 from ..irreps import Block, blocks, from_mul_ir, split, to_mul_ir
-from .hooks import Recorder, find_points, refuse_compiled, select
-from .run import (capture, capture_checkpoint, capture_untrained, choose_points, model_of, resolve_data, run_capture,
+from .hooks import Recorder
+from .points import choose_points, find_points, refuse_compiled, select
+from .run import (capture, capture_checkpoint, capture_untrained, model_of, resolve_data, run_capture,
                   structures_of)
 from .store import Capture, load_capture, summary_table
 

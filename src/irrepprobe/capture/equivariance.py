@@ -29,11 +29,12 @@ import pandas as pd
 import torch
 from e3nn import o3
 
-from ..adapters.base import Loaded
+from ..adapters.base import Loaded, passes
 from ..data.structures import Structures, atoms_of
 from ..errors import IrrepprobeError
-from ..intervene import Point, as_points, hooked, keeping
+from ..intervene import Point, as_points, keeping
 from ..irreps import blocks, random_rotations, to_mul_ir  # noqa: F401  (random_rotations: re-exported)
+from .points import choose_points
 
 # Largest relative change that passes. A float32 model's changes are ~1e-7..3e-5 (rounding through its
 # layers; the measured values are in check_equivariance's docstring); a model that is not equivariant
@@ -80,47 +81,44 @@ def _run(model: Loaded, structures: Structures, points: list[Point], batch_size:
     nodes, edges, skipped = {}, {}, {}
     outputs, forces = None, None
     store = _Snapshot()
-    grad = torch.enable_grad() if adapter.needs_grad else torch.no_grad()
-    with hooked(model.module, keeping(points, store)), grad:
-        for batch in adapter.batches(model, structures, batch_size):
-            store.clear()
-            out = adapter.predict(model, batch, forces=adapter.has_forces).detach().double().cpu()
-            kept = dict(store)
-            f = adapter.forces(model, batch)
-            rows = batch.rows.cpu()
-            atoms = atoms_of(structures.ptr, rows)
-            if outputs is None:
-                outputs = torch.zeros(n, out.shape[1], dtype=torch.float64)
-            outputs[rows] = out.reshape(len(rows), -1)
-            if f is not None:
-                if forces is None:
-                    forces = torch.zeros(n_atoms, 3, dtype=torch.float64)
-                forces[atoms] = f.detach().double().cpu().reshape(-1, 3)
-            for p in points:
-                if p.name in skipped:
-                    continue
-                x = kept.get(p.name)
-                index = batch.atom_batch if p.kind == "node" else batch.edge_batch
-                if x is None:
-                    skipped[p.name] = "the module did not run"
-                    continue
-                if index is None:
-                    skipped[p.name] = f"an {p.kind} point, but the adapter gives no {p.kind} index"
-                    continue
-                if x.shape[0] != index.numel():
-                    skipped[p.name] = f"{x.shape[0]} rows for {index.numel()} {p.kind}s"
-                    continue
-                x = to_mul_ir(x, p.irreps, p.layout).double().cpu()
-                if p.kind == "node":
-                    if p.name not in nodes:
-                        nodes[p.name] = torch.zeros(n_atoms, p.irreps.dim, dtype=torch.float64)
-                    nodes[p.name][atoms] = x
-                    continue
-                where = rows[index.cpu()]
-                for b in parts[p.name]:
-                    norm = x[:, b.index].reshape(-1, b.mul, b.dim).norm(dim=-1)
-                    acc = edges.setdefault((p.name, b.name), torch.zeros(n, b.mul, dtype=torch.float64))
-                    acc.index_add_(0, where, norm)
+    for batch, out, f in passes(model, adapter.batches(model, structures, batch_size), adapter.has_forces,
+                                keeping(points, store), before=lambda b: store.clear()):
+        out = out.detach().double().cpu()
+        kept = dict(store)
+        rows = batch.rows.cpu()
+        atoms = atoms_of(structures.ptr, rows)
+        if outputs is None:
+            outputs = torch.zeros(n, out.shape[1], dtype=torch.float64)
+        outputs[rows] = out.reshape(len(rows), -1)
+        if f is not None:
+            if forces is None:
+                forces = torch.zeros(n_atoms, 3, dtype=torch.float64)
+            forces[atoms] = f.detach().double().cpu().reshape(-1, 3)
+        for p in points:
+            if p.name in skipped:
+                continue
+            x = kept.get(p.name)
+            index = batch.atom_batch if p.kind == "node" else batch.edge_batch
+            if x is None:
+                skipped[p.name] = "the module did not run"
+                continue
+            if index is None:
+                skipped[p.name] = f"an {p.kind} point, but the adapter gives no {p.kind} index"
+                continue
+            if x.shape[0] != index.numel():
+                skipped[p.name] = f"{x.shape[0]} rows for {index.numel()} {p.kind}s"
+                continue
+            x = to_mul_ir(x, p.irreps, p.layout).double().cpu()
+            if p.kind == "node":
+                if p.name not in nodes:
+                    nodes[p.name] = torch.zeros(n_atoms, p.irreps.dim, dtype=torch.float64)
+                nodes[p.name][atoms] = x
+                continue
+            where = rows[index.cpu()]
+            for b in parts[p.name]:
+                norm = x[:, b.index].reshape(-1, b.mul, b.dim).norm(dim=-1)
+                acc = edges.setdefault((p.name, b.name), torch.zeros(n, b.mul, dtype=torch.float64))
+                acc.index_add_(0, where, norm)
     if outputs is None:
         raise IrrepprobeError("the adapter gave no batch for the equivariance check")
     return nodes, edges, outputs, forces, skipped
@@ -172,7 +170,6 @@ def check_equivariance(model: Loaded, structures: Structures, points=None, n: in
         raise IrrepprobeError(f"the equivariance check needs at least one structure, got n={n}")
     if len(structures) == 0:
         raise IrrepprobeError("no structures for the equivariance check")
-    from .run import choose_points
 
     if points is None or (points and all(isinstance(p, str) for p in points)):
         points = choose_points(model, list(points) if points else None)

@@ -8,12 +8,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..adapters import Loaded, load_model
+from ..adapters import Loaded, load_model, passes
 from ..data.structures import Structures, qm9_structures, read_structures, sha256
 from ..errors import IrrepprobeError
 from ..progress import progress
 from ..runtime import resolve_device, versions
-from .hooks import Recorder, refuse_compiled, select
+from .hooks import Recorder
+from .points import choose_points  # noqa: F401  (re-exported)
 from .store import Capture, load_capture, summary_table, write_capture
 
 QM9_SPLITS = ("train", "val", "test")
@@ -77,27 +78,18 @@ def model_of(cap: Capture, model=None, trust: bool | None = None, device="cpu") 
     return load_model(source, cap.meta["adapter"], trust=trust, device=device, head=cap.meta.get("head"))
 
 
-def choose_points(model: Loaded, patterns: list[str] | None):
-    refuse_compiled(model.module)
-    points = model.adapter.points(model)
-    names = select([p.name for p in points], patterns) if patterns else model.adapter.default_points(model)
-    by_name = {p.name: p for p in points}
-    return [by_name[n] for n in names]
-
-
 def run_capture(model: Loaded, structures: Structures, points, batch_size: int = 64, nodes_dir=None,
                 batches=None):
     """Run ``model`` over ``structures`` under a :class:`Recorder` on ``points``. Gradients stay on for
     families whose forward needs them (forces by autograd); every reduction is detached, so memory
     stays bounded. Returns the recorder and the predictions [structures, k]."""
     adapter, outputs = model.adapter, []
-    grad = torch.enable_grad() if adapter.needs_grad else torch.no_grad()
-    with Recorder(model.module, points, nodes_dir, n_molecules=len(structures)) as rec, grad:
+    with Recorder(model.module, points, nodes_dir, n_molecules=len(structures)) as rec:
         bar = progress(total=len(structures), desc="capture", unit="structure")
-        for batch in batches if batches is not None else adapter.batches(model, structures, batch_size):
+        batches = batches if batches is not None else adapter.batches(model, structures, batch_size)
+        for batch, out, _ in passes(model, batches, before=rec.begin):
             bar.update(batch.n_structures)
-            rec.begin(batch)
-            outputs.append(adapter.predict(model, batch).detach().double().cpu())
+            outputs.append(out.detach().double().cpu())
     bar.close()
     return rec, torch.cat(outputs) if outputs else torch.zeros(0, 1, dtype=torch.float64)
 

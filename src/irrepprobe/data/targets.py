@@ -71,7 +71,7 @@ def get_target(name: str) -> Target:
     return TARGETS[name]
 
 
-def _vector_basis() -> torch.Tensor:
+def vector_basis() -> torch.Tensor:
     """[3, 3] matrix taking a Cartesian vector (x, y, z) to e3nn's 1o basis."""
     return o3.spherical_harmonics(1, torch.eye(3), normalize=True, normalization="norm").double()
 
@@ -88,7 +88,7 @@ def target_values(qm9: QM9, name: str) -> torch.Tensor:
         mol = qm9.molecule_of_atom()
         d = torch.zeros(len(qm9), 3, dtype=torch.float64)
         d.index_add_(0, mol, (qm9.charges[:, None] * qm9.pos).double())
-        return d @ _vector_basis() * E_ANGSTROM_DEBYE
+        return d @ vector_basis() * E_ANGSTROM_DEBYE
     if name == "polarizability":
         return torch.einsum("kij,nij->nk", _matrix_basis(), qm9.polarizability)
     if name.endswith("_atom"):
@@ -109,7 +109,7 @@ def to_irreps_basis(name: str, values) -> np.ndarray:
     if v.dim() == 1:
         return v[:, None].numpy()
     if v.shape[1:] == (3,):
-        return (v @ _vector_basis()).numpy()
+        return (v @ vector_basis()).numpy()
     if v.shape[1:] == (3, 3):
         return torch.einsum("kij,nij->nk", _matrix_basis(), v).numpy()
     raise IrrepprobeError(f"label {name!r} has shape {tuple(v.shape[1:])} per structure; expected a scalar, "
@@ -119,7 +119,7 @@ def to_irreps_basis(name: str, values) -> np.ndarray:
 def to_cartesian(name: str, values: torch.Tensor) -> torch.Tensor:
     """Undo the irreps basis: [n, 3] vectors for dipole_vec, [n, 3, 3] tensors for polarizability."""
     if name == "dipole_vec":
-        return values @ _vector_basis().to(values).T
+        return values @ vector_basis().to(values).T
     if name == "polarizability":
         return torch.einsum("kij,nk->nij", _matrix_basis().to(values), values)
     return values

@@ -10,11 +10,15 @@ from .similarity import cka_matrix, debiased_cka, linear_cka, trained_vs_control
 from .interventions import INTERVENTIONS
 from .denominators import apply_checks, denominator_checks
 from .seeds import across_seeds, t_interval
-from .recovery import LEGS, finetune, masked, necessity, recovery, recovery_of
-from .utilisation import QUANTITIES, ablation, grad_x_activation, reachable, utilisation
+from .finetune import finetune
+from .masking import mask_edits, mask_hooks, masked
+from .recovery import LEGS, necessity, recovery, recovery_of
+from .ablation import ablation
+from .attribution import grad_x_activation, reachable
+from .utilisation import QUANTITIES, utilisation
 from .verdicts import THRESHOLD, dispensable, leg_outcomes, orders_to_drop, outcomes, verdicts
 
-__all__ = ["across_seeds", "t_interval", "LEGS", "dispensable", "necessity", "recovery_of", "finetune", "leg_outcomes", "masked", "recovery", "INTERVENTIONS", "QUANTITIES", "apply_checks", "denominator_checks", "outcomes", "THRESHOLD", "EquivariantProbe", "ablation", "cka_matrix", "debiased_cka", "knn_summary", "trained_vs_control", "cv_r2", "equivariant_probe_scores",
+__all__ = ["across_seeds", "t_interval", "LEGS", "dispensable", "necessity", "recovery_of", "finetune", "leg_outcomes", "mask_edits", "mask_hooks", "masked", "recovery", "INTERVENTIONS", "QUANTITIES", "apply_checks", "denominator_checks", "outcomes", "THRESHOLD", "EquivariantProbe", "ablation", "cka_matrix", "debiased_cka", "knn_summary", "trained_vs_control", "cv_r2", "equivariant_probe_scores",
            "equivariant_targets", "grad_x_activation", "hidden_points", "composition", "invariant_targets", "own_quantity", "invariants",
            "knn_scores", "latent_map", "linear_cka", "mae_interval", "norms", "paired_difference", "participation_ratio", "point_invariants",
            "probe_scores", "ridge_probe", "scalar_labels", "spearman_ci", "subsample", "target_table", "reachable", "utilisation", "verdicts",

@@ -19,7 +19,7 @@ import torch
 from e3nn import o3
 
 from ..adapters import Loaded
-from ..capture import blocks, hooked, keeping, replacing, to_mul_ir
+from ..capture import blocks, hooked, keeping, to_mul_ir
 from ..irreps import random_rotations
 from ..errors import IrrepprobeError
 
@@ -86,9 +86,10 @@ def channel_means(acts, points) -> dict[str, torch.Tensor]:
     return means
 
 
-class Intervention:
-    """Builds the hooks that replace the named blocks of each point under one intervention, batch by
-    batch (``resample`` draws its donors from the next batch)."""
+class Baselines:
+    """Where ``mean`` and ``resample`` edits take their values from, batch by batch (``resample`` draws its
+    donors from the next batch): :meth:`at` gives batch ``k``'s baseline for
+    :func:`~irrepprobe.intervene.edit_hooks`."""
 
     def __init__(self, kind: str, points, acts, batches, seed: int = 0, means: dict | None = None,
                  first: int | None = None, numbers: torch.Tensor | None = None):
@@ -110,41 +111,15 @@ class Intervention:
             missing = [p for p in points if p.name not in self.means]
             if missing:
                 self.means.update(channel_means([acts[j] for j in range(len(leading(batches, first)))], missing))
-        self.index = 0  # the batch being run
 
-    def hooks(self, replace: dict[str, list[str]]):
-        """Hooks (through :func:`~irrepprobe.capture.replacing`) that replace the blocks ``replace``
-        names at each point."""
-        fns = {}
-        for name, names in replace.items():
-            p = self.points[name]
-            parts = {b.name: b for b in blocks(p.irreps)}
-            unknown = [n for n in names if n not in parts]
-            if unknown:
-                raise IrrepprobeError(f"{name} has no block {unknown[0]!r}; its blocks: {', '.join(parts)}")
-            chosen = [parts[n] for n in names]
-            fns[name] = self._replacement(p, chosen, torch.cat([b.index for b in chosen]))
-        return replacing(list(self.points.values()), fns)
+    def at(self, k: int) -> "_AtBatch":
+        """The baseline while batch ``k`` runs."""
+        return _AtBatch(self, k)
 
-    def _replacement(self, p, chosen, cols):
-        """[rows, dim] in ``mul_ir`` -> the same with the ``cols`` of ``chosen`` blocks replaced."""
-        def fn(x):
-            new = x.clone()
-            c = cols.to(x.device)
-            if self.kind == "zero":
-                new[:, c] = 0
-            elif self.kind == "mean":
-                new[:, c] = self.means[p.name].to(x)[c]
-            else:
-                new[:, c] = self._donor(p, chosen, x.shape[0]).to(x)[:, c]
-            return new
-        return fn
-
-    def _donor(self, p, chosen, rows: int) -> torch.Tensor:
+    def donor(self, b: int, p, chosen, rows: int) -> torch.Tensor:
         """Rows of the next batch's structures (structure i takes structure i + 1's; with one batch, its
-        neighbour's), cycled over their atoms (or edges; atoms of the recipient's element when the atomic
+        neighbour's) while batch ``b`` runs, cycled over their atoms (or edges; atoms of the recipient's element when the atomic
         numbers are known), each structure's l > 0 blocks rotated by its own random rotation."""
-        b = self.index
         here, there = self.batches[b], self.batches[(b + 1) % len(self.batches)]
         donor = self.acts[(b + 1) % len(self.batches)][p.name]
         kind = p.kind
@@ -170,6 +145,19 @@ class Intervention:
             v = out[:, blk.index].reshape(rows, blk.mul, blk.dim)
             out[:, blk.index] = torch.einsum("rij,rcj->rci", D[mine], v).reshape(rows, -1)
         return out
+
+
+class _AtBatch:
+    """A :class:`Baselines` bound to one batch: what an edit hook asks of it."""
+
+    def __init__(self, baselines: Baselines, k: int):
+        self.baselines, self.k = baselines, k
+
+    def mean(self, p) -> torch.Tensor:
+        return self.baselines.means[p.name]
+
+    def donor(self, p, chosen, rows: int) -> torch.Tensor:
+        return self.baselines.donor(self.k, p, chosen, rows)
 
 
 def _same_element(take, src, theirs, z_mine, z_theirs) -> torch.Tensor:

@@ -20,9 +20,7 @@ error (raw) and as a share of what it learned beyond composition (scale-free).
 """
 from __future__ import annotations
 
-import copy
 import json
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -30,139 +28,18 @@ import pandas as pd
 import torch
 
 from ..adapters import Loaded
-from ..capture import blocks, replacing
+from ..capture import blocks
 from ..errors import IrrepprobeError
 from ..fileio import save_npz
+from ..intervene import describe
 from ..progress import progress
+from .finetune import BATCH, LR, STEPS, fingerprint, finetune, outputs, references
 from .interventions import paired_bootstrap
-from .utilisation import ForceScorer, Scorer, composition_fit
+from .masking import mask_edits, masked
+from .scores import ForceScorer, Scorer, composition_baseline, composition_fit
 from .verdicts import THRESHOLD, leg_outcomes
 
 LEGS = ("dependence", "recovery", "necessity")
-STEPS, LR, BATCH = 200, 1e-3, 16
-
-
-def fingerprint(model: Loaded, structures) -> dict:
-    """What a kept fine-tuning run was made from (the model file and head, the structures), so that a rerun
-    reuses it only for the same model and data."""
-    import hashlib
-
-    h = hashlib.sha256()
-    for t in (structures.numbers, structures.pos, structures.ptr):
-        h.update(t.detach().cpu().contiguous().numpy().tobytes())
-    m = hashlib.sha256()
-    if model.sha256 is None:  # a model built in memory: its weights
-        for t in model.module.state_dict().values():
-            if torch.is_tensor(t):  # every dtype, as raw bytes
-                m.update(t.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
-    return {"model": model.sha256 or m.hexdigest(), "head": model.info.get("head"), "data": h.hexdigest()}
-
-
-def mask_hooks(model: Loaded, drop) -> list:
-    """Hooks (through :func:`~irrepprobe.capture.replacing`) that zero the orders ``drop`` at every
-    point of :meth:`~irrepprobe.adapters.Adapter.mask_points`."""
-    drop, fns, points = {int(l) for l in drop}, {}, []
-    for p in model.adapter.mask_points(model):
-        cols = [b.index for b in blocks(p.irreps) if b.l in drop]
-        if not cols:
-            continue
-        keep = torch.ones(p.irreps.dim)
-        keep[torch.cat(cols)] = 0
-        fns[p.name] = lambda x, keep=keep: x * keep.to(x)
-        points.append(p)
-    return replacing(points, fns)
-
-
-def masked(model: Loaded, drop) -> Loaded:
-    """A copy of ``model`` with the orders ``drop`` zeroed at every point but the output, spherical
-    harmonics included, by forward hooks that belong to the copy: it trains with the mask on."""
-    module = copy.deepcopy(model.module)
-    new = replace(model, module=module, info={**model.info, "masked": sorted(int(l) for l in drop)})
-    modules = dict(module.named_modules())
-    for name, fn in mask_hooks(new, drop):
-        modules[name].register_forward_hook(fn)
-    return new
-
-
-def _reference(model: Loaded, batches, labels, force_labels, want_forces: bool) -> list[dict]:
-    """Per batch, what fine-tuning fits: the labels where given, else the model's own predictions."""
-    refs, start, astart = [], 0, 0
-    for b in batches:
-        ref = {"n_atoms": torch.bincount(b.atom_batch.cpu(), minlength=b.n_structures).double()[:, None]}
-        if labels is None or (want_forces and force_labels is None):
-            with torch.enable_grad() if want_forces or model.adapter.needs_grad else torch.no_grad():
-                pred = model.adapter.predict(model, b, forces=want_forces).detach().double().cpu()
-            own_f = model.adapter.forces(model, b) if want_forces else None
-        ref["energy"] = (torch.as_tensor(labels[start:start + b.n_structures], dtype=torch.float64)
-                         if labels is not None else pred)
-        if want_forces:
-            ref["forces"] = (torch.as_tensor(force_labels[astart:astart + b.n_atoms], dtype=torch.float64)
-                             if force_labels is not None else own_f.detach().double().cpu())
-        refs.append(ref)
-        start, astart = start + b.n_structures, astart + b.n_atoms
-    return refs
-
-
-def finetune(model: Loaded, batches, refs: list[dict], steps: int = STEPS, lr: float = LR, seed: int = 0,
-             bar=None) -> Loaded:
-    """``model`` (in place) after ``steps`` Adam steps (cosine decay from ``lr``) on ``batches`` (shuffled, epoch after epoch) toward
-    ``refs`` (per batch: ``energy`` [n, k], ``n_atoms`` [n, 1], optional ``forces`` [atoms, 3]). The loss is
-    the mean squared error of the quantity (per atom for extensive ones) over its variance in ``refs``,
-    plus that of the force components over their mean square: both count alike whatever their units."""
-    per_atom, forces = model.quantity.per_atom, "forces" in refs[0]
-    norm = (lambda r: r["n_atoms"]) if per_atom else (lambda r: 1.0)
-    e_all = torch.cat([r["energy"] / norm(r) for r in refs])
-    e_var = float(e_all.var()) if len(e_all) > 1 else 1.0
-    e_var = e_var if e_var > 1e-12 else float(e_all.pow(2).mean()) or 1.0
-    f_ms = float(torch.cat([r["forces"] for r in refs]).pow(2).mean()) if forces else 1.0
-    f_ms = f_ms if f_ms > 1e-12 else 1.0
-    params = [p for p in model.module.parameters() if p.requires_grad]
-    if not params:
-        raise IrrepprobeError("the model has no trainable parameters to fine-tune")
-    opt = torch.optim.Adam(params, lr=lr)
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, steps)  # a fixed budget, ended at a small step
-    gen, order = torch.Generator().manual_seed(seed), []
-    adapter, keep = model.adapter, model.adapter.keep_graph
-    adapter.keep_graph = True  # the energy (and forces) stay in the graph
-    try:
-        for _ in range(steps):
-            if not order:
-                order = torch.randperm(len(batches), generator=gen).tolist()
-            k = order.pop()
-            b, r = batches[k], refs[k]
-            with torch.enable_grad():
-                pred = adapter.predict(model, b, forces=forces)
-                dtype = pred.dtype
-                e = (pred - r["energy"].to(pred.device, dtype)) / (r["n_atoms"].to(pred.device, dtype) if per_atom else 1)
-                loss = e.pow(2).mean() / e_var
-                if forces:
-                    f = adapter.forces(model, b)
-                    loss = loss + (f - r["forces"].to(f.device, f.dtype)).pow(2).mean() / f_ms
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(params, 10.0)
-            opt.step()
-            sched.step()
-            if bar is not None:
-                bar.update(1)
-    finally:
-        adapter.keep_graph = keep
-    return model
-
-
-def _predict(model: Loaded, batches, forces: bool) -> dict[str, np.ndarray]:
-    """The quantity [n, k] (and forces [atoms, 3]) over ``batches``."""
-    e, f = [], []
-    grad = torch.enable_grad() if forces or model.adapter.needs_grad else torch.no_grad()
-    for b in batches:
-        with grad:
-            e.append(model.adapter.predict(model, b, forces=forces).detach().double().cpu())
-        if forces:
-            f.append(model.adapter.forces(model, b).detach().double().cpu())
-    out = {"energy": torch.cat(e).numpy()}
-    if forces:
-        out["forces"] = torch.cat(f).numpy()
-    return out
 
 
 class _Legs:
@@ -243,9 +120,9 @@ def recovery(model: Loaded, structures, orders=None, label: str | None = None, f
     has_f = structures.atom_labels.get("forces") is not None and structures.atom_labels["forces"].shape[1:] == (3,)
     fit_b = list(model.adapter.batches(model, fit, batch_size))
     held_b = list(model.adapter.batches(model, held, batch_size))
-    refs = _reference(model, fit_b, None if labels is None else labels[fit_rows],
+    refs = references(model, fit_b, None if labels is None else labels[fit_rows],
                       fit.atom_labels["forces"] if has_f else None, forces)
-    base = _predict(model, held_b, forces)
+    base = outputs(model, held_b, forces)
     counts = np.c_[structures.composition(), np.ones(n)]
     comp = None if labels is None else composition_fit(counts[fit_rows], labels[fit_rows], counts[test_rows],
                                                        model.quantity.irreps)
@@ -268,7 +145,7 @@ def recovery(model: Loaded, structures, orders=None, label: str | None = None, f
         bar = progress(total=steps, desc=f"fine-tuning {name}", unit="step")
         finetune(m, fit_b, refs, steps, lr, seed, bar)
         bar.close()
-        pred = _predict(m, held_b, forces)
+        pred = outputs(m, held_b, forces)
         if path is not None:
             save_npz(pred, path)
             (out / f"{name}.json").write_text(json.dumps(settings))
@@ -277,13 +154,15 @@ def recovery(model: Loaded, structures, orders=None, label: str | None = None, f
     control = run("control", [])
     rows = leg_rows(legs, base, control, 0, "control", n_boot, seed)
     for l in orders:
-        rows += leg_rows(legs, base, _predict(masked(model, [l]), held_b, forces), l, "dependence", n_boot, seed)
+        rows += leg_rows(legs, base, outputs(masked(model, [l]), held_b, forces), l, "dependence", n_boot, seed)
         rows += leg_rows(legs, control, run(f"l{l}", [l]), l, "recovery", n_boot, seed)
     table = pd.DataFrame(rows)
     table.loc[table["leg"] == "control", "order"] = "none"
     table["outcome"] = leg_outcomes(table, threshold).where(table["leg"] != "control", "")
     for k, v in settings.items():
         table[k] = v
+    # what each leg rests on: the mask's edits (fine-tuned with them on, for recovery); the control has none
+    table["edits"] = [describe(mask_edits(model, [l])) if leg != "control" else "" for l, leg in zip(table["l"], table["leg"])]
     return table
 
 
@@ -308,8 +187,6 @@ def necessity(full, pruned, order: str, threshold: float = THRESHOLD, n_boot: in
     order (``full``) and one trained from scratch without it (``pruned``, e.g. ``irrepprobe prune``'s),
     paired over structures: the change of the error, raw and as a share of what ``full`` learned beyond
     composition. ``order``: what was dropped, e.g. ``"l=1"`` or ``"l=1,2"``."""
-    from .utilisation import composition_baseline
-
     for c in (full, pruned):
         if "error" not in c.arrays:
             raise IrrepprobeError(f"capture {c.path} holds no errors (no label of the model's quantity): "

@@ -17,7 +17,8 @@ from ..adapters import Loaded
 from ..adapters.base import parameters
 from ..errors import IrrepprobeError
 from ..fileio import save_csv
-from ..metrics.recovery import BATCH, LR, STEPS, _predict, _reference, finetune, fingerprint, masked
+from ..metrics.finetune import BATCH, LR, STEPS, fingerprint, finetune, outputs, references
+from ..metrics.masking import masked
 from ..progress import progress
 
 
@@ -100,7 +101,7 @@ def prune_family(model: Loaded, structures, drop: list[int], out, steps: int = S
     has_f = structures.atom_labels.get("forces") is not None
     fit_b = list(adapter.batches(model, fit, batch_size))
     held_b = list(adapter.batches(model, held, batch_size))
-    refs = _reference(model, fit_b, None if labels is None else labels[: n - n_test],
+    refs = references(model, fit_b, None if labels is None else labels[: n - n_test],
                       fit.atom_labels["forces"] if has_f else None, forces)
     settings = {"drop": drop, "steps": steps, "lr": lr, "batch_size": batch_size, "seed": seed, "fit": n - n_test,
                 "held_out": n_test, "label": label, "forces": forces, **fingerprint(model, structures)}
@@ -128,7 +129,7 @@ def prune_family(model: Loaded, structures, drop: list[int], out, steps: int = S
             log(f"the {adapter.name} adapter cannot re-initialise the small architecture: no from-scratch arm")
         else:
             variants[f"small, from scratch ({steps} steps)"] = tuned("scratch", fresh)
-    preds = {k: _predict(m, held_b, forces) for k, m in variants.items()}
+    preds = {k: outputs(m, held_b, forces) for k, m in variants.items()}
     speed = _speed(variants, held_b, forces)
     n_atoms = held.n_atoms.numpy().astype(np.float64)
     per_atom = model.quantity.per_atom
@@ -182,32 +183,45 @@ def md_systems(held, elements: list[int] | None = None) -> dict:
     return {name: cell, f"largest held-out structure, {len(mol)} atoms": mol}
 
 
-def family_report(res: dict, model: Loaded, data: str, command: str | None = None) -> Path:
-    """``out/report.md``: what was pruned, how it was fine-tuned, the comparison table."""
-    from ..report.document import Document
 
-    s, table = res["settings"], res["table"]
-    unit = model.quantity.unit + ("/atom" if model.quantity.per_atom else "")
-    doc = Document(f"Pruned l={','.join(map(str, res['drop']))} from {Path(model.source).name}")
-    doc.text(f"Original: {model.adapter.summary(model)}.")
-    doc.text(f"Pruned: {model.adapter.summary(res['variants']['pruned, fine-tuned'])}; written to "
-             f"`{res['pruned'].name}` in the family's own format.")
-    doc.text(f"Data: {data}; fine-tuned for {s['steps']} Adam steps (learning rate {s['lr']:g}, cosine decay, "
-             f"batches of {s['batch_size']}) on the first {s['fit']} structures toward "
-             + (f"the labels {s['label']}" if s["label"] else "the original's own energies")
-             + (" and forces" if s["forces"] else "") + f", compared on the other {s['held_out']}. Errors in "
-             f"{unit} (energy) and eV/A (force components); speed: structures per second of a prediction"
-             + (" with forces" if s["forces"] else "") + " on the held-out structures, the models interleaved "
-             "batch by batch in one run (3 rounds), on this machine.")
-    doc.table(table.round(5), "comparison.csv")
-    if res.get("md") is not None:
-        doc.text("MD steps per second through the family's own ASE calculator (Langevin, 300 K, 0.5 fs; "
-                 "interleaved, 2 rounds of 20 steps each):")
-        doc.table(res["md"].pivot(index="system", columns="model", values="MD steps/s").round(2).reset_index(),
-                  "md_speed.csv")
-    elif res.get("md_note"):
-        doc.text(f"MD speed: not measured ({res['md_note']}).")
-    if command:
-        doc.text(f"Command: `{command}`")
-    md, _ = doc.write(res["out"])
-    return md
+def prune_model(source, adapter, drop: list[int] | None, data, out=None, subset: int | None = None,
+                target: str | None = None, steps: int = STEPS, md_steps: int = 20, trust: bool = False,
+                device: str = "auto", command: str | None = None, log=print) -> dict | None:
+    """Prune the model file ``source`` of another family (``adapter``) by surgery: ``drop`` the given orders,
+    or (None) those :func:`~irrepprobe.metrics.recovery` finds dispensable after ``steps`` of fine-tuning
+    with the order masked (as many of them as the family can drop); fine-tune on ``data`` (its ``target``
+    label where it has one, else the original's own energies and forces), write the smaller model in the
+    family's format to ``out`` and compare (:func:`prune_family`, :func:`~irrepprobe.report.compare.family_report`).
+    Returns ``{"result": ..., "report": path}``, or None when there is nothing to prune."""
+    from ..adapters import load_model
+    from ..capture import resolve_data
+    from ..report.compare import family_report
+    from ..runtime import resolve_device
+
+    if not data:
+        raise IrrepprobeError(f"--data FILE|qm9[:split] is needed to fine-tune a {adapter.name} model (its labels "
+                              "where it has them, else the original's own energies and forces)")
+    model = load_model(source, adapter.name, trust=trust, device=resolve_device(device or "auto"))
+    if drop is not None:
+        drop = check_drop(model, drop)  # before any work
+    structures = resolve_data(data, model, subset)
+    if target and target not in structures.labels:
+        raise IrrepprobeError(f"--target {target!r} is not a label of {data}; its labels: "
+                              + (", ".join(sorted(structures.labels)) or "none"))
+    label = target or (model.quantity.name if model.quantity.name in structures.labels else None)
+    out = Path(out or f"prune-{Path(source).stem}")
+    if drop is None:
+        from ..metrics import dispensable, recovery
+
+        table = recovery(model, structures, label=label, steps=steps, out=out / "recovery")
+        found = dispensable(table)
+        log("orders dispensable after fine-tuning with the order masked: "
+            + (", ".join(f"l={l}" for l in found) or "none"))
+        drop = list(found)
+        while drop and model.adapter.why_not_without(model, drop):  # e.g. SevenNet: only the highest orders
+            drop = drop[1:]
+        if not drop:
+            log("nothing to prune")
+            return None
+    res = prune_family(model, structures, drop, out, steps=steps, label=label, md_steps=md_steps, log=log)
+    return {"result": res, "report": family_report(res, model, data, command=command)}

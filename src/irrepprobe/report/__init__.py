@@ -1,5 +1,5 @@
-"""Figures and the markdown/HTML report, drawn from what :mod:`irrepprobe.metrics` computed."""
-from .build import make_report
+"""Figures and the markdown/HTML report, drawn from what :mod:`irrepprobe.metrics` computed and
+:mod:`irrepprobe.study` measured (the capture report's pipeline, ``make_report``, lives there)."""
 from .document import Document
 
-__all__ = ["Document", "make_report"]
+__all__ = ["Document"]

@@ -1,7 +1,9 @@
-"""The prune comparison report: test error and latent structure of the full and pruned models."""
+"""The prune comparison reports: test error and latent structure of the full and pruned models (ours,
+retrained), and the comparison table of a model of another family pruned by surgery."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -9,6 +11,9 @@ import numpy as np
 from ..fileio import save_csv
 from . import figures as F
 from .document import Document
+
+if TYPE_CHECKING:
+    from ..adapters import Loaded
 
 
 def prune_report(result: dict, out, title: str, threshold: float, command: str | None = None) -> Path:
@@ -57,3 +62,32 @@ def prune_report(result: dict, out, title: str, threshold: float, command: str |
         doc.text(f"Command: `{command}`")
     doc.write(out)
     return out / "report.md"
+
+
+def family_report(res: dict, model: Loaded, data: str, command: str | None = None) -> Path:
+    """``out/report.md``: what was pruned, how it was fine-tuned, the comparison table."""
+    s, table = res["settings"], res["table"]
+    unit = model.quantity.unit + ("/atom" if model.quantity.per_atom else "")
+    doc = Document(f"Pruned l={','.join(map(str, res['drop']))} from {Path(model.source).name}")
+    doc.text(f"Original: {model.adapter.summary(model)}.")
+    doc.text(f"Pruned: {model.adapter.summary(res['variants']['pruned, fine-tuned'])}; written to "
+             f"`{res['pruned'].name}` in the family's own format.")
+    doc.text(f"Data: {data}; fine-tuned for {s['steps']} Adam steps (learning rate {s['lr']:g}, cosine decay, "
+             f"batches of {s['batch_size']}) on the first {s['fit']} structures toward "
+             + (f"the labels {s['label']}" if s["label"] else "the original's own energies")
+             + (" and forces" if s["forces"] else "") + f", compared on the other {s['held_out']}. Errors in "
+             f"{unit} (energy) and eV/A (force components); speed: structures per second of a prediction"
+             + (" with forces" if s["forces"] else "") + " on the held-out structures, the models interleaved "
+             "batch by batch in one run (3 rounds), on this machine.")
+    doc.table(table.round(5), "comparison.csv")
+    if res.get("md") is not None:
+        doc.text("MD steps per second through the family's own ASE calculator (Langevin, 300 K, 0.5 fs; "
+                 "interleaved, 2 rounds of 20 steps each):")
+        doc.table(res["md"].pivot(index="system", columns="model", values="MD steps/s").round(2).reset_index(),
+                  "md_speed.csv")
+    elif res.get("md_note"):
+        doc.text(f"MD speed: not measured ({res['md_note']}).")
+    if command:
+        doc.text(f"Command: `{command}`")
+    md, _ = doc.write(res["out"])
+    return md

@@ -56,14 +56,7 @@ set it to None for full batches); a structure above 25 atoms alone still may get
 """
 from __future__ import annotations
 
-import importlib
-import inspect
-import os
-import pickle
-import re
-import sys
 import warnings
-import zipfile
 from pathlib import Path
 from typing import Iterator
 
@@ -73,33 +66,10 @@ from e3nn import o3
 from ...data.structures import sha256
 from ...errors import IrrepprobeError
 from ..base import Adapter, Batch, Loaded, Point, Quantity, parameters
-from ...fileio import check_file, kind_of, pickle_bytes, torch_load, zip_names
-
-FACTORY = re.compile(r"^(?P<module>[A-Za-z_]\w*(?:\.[A-Za-z_]\w*)*):(?P<fn>[A-Za-z_]\w*(?:\.[A-Za-z_]\w*)*)"
-                     r"(?:@(?P<weights>.+))?$")
-# Modules whose networks build their graph with their own cdist ``radius_graph(pos, max_radius, batch)``.
-CDIST_GRAPH = ("e3nn.nn.models.v2106.gate_points_networks", "e3nn.nn.models.gate_points_2101",
-               "e3nn.nn.models.gate_points_2102")
-# ... of which these give a self-edge a message (the others' radial basis is 0 at length 0)
-SELF_EDGE_MESSAGES = ("e3nn.nn.models.gate_points_2101", "e3nn.nn.models.gate_points_2102")
-CDIST_SAFE_ATOMS = 25  # torch.cdist computes exactly (self-distance 0) up to 25 rows
-STATE_KEYS = ("state_dict", "model_state_dict", "model")
-SCAN_BYTES = 64 << 20
-
-
-def parse_factory(source: str):
-    """``(module, function, weights or None)`` of a factory source, or None when it is not one."""
-    m = FACTORY.match(str(source).strip())
-    return (m["module"], m["fn"], m["weights"]) if m else None
-
-
-def _mentions_e3nn(path: Path) -> bool:
-    """Whether the pickle bytes of a torch file (or a TorchScript archive's member names) name e3nn: raw
-    bytes only, nothing is unpickled."""
-    if kind_of(path) == "torchscript" and any("e3nn" in n for n in zip_names(path)):
-        return True
-    raw = pickle_bytes(path, SCAN_BYTES, scripted=True)
-    return raw is not None and b"e3nn" in raw
+from ...fileio import check_file
+from .inputs import (CDIST_SAFE_ATOMS, SELF_EDGE_MESSAGES, _elements, _graph_function, _onehot_inputs,
+                     _probe_structures, model_inputs)
+from .io import _mentions_e3nn, call_factory, import_factory, load_factory, load_file, parse_factory, takes_seed
 
 
 def _irreps_of(module) -> o3.Irreps | None:
@@ -117,70 +87,6 @@ def _irreps_of(module) -> o3.Irreps | None:
     return None
 
 
-def _scalars(irreps) -> bool:
-    return all(ir.l == 0 and ir.p == 1 for _, ir in o3.Irreps(irreps))
-
-
-def _elements(module) -> list[int] | None:
-    value = getattr(module, "elements", None)
-    if value is None:
-        return None
-    from ase.data import atomic_numbers
-
-    try:
-        out = [int(atomic_numbers[z]) if isinstance(z, str) else int(z) for z in value]
-    except (KeyError, TypeError, ValueError):
-        raise IrrepprobeError(f"the model's elements attribute must list atomic numbers or symbols, got {value!r}") \
-            from None
-    if len(set(out)) != len(out):
-        raise IrrepprobeError(f"the model's elements attribute lists an element twice: {out}")
-    return out
-
-
-def _onehot_inputs(module) -> dict[str, int]:
-    """Input key -> width of the element one-hot it takes ("x" node input, "z" node attribute)."""
-    keys = {}
-    for attr in ("irreps_in", "irreps_node_input"):
-        if hasattr(module, attr):
-            value = getattr(module, attr)
-            if value is not None:
-                irreps = o3.Irreps(value)
-                if not _scalars(irreps):
-                    raise IrrepprobeError(f"the model's node input x is {irreps}, not scalars: the e3nn adapter "
-                                          "feeds a one-hot of the element, so x must be Nx0e")
-                keys["x"] = irreps.dim
-            break
-    wants_z = getattr(module, "input_has_node_attr", None)
-    attr = getattr(module, "irreps_node_attr", None)
-    if attr is not None and (wants_z or (wants_z is None and o3.Irreps(attr) != o3.Irreps("0e"))):
-        irreps = o3.Irreps(attr)
-        if not _scalars(irreps):
-            raise IrrepprobeError(f"the model's node attribute z is {irreps}, not scalars: the e3nn adapter feeds a "
-                                  "one-hot of the element, so z must be Nx0e")
-        keys["z"] = irreps.dim
-    return keys
-
-
-def _graph_function(module):
-    """The model's own cdist ``radius_graph`` when it is one of e3nn's example networks, else None."""
-    name = type(module).__module__
-    if name in CDIST_GRAPH and isinstance(getattr(module, "max_radius", None), (int, float)):
-        return getattr(sys.modules[name], "radius_graph", None)
-    return None
-
-
-def _probe_structures(width: int, max_radius: float | None):
-    """Two tiny molecules (a triangle and a tetrahedron, 100 A apart): 7 atoms, 18 edges within the cutoff."""
-    d = 1.0 if not max_radius else min(1.0, 0.6 * float(max_radius))
-    tri = torch.tensor([[0.0, 0.0, 0.0], [1.0, 0.0, 0.0], [0.5, 3**0.5 / 2, 0.0]])
-    tet = torch.tensor([[1.0, 1.0, 1.0], [1.0, -1.0, -1.0], [-1.0, 1.0, -1.0], [-1.0, -1.0, 1.0]]) / 8**0.5
-    R = o3.matrix_z(torch.tensor(0.3)) @ o3.matrix_y(torch.tensor(0.7)) @ o3.matrix_x(torch.tensor(1.1))
-    pos = torch.cat([tri, tet + torch.tensor([100.0, 0.0, 0.0])]).mul(d) @ R.T
-    batch = torch.tensor([0, 0, 0, 1, 1, 1, 1])
-    columns = torch.arange(7) % max(width, 1)
-    return pos, batch, columns
-
-
 class E3nnAdapter(Adapter):
     name = "e3nn"
 
@@ -195,106 +101,11 @@ class E3nnAdapter(Adapter):
         source = str(source)
         path = Path(source)
         if path.is_file() or path.is_dir() or parse_factory(source) is None:
-            return self._load_file(check_file(path), trust, device)
-        module_name, fn_name, weights = parse_factory(source)
-        fn = self._factory(module_name, fn_name)
-        module = self._call(fn, source)
-        digest = None
-        if weights:
-            wpath = check_file(Path(weights).expanduser())
-            self._load_weights(module, wpath, trust)
-            weights, digest = str(wpath.resolve()), sha256(wpath)
-            source = f"{module_name}:{fn_name}@{weights}"
-        info = {"factory": f"{module_name}:{fn_name}", "weights": weights, "accepts_seed": self._takes_seed(fn)}
+            path = check_file(path)
+            module = load_file(path, trust)
+            return self._loaded(module, str(path.resolve()), sha256(path), {"factory": None, "weights": None}, device)
+        module, source, digest, info = load_factory(source, trust)
         return self._loaded(module, source, digest, info, device)
-
-    def _load_file(self, path: Path, trust: bool, device) -> Loaded:
-        obj = None
-        if kind_of(path) in ("torch-zip", "pickle"):
-            try:  # safe on any file: a weights file loads, a pickled module is refused without running it
-                obj = torch.load(path, map_location="cpu", weights_only=True)
-            except Exception:
-                obj = None
-        if obj is None:
-            obj = torch_load(path, trust, what="this file (a whole pickled module)")
-        if isinstance(obj, dict):
-            raise IrrepprobeError(f"{path} holds a {type(obj).__name__} (weights or a checkpoint), not a whole module: "
-                                  f"give the factory that builds the model and the weights, pkg.module:fn@{path}")
-        if not isinstance(obj, torch.nn.Module):
-            raise IrrepprobeError(f"{path} holds a {type(obj).__name__}, not a torch.nn.Module")
-        return self._loaded(obj, str(path.resolve()), sha256(path), {"factory": None, "weights": None}, device)
-
-    @staticmethod
-    def _factory(module_name: str, fn_name: str):
-        def missing(e: ModuleNotFoundError) -> bool:  # the named module itself, not one it imports
-            return e.name is not None and (module_name == e.name or module_name.startswith(e.name + "."))
-
-        try:
-            mod = importlib.import_module(module_name)
-        except ModuleNotFoundError as e:
-            if not missing(e):
-                raise
-            cwd = os.getcwd()
-            if cwd not in sys.path:
-                sys.path.append(cwd)  # searched last, as `python -m` would search it first
-            try:
-                mod = importlib.import_module(module_name)
-            except ModuleNotFoundError as e2:
-                if not missing(e2):
-                    raise
-                raise IrrepprobeError(f"cannot import {module_name!r} for the factory {module_name}:{fn_name}: no "
-                                      "such module on the Python path or in the current directory") from None
-        fn = mod
-        for part in fn_name.split("."):
-            if not hasattr(fn, part):
-                raise IrrepprobeError(f"module {module_name} has no {fn_name!r} (the factory {module_name}:{fn_name})")
-            fn = getattr(fn, part)
-        if not callable(fn):
-            raise IrrepprobeError(f"{module_name}:{fn_name} is not callable: give a function returning the model")
-        return fn
-
-    @staticmethod
-    def _call(fn, source, **kwargs) -> torch.nn.Module:
-        module = fn(**kwargs)
-        if not isinstance(module, torch.nn.Module):
-            raise IrrepprobeError(f"the factory {source} returned a {type(module).__name__}, not a torch.nn.Module")
-        return module
-
-    @staticmethod
-    def _takes_seed(fn) -> bool:
-        try:
-            params = inspect.signature(fn).parameters
-        except (TypeError, ValueError):
-            return False
-        return "seed" in params
-
-    @staticmethod
-    def _load_weights(module: torch.nn.Module, path: Path, trust: bool) -> None:
-        kind = kind_of(path)
-        if kind == "torchscript":
-            raise IrrepprobeError(f"{path} is a TorchScript file, not weights: give a state dict (torch.save(model."
-                                  "state_dict()))")
-        if kind not in ("torch-zip", "pickle"):
-            raise IrrepprobeError(f"{path} is not a PyTorch weights file")
-        try:
-            state = torch.load(path, map_location="cpu", weights_only=True)
-        except pickle.UnpicklingError:  # more than tensors and containers: unpickling can run code
-            state = torch_load(path, trust, "this weights file")
-        except (RuntimeError, EOFError, zipfile.BadZipFile) as e:
-            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-            raise IrrepprobeError(f"{path} is a damaged or truncated PyTorch file ({first})") from None
-        if isinstance(state, dict) and not all(torch.is_tensor(v) for v in state.values()):
-            state = next((state[k] for k in STATE_KEYS if isinstance(state.get(k), dict)), state)
-        if isinstance(state, torch.nn.Module):
-            state = state.state_dict()
-        if not isinstance(state, dict) or not all(torch.is_tensor(v) for v in state.values()):
-            raise IrrepprobeError(f"{path} holds no state dict (name -> tensor, or one under {', '.join(STATE_KEYS)})")
-        result = module.load_state_dict(state, strict=False)
-        if result.missing_keys or result.unexpected_keys:
-            what = (f"missing {result.missing_keys[0]!r}" if result.missing_keys
-                    else f"unexpected {result.unexpected_keys[0]!r}")
-            n = len(result.missing_keys) + len(result.unexpected_keys)
-            raise IrrepprobeError(f"the weights in {path} do not fit the factory's model ({what}, {n} names differ)")
 
     def _loaded(self, module: torch.nn.Module, source: str, digest, info: dict, device) -> Loaded:
         if isinstance(module, torch.jit.ScriptModule):
@@ -321,18 +132,10 @@ class E3nnAdapter(Adapter):
         return Loaded(module, self, source, digest, quantity, info=info)
 
     # --- the probe: points, kinds, roles, pooling ---------------------------------------------
-    def _inputs(self, module, info, pos, batch, columns) -> dict:
-        dtype = next((p.dtype for p in module.parameters() if p.is_floating_point()), torch.get_default_dtype())
-        device = next((p.device for p in module.parameters()), torch.device("cpu"))
-        inputs = {"pos": pos.to(device=device, dtype=dtype), "batch": batch.to(device)}
-        for key, width in info["onehot"].items():
-            inputs[key] = torch.nn.functional.one_hot(columns, width).to(device=device, dtype=dtype)
-        return inputs
-
     def _probe(self, module, info) -> dict:
         width = max(info["onehot"].values(), default=1)
         pos, batch, columns = _probe_structures(width, info["max_radius"])
-        inputs = self._inputs(module, info, pos, batch, columns)
+        inputs = model_inputs(module, info, pos, batch, columns)
         n_atoms, n_structures = 7, 2
         n_edges = None
         graph = _graph_function(module)
@@ -520,7 +323,7 @@ class E3nnAdapter(Adapter):
             rows = torch.arange(start, stop)
             a, b = int(structures.ptr[start]), int(structures.ptr[stop])
             atom_batch = torch.repeat_interleave(torch.arange(stop - start), structures.n_atoms[start:stop])
-            inputs = self._inputs(model.module, model.info, structures.pos[a:b], atom_batch, columns[a:b])
+            inputs = model_inputs(model.module, model.info, structures.pos[a:b], atom_batch, columns[a:b])
             edge_batch = None
             if graph is not None:
                 edges = graph(inputs["pos"], model.info["max_radius"], inputs["batch"])
@@ -551,17 +354,17 @@ class E3nnAdapter(Adapter):
         if not factory:
             return None
         module_name, fn_name = factory.split(":")
-        fn = self._factory(module_name, fn_name)
-        if self._takes_seed(fn):
-            module = self._call(fn, factory, **({} if seed is None else {"seed": seed}))
+        fn = import_factory(module_name, fn_name)
+        if takes_seed(fn):
+            module = call_factory(fn, factory, **({} if seed is None else {"seed": seed}))
         else:
             with torch.random.fork_rng(devices=[]):
                 torch.manual_seed(0 if seed is None else seed)
-                module = self._call(fn, factory)
+                module = call_factory(fn, factory)
             old, new = model.module.state_dict(), module.state_dict()
             if old.keys() == new.keys() and all(torch.equal(old[k].cpu(), new[k].cpu()) for k in old):
                 return None
-        info = {"factory": factory, "weights": None, "accepts_seed": self._takes_seed(fn), "untrained": True,
+        info = {"factory": factory, "weights": None, "accepts_seed": takes_seed(fn), "untrained": True,
                 "seed": seed}
         loaded = self._loaded(module, factory, None, info, model.device)
         loaded.info["max_batch_atoms"] = model.info.get("max_batch_atoms")

@@ -11,30 +11,18 @@ from ...data.structures import sha256
 from ...data.targets import get_target, to_irreps_basis
 from ...errors import IrrepprobeError
 from ..base import Adapter, Batch, Loaded, Point, Quantity, parameters
-from ...fileio import check_file, kind_of
+from .io import is_checkpoint, read_checkpoint
 
 
 class IrrepprobeAdapter(Adapter):
     name = "irrepprobe"
 
     def accepts(self, source: str) -> bool:
-        path = Path(source)
-        if not path.is_file() or kind_of(path) != "torch-zip":
-            return False
-        try:  # weights-only: safe on any file, and only our format passes
-            from ...train.checkpoint import load_checkpoint
-
-            load_checkpoint(path)
-            return True
-        except IrrepprobeError:
-            return False
+        return is_checkpoint(source)
 
     def load(self, source, trust=False, device="cpu") -> Loaded:
-        from ...train.checkpoint import load_checkpoint, model_from_checkpoint
-
-        path = check_file(source)
-        ckpt = load_checkpoint(path)
-        return self._loaded(model_from_checkpoint(ckpt).to(device), ckpt, str(Path(path).resolve()), sha256(path))
+        net, ckpt, path = read_checkpoint(source)
+        return self._loaded(net.to(device), ckpt, str(Path(path).resolve()), sha256(path))
 
     def _loaded(self, module, ckpt, source, digest) -> Loaded:
         cfg = ckpt["config"]

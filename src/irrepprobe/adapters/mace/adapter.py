@@ -27,7 +27,6 @@ gradients; :meth:`MACEAdapter.forces` runs its own forward with forces. Nothing 
 """
 from __future__ import annotations
 
-import os
 import warnings
 from contextlib import nullcontext
 from pathlib import Path
@@ -37,41 +36,10 @@ from e3nn import o3
 
 from ...data.structures import sha256
 from ...errors import IrrepprobeError
+from ...intervene import at
 from ..base import Adapter, Batch, ForcesOfPredict, Loaded, Point, Quantity, parameters
-from ...fileio import check_file, describe, kind_of, pickle_bytes, refuse_untrusted, torch_load, zip_names
-
-_MARKER = b"mace.modules.models"  # the module of MACE's model classes, as the pickle names it
-_HEAD_BYTES = 1 << 20  # the top module's class comes first in the pickle
-_NEEDS_MACE = "loading MACE models needs the mace-torch package: pip install mace-torch"
-
-
-def _mace():
-    """Import mace without keeping what its import does to the process: ``import mace`` sets
-    ``TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD=1``, which would turn every later ``torch.load`` that does not
-    name ``weights_only`` into a full unpickling. irrepprobe unpickles only with ``trust``."""
-    saved = os.environ.get("TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD")
-    try:
-        import mace  # noqa: F401
-        import mace.data  # noqa: F401
-        import mace.modules  # noqa: F401
-    except ImportError:
-        raise IrrepprobeError(_NEEDS_MACE) from None
-    finally:
-        if saved is None:
-            os.environ.pop("TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD", None)
-        else:
-            os.environ["TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD"] = saved
-
-
-def _is_compiled_mace(path: Path) -> bool:
-    """A TorchScript MACE (``*_compiled.model``): its archive holds the scripted code of mace's modules."""
-    return any("__torch__/mace/" in n for n in zip_names(path))
-
-
-def looks_like_mace(path) -> bool:
-    """Whether ``path`` is a pickled MACE module, from the raw bytes of its pickle (no unpickling)."""
-    raw = pickle_bytes(path, _HEAD_BYTES)
-    return raw is not None and _MARKER in raw
+from .io import accepts, load_model, looks_like_mace, write_model
+from .runtime import _mace, build
 
 
 def _layout(module) -> str:
@@ -80,21 +48,6 @@ def _layout(module) -> str:
     if cfg is not None and getattr(cfg, "enabled", False):
         return getattr(cfg, "layout_str", "mul_ir")
     return "mul_ir"
-
-
-def build(cls, config: dict, dtype: torch.dtype, seed: int | None = None):
-    """``cls(**config)`` in ``dtype``, weights drawn under ``torch.manual_seed(seed)`` with the global RNG
-    state and default dtype restored: MACE's constructors read both."""
-    saved = torch.get_default_dtype()
-    try:  # e3nn 0.4 scripts its generated code while building, with TorchScript's warnings
-        with torch.random.fork_rng(devices=[]), warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            torch.set_default_dtype(dtype)
-            torch.manual_seed(0 if seed is None else seed)
-            module = cls(**config)
-    finally:
-        torch.set_default_dtype(saved)
-    return module.to(dtype=dtype)
 
 
 class MACEAdapter(ForcesOfPredict, Adapter):
@@ -107,37 +60,10 @@ class MACEAdapter(ForcesOfPredict, Adapter):
     # ---------------------------------------------------------------- finding and loading
 
     def accepts(self, source: str) -> bool:
-        path = Path(str(source))
-        if not path.is_file():
-            return False
-        kind = kind_of(path)
-        if kind == "torchscript":
-            return _is_compiled_mace(path)  # accepted so that load() can say what to give instead
-        return kind in ("torch-zip", "pickle") and looks_like_mace(path)
+        return accepts(source)
 
     def load(self, source: str, trust: bool = False, device: str | torch.device = "cpu") -> Loaded:
-        path = check_file(Path(str(source)))
-        kind = kind_of(path)
-        if kind == "torchscript":
-            eager = path.name.replace("_compiled.model", ".model") if path.name.endswith("_compiled.model") \
-                else "the .model file"
-            raise IrrepprobeError(f"{path} is a compiled (TorchScript) MACE model, which takes no hooks: give "
-                                  f"{eager}, the pickled module it was compiled from")
-        if kind not in ("torch-zip", "pickle"):
-            raise IrrepprobeError(f"{path} is not a PyTorch file ({describe(kind)})")
-        refuse_untrusted(path, trust, "this MACE model file")  # before mace or anything else unpickles
-        _mace()
-        try:
-            module = torch_load(path, trust, "this MACE model file")
-        except ModuleNotFoundError as e:  # a cuequivariance model without cuequivariance installed
-            raise IrrepprobeError(f"{path} needs the package {e.name!r} to load (a model converted to "
-                                  "cuequivariance: pip install cuequivariance-torch)") from None
-        if isinstance(module, dict):
-            raise IrrepprobeError(f"{path} holds a dict (a training checkpoint or a state dict), not a MACE "
-                                  "module: give the .model file mace_run_train writes")
-        if not (isinstance(module, torch.nn.Module) and type(module).__module__.startswith("mace.")
-                and hasattr(module, "interactions") and hasattr(module, "products")):
-            raise IrrepprobeError(f"{path} is not a MACE model (it holds a {type(module).__name__})")
+        module, path = load_model(source, trust)
         return self._loaded(module.to(device), str(path.resolve()), sha256(path))
 
     def _loaded(self, module, source: str, digest: str | None, **extra) -> Loaded:
@@ -172,19 +98,18 @@ class MACEAdapter(ForcesOfPredict, Adapter):
                Point("spherical_harmonics", "spherical_harmonics", first.edge_attrs_irreps, kind="edge",
                      role="input"),  # always e3nn's, one copy per order: mul_ir == ir_mul
                Point("radial_embedding", "radial_embedding", first.edge_feats_irreps, kind="edge", role="input",
-                     read=_item(0), write=_put(0))]
+                     **at(0))]
         for i, (inter, prod) in enumerate(zip(m.interactions, m.products)):
             name = f"interactions.{i}"
             if isinstance(inter.conv_tp, o3.TensorProduct):
                 # per-edge messages; cuequivariance's kernels (fused ones aggregate inside) are left out
                 pts.append(Point(f"{name}.conv_tp", f"{name}.conv_tp", inter.conv_tp.irreps_out, kind="edge",
                                  role="inner"))
-            msg_read, msg_write = (_item(0), _put(0)) if layout == "mul_ir" else (_item_t(0), _put_t(0))
             pts.append(Point(f"{name}.message", name, inter.target_irreps, layout="mul_first", role="inner",
-                             read=msg_read, write=msg_write))
+                             **at(0, transpose=layout != "mul_ir")))
             if "Residual" in type(inter).__name__:  # the others return sc = None
                 pts.append(Point(f"{name}.sc", name, inter.hidden_irreps, layout=layout, role="inner",
-                                 read=_item(1), write=_put(1)))
+                                 **at(1)))
             out = inter.hidden_irreps
             pts += [Point(f"products.{i}.symmetric_contractions", f"products.{i}.symmetric_contractions", out,
                           layout=layout, role="inner"),
@@ -245,7 +170,7 @@ class MACEAdapter(ForcesOfPredict, Adapter):
     def predict(self, model: Loaded, batch: Batch, forces: bool = False) -> torch.Tensor:
         with torch.enable_grad() if forces else nullcontext():
             out = self._forward(model, batch, forces=forces)
-        self.keep_forces(batch, out["forces"] if forces else None)
+        self.keep_forces(model, batch, out["forces"] if forces else None)
         energy = out["energy"].reshape(-1, 1)
         return energy if self.keep_graph else energy.detach()
 
@@ -313,9 +238,7 @@ class MACEAdapter(ForcesOfPredict, Adapter):
     def write(self, model: Loaded, path) -> Path:
         """``model`` as a MACE ``.model`` file (the whole module pickled, as ``mace_run_train`` writes it), which
         MACE's own ``MACECalculator`` loads; written atomically."""
-        from ...fileio import save_torch
-
-        return save_torch(model.module, path)
+        return write_model(model.module, path)
 
     def calculator(self, path: str, model: Loaded):
         """MACE's own ASE calculator on a ``.model`` file (MD speed of a pruned file)."""
@@ -338,35 +261,6 @@ class MACEAdapter(ForcesOfPredict, Adapter):
                 f"{' / '.join(info['irreps_layers'])}; cutoff {info['r_max']:g} A; elements {elements}"
                 f"{head}{layout}; {info['dtype']}; {parameters(model.module):,} parameters"
                 + (" (untrained)" if info.get("untrained") else ""))
-
-
-def _item(k: int):
-    def read(out):
-        return out[k]
-    return read
-
-
-def _put(k: int):
-    def write(out, x):
-        out = list(out)
-        out[k] = x
-        return tuple(out)
-    return write
-
-
-def _item_t(k: int):
-    """cuequivariance's ``ir_mul`` message ``[atoms, D, mul]``, read as ``mul_first`` ``[atoms, mul, D]``."""
-    def read(out):
-        return out[k].transpose(1, 2)
-    return read
-
-
-def _put_t(k: int):
-    def write(out, x):
-        out = list(out)
-        out[k] = x.transpose(1, 2)
-        return tuple(out)
-    return write
 
 
 __all__ = ["MACEAdapter", "looks_like_mace"]

@@ -18,6 +18,7 @@ from e3nn import o3
 
 from ...errors import IrrepprobeError
 from ...irreps.surgery import nodes, copy_linear, copy_rest, copy_tp, copy_tp_columns, irreps_without, regroup, tp_names
+from .runtime import build
 
 FIT_SAMPLES = 64  # random inputs per fitted contraction; the basis has at most a few dozen elements
 
@@ -119,8 +120,6 @@ def without_orders(module, drop: list[int], dtype: torch.dtype):
     config["max_ell"] = min(int(config["max_ell"]), min(drop) - 1)
     if config.get("edge_irreps") is not None:
         config["edge_irreps"] = irreps_without(config["edge_irreps"], drop)
-    from .adapter import build
-
     new = build(type(module), config, dtype)
     _copy(new, module, set(drop))
     return new

@@ -26,131 +26,17 @@ and names, never by ``isinstance``.
 from __future__ import annotations
 
 import copy
-import random
-import warnings
-import zipfile
-from contextlib import contextmanager
 from pathlib import Path
 
-import numpy as np
 import torch
 from e3nn import o3
 
 from ...data.structures import sha256
 from ...errors import IrrepprobeError
+from ...intervene import at, leading
 from ..base import Adapter, Batch, ForcesOfPredict, Loaded, Point, Quantity, parameters
-from ...fileio import check_file, describe, kind_of, pickle_bytes, refuse_untrusted, torch_load, zip_names
-
-_NEEDS = "loading NequIP or Allegro models needs the nequip package (and nequip-allegro for Allegro): " \
-         "pip install nequip nequip-allegro"
-_HEAD_BYTES = 8 << 20  # how much of a checkpoint's pickle accepts() reads
-_CKPT_MARKERS = (b"info_dict", b"training_module", b"nequip")  # keys and names every nequip-train ckpt holds
-_COMPILED = {".nequip.pth": "TorchScript, from nequip-compile --mode torchscript",
-             ".nequip.pt2": "AOTInductor, from nequip-compile --mode aotinductor"}
-_GIVE_INSTEAD = "give the .ckpt checkpoint or the .nequip.zip package (nequip-package build) it was compiled from"
-
-
-def _nequip():
-    try:
-        import nequip  # noqa: F401
-        from nequip.model.saved_models.load_utils import load_saved_model  # noqa: F401
-    except ImportError:
-        raise IrrepprobeError(_NEEDS) from None
-
-
-@contextmanager
-def _nequip_state():
-    """nequip's global state for building models and data, without its side effects on the caller.
-
-    nequip wants ``set_global_state()`` before anything is built: it seeds every RNG (lightning's
-    ``seed_everything(123)``) and makes float64 the default dtype, which nequip's data pipeline and model
-    builders assume; building a model also leaves e3nn's jit_mode at "script" (after which modules that
-    e3nn builds, e.g. SevenNet's, can no longer be deep-copied). The RNG states are restored at once, the
-    default dtype and e3nn's optimisation defaults when the block ends, so irrepprobe's own tensors, random
-    draws and other families' models are the same with or without a nequip model loaded. (The forward
-    pass itself runs under the caller's default dtype: nequip's modules give dtypes.)"""
-    import e3nn
-    from nequip.utils.global_dtype import _GLOBAL_DTYPE
-    from nequip.utils.global_state import set_global_state
-
-    dtype, py, npr = torch.get_default_dtype(), random.getstate(), np.random.get_state()
-    e3nn_defaults = e3nn.get_optimization_defaults()
-    with torch.random.fork_rng(devices=[]):
-        set_global_state()
-    random.setstate(py)
-    np.random.set_state(npr)
-    torch.set_default_dtype(_GLOBAL_DTYPE)
-    try:
-        yield
-    finally:
-        torch.set_default_dtype(dtype)
-        e3nn.set_optimization_defaults(**e3nn_defaults)
-
-
-def file_kind(path) -> str | None:
-    """"checkpoint", "package", "compiled" or None (not a NequIP-framework model file), from the name,
-    archive member names and raw pickle bytes only."""
-    path = Path(path)
-    name = path.name.lower()
-    if any(name.endswith(s) for s in _COMPILED):
-        return "compiled"
-    kind = kind_of(path)
-    names = zip_names(path) if kind in ("torch-zip", "zip", "torchscript") else []
-    if name.endswith(".nequip.zip") or any(n.endswith("model/package_metadata.txt") for n in names):
-        return "package" if any(n.endswith("model/package_metadata.txt") for n in names) else None
-    if _names_nequip_metadata(path, kind, names):
-        return "compiled"  # a compiled model renamed away from .nequip.pth / .nequip.pt2
-    raw = pickle_bytes(path, _HEAD_BYTES) or b""
-    return "checkpoint" if raw and all(m in raw for m in _CKPT_MARKERS) else None
-
-
-def _names_nequip_metadata(path: Path, kind: str, names: list[str]) -> bool:
-    """A TorchScript file or AOTInductor archive whose metadata holds nequip's keys (type_names, r_max):
-    nequip-compile writes them as TorchScript extra files or into the AOTInductor wrapper's metadata."""
-    if kind == "torchscript":
-        return any(n.endswith("extra/type_names") for n in names) and any(n.endswith("extra/r_max") for n in names)
-    meta = [n for n in names if "/aotinductor/" in n and n.endswith("_metadata.json")]
-    try:
-        with zipfile.ZipFile(path) as z:
-            return any(b'"type_names"' in z.read(n) and b'"r_max"' in z.read(n) for n in meta)
-    except (zipfile.BadZipFile, OSError, KeyError):
-        return False
-
-
-def _package_config(path: Path) -> dict:
-    """The training config (``info_dict``) that nequip-package stores as text, with the code versions
-    from its metadata."""
-    import yaml
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        imp = torch.package.PackageImporter(str(path))
-        config = yaml.safe_load(imp.load_text("model", "config.yaml")) or {}
-        meta = yaml.safe_load(imp.load_text("model", "package_metadata.txt")) or {}
-    config.setdefault("versions", meta.get("versions") or {})  # the package keeps them apart from the config
-    return config
-
-
-def _symbols_to_numbers(type_names) -> list[int] | None:
-    from ase.data import atomic_numbers
-
-    nums = [atomic_numbers.get(t) for t in type_names]
-    return None if any(n is None for n in nums) else nums
-
-
-def build(config: dict, what: str):
-    """The model nequip's builder makes from ``config`` (its ``_target_`` and arguments), under the
-    global-state guard; a failure is one line saying it could not ``what``."""
-    from hydra.utils import get_method
-
-    args = copy.deepcopy(config)
-    try:
-        with _nequip_state(), warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            return get_method(args.pop("_target_"))(**args)
-    except Exception as e:
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise IrrepprobeError(f"nequip cannot {what} ({type(e).__name__}: {first[:200]})") from None
+from .io import _symbols_to_numbers, file_kind, load_model, read_checkpoint, write_checkpoint
+from .runtime import _nequip, _nequip_state, build
 
 
 class NequIPAdapter(ForcesOfPredict, Adapter):
@@ -168,44 +54,7 @@ class NequIPAdapter(ForcesOfPredict, Adapter):
         return path.is_file() and file_kind(path) is not None
 
     def load(self, source: str, trust: bool = False, device: str | torch.device = "cpu") -> Loaded:
-        path = check_file(Path(str(source)))
-        fkind = file_kind(path)
-        if fkind == "compiled":
-            suffix = next((s for s in _COMPILED if path.name.lower().endswith(s)),
-                          ".nequip.pth" if kind_of(path) == "torchscript" else ".nequip.pt2")
-            raise IrrepprobeError(f"{path} is a compiled NequIP/Allegro model ({_COMPILED[suffix]}), which takes "
-                                  f"no hooks: {_GIVE_INSTEAD}")
-        kind = kind_of(path)
-        if fkind is None and kind not in ("torch-zip", "pickle"):
-            raise IrrepprobeError(f"{path} is not a PyTorch file ({describe(kind)})")
-        what = "this NequIP package" if fkind == "package" else "this NequIP checkpoint"
-        refuse_untrusted(path, trust, what)  # before anything below unpickles
-        _nequip()
-        if fkind == "package":
-            try:
-                info_dict = _package_config(path)
-            except Exception as e:
-                raise IrrepprobeError(f"{path} is not a readable nequip package ({type(e).__name__}: "
-                                      f"{str(e).strip()[:160]})") from None
-        else:
-            obj = torch_load(path, trust, what)  # damaged or truncated files say so here
-            hp = obj.get("hyper_parameters") if isinstance(obj, dict) else None
-            info_dict = hp.get("info_dict") if isinstance(hp, dict) else None
-            if not isinstance(info_dict, dict) or "training_module" not in info_dict or "state_dict" not in obj:
-                raise IrrepprobeError(f"{path} is not a nequip-train checkpoint: it holds no nequip training "
-                                      "config and weights")
-            del obj
-        from nequip.model.saved_models.load_utils import load_saved_model
-
-        try:
-            with _nequip_state(), warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                # an absolute path: load_saved_model downloads any source that starts with "nequip.net:"
-                module = load_saved_model(str(path.resolve()), compile_mode="eager")
-        except Exception as e:  # a config or weights that this nequip (or its plugins) cannot rebuild
-            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-            raise IrrepprobeError(f"nequip cannot rebuild the model in {path} ({type(e).__name__}: "
-                                  f"{first[:200]}); Allegro models need nequip-allegro installed") from None
+        module, info_dict, path, fkind = load_model(source, trust)
         return self._loaded(module.to(device), info_dict, str(path.resolve()), sha256(path), file=fkind)
 
     def _loaded(self, module, info_dict: dict, source: str, digest: str | None, **extra) -> Loaded:
@@ -268,14 +117,13 @@ class NequIPAdapter(ForcesOfPredict, Adapter):
             if "tensor_embed" in mods:
                 ir = mods["tensor_embed"].irreps_out["edge_features"]
                 pts.append(Point("tensor_embed", pre + "tensor_embed", _strided(ir, a.num_tensor_features), kind="edge",
-                                 layout="mul_first", role="input", read=_key("edge_features"),
-                                 write=_put("edge_features")))
+                                 layout="mul_first", role="input", **at("edge_features")))
             n = int(a.num_scalar_features)
             for i, tp in enumerate(a.tps):
                 pts.append(Point(f"allegro.tps.{i}", f"{pre}allegro.tps.{i}", _track_irreps(tp, a.num_tensor_features),
                                  kind="edge", layout="mul_first", role="stream"))
                 pts.append(Point(f"allegro.latents.{i}", f"{pre}allegro.latents.{i}", f"{n}x0e", kind="edge",
-                                 role="stream", read=_first(n), write=_put_first(n)))
+                                 role="stream", **leading(n)))
             pts.append(_field("allegro", pre, "edge_features", a, "edge", "inner"))
             for name, field, kind, role in (("edge_readout", "edge_energy", "edge", "inner"),
                                             ("edge_eng_sum", "atomic_energy", "node", "inner"),
@@ -388,7 +236,7 @@ class NequIPAdapter(ForcesOfPredict, Adapter):
         finally:
             fso.training, fso.do_derivatives = was, did
         energy = out["total_energy"].reshape(-1, 1)
-        self.keep_forces(batch, out.get("forces") if derivatives else None)
+        self.keep_forces(model, batch, out.get("forces") if derivatives else None)
         return energy if self.keep_graph else energy.detach()
 
     # ---------------------------------------------------------------- control and summary
@@ -455,14 +303,9 @@ class NequIPAdapter(ForcesOfPredict, Adapter):
         """``model`` as a nequip-train checkpoint (``.ckpt``) that nequip's own loader
         (``load_saved_model``, ``nequip-compile``, ``nequip-package``) reads, built from the checkpoint the
         model came from; written atomically."""
-        from .surgery import write_checkpoint
-
         source = Path(model.info.get("ckpt") or model.source)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            ck = torch.load(source, map_location="cpu", weights_only=False)  # trusted: the model came from it
-        write_checkpoint(ck, model.info["config"], model.module.state_dict(), list(model.module.parameters()), path,
-                         model.info.get("without", []))
+        write_checkpoint(read_checkpoint(source), model.info["config"], model.module.state_dict(),
+                         list(model.module.parameters()), path, model.info.get("without", []))
         return Path(path)
 
     # MD speed of a pruned file needs the family's own ASE calculator; nequip's runs compiled models only,
@@ -497,33 +340,4 @@ def _strided(irreps, tracks: int) -> o3.Irreps:
 
 
 def _field(name: str, pre: str, field: str, module, kind: str, role: str) -> Point:
-    return Point(name, pre + name, module.irreps_out[field], kind=kind, role=role, read=_key(field),
-                 write=_put(field))
-
-
-def _key(key: str):
-    def read(out):
-        return out[key]
-    return read
-
-
-def _put(key: str):
-    def write(out, x):
-        out[key] = x
-        return out
-    return write
-
-
-def _first(n: int):
-    """An Allegro latent's scalar track: its first ``n`` columns (the rest weight the next layer's
-    environment)."""
-    def read(out):
-        return out[:, :n]
-    return read
-
-
-def _put_first(n: int):
-    def write(out, x):
-        return torch.cat([x.to(out.dtype), out[:, n:]], dim=1)
-    return write
-
+    return Point(name, pre + name, module.irreps_out[field], kind=kind, role=role, **at(field))

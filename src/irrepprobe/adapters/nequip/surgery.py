@@ -1,5 +1,5 @@
 """A NequIP model without some orders, of nequip's own classes (surgery for ``irrepprobe prune --format
-nequip``), and its training checkpoint.
+nequip``); its training checkpoint is written by :func:`irrepprobe.adapters.nequip.io.write_checkpoint`.
 
 The small model is built by nequip's builder from the checkpoint's own model config with ``l_max``
 lowered (its spherical harmonics and every hidden irreps hold all orders up to ``l_max``, so only the
@@ -17,6 +17,7 @@ import torch
 
 from ...errors import IrrepprobeError
 from ...irreps.surgery import nodes, pre, copy_linear, copy_rest, copy_tp, copy_tp_columns, regroup, tp_names
+from .runtime import build
 
 
 def _copy_layer(new, old) -> set:
@@ -45,8 +46,6 @@ def _copy_layer(new, old) -> set:
 def without_orders(module, config: dict, drop: list[int]):
     """``module`` rebuilt by nequip's builder from ``config`` (the checkpoint's model config) with ``l_max``
     below the orders ``drop``, weights copied. Returns the module and its config."""
-    from .adapter import build
-
     cfg = copy.deepcopy(config)
     cfg["l_max"] = min(drop) - 1
     new = build(cfg, f"build the model without l={','.join(map(str, drop))}")
@@ -62,29 +61,3 @@ def without_orders(module, config: dict, drop: list[int]):
                 raise IrrepprobeError(f"cannot prune {name} of this NequIP model: {e}") from None
     copy_rest(new, module, handled, "NequIP")
     return new, cfg
-
-
-def write_checkpoint(source_ckpt: dict, model_config: dict, state: dict, params: list, path, drop) -> None:
-    """A nequip-train checkpoint (the Lightning dict nequip's own ``ModelFromCheckpoint`` reads) holding the
-    small model: the original's with the model config's ``l_max`` lowered and the weights replaced; the
-    optimiser and loop states of the original's training are left out (they belong to other weights)."""
-    from ...fileio import save_torch
-
-    ck = {k: v for k, v in source_ckpt.items() if k not in ("optimizer_states", "lr_schedulers", "loops",
-                                                           "callbacks")}
-    ck["hyper_parameters"] = hp = copy.deepcopy(source_ckpt["hyper_parameters"])
-    hp["model"] = model_config  # what the training module builds, and the copy its info_dict keeps
-    if isinstance(hp.get("info_dict", {}).get("training_module", {}).get("model"), dict):
-        hp["info_dict"]["training_module"]["model"] = copy.deepcopy(model_config)
-    prefix = next(k for k in source_ckpt["state_dict"] if k.endswith("model.func.type_embed.embed_module.weight"))
-    prefix = prefix[: -len("model.func.type_embed.embed_module.weight")]
-    ck["state_dict"] = {**{k: v for k, v in source_ckpt["state_dict"].items()
-                           if not k.startswith(prefix) and not k.startswith("ema.ema_weight_")},
-                        **{prefix + k: v.detach().cpu() for k, v in state.items()}}
-    if any(k.startswith("ema.ema_weight_") for k in source_ckpt["state_dict"]):
-        # the training module's exponential moving average keeps one copy per parameter, in order: the small
-        # model's own weights (so that swapping the average in or out changes nothing)
-        for k, v in enumerate(params):
-            ck["state_dict"][f"ema.ema_weight_{k}"] = v.detach().cpu().clone()
-    ck["irrepprobe"] = {"without": list(drop)}
-    save_torch(ck, path)

@@ -15,16 +15,18 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import torch
 
 from .. import metrics as M
 from ..metrics.features import block_info
 from ..capture import blocks, hooked, keeping, model_of, split, structures_of, to_mul_ir
 from ..capture.store import Capture
-from ..data.targets import _vector_basis
+from ..data.targets import vector_basis
 from ..fileio import atomic_write
-from ..metrics.recovery import mask_hooks
-from ..metrics.utilisation import _grad_context, predictions
+from ..metrics.masking import mask_hooks
+from ..adapters import predict_all
+from ..runtime import grad_context
 
 FILE = "chemiscope.json.gz"
 
@@ -44,7 +46,7 @@ def _arrows(cap: Capture, point: str, rows) -> np.ndarray | None:
         if block_info(cap, point, b)["l"] == 1:
             V = cap.pooled(point, b, "vector_sum")[rows]  # e3nn's basis
             c = int(np.argmax(cap.pooled(point, b, "norm_mean").mean(axis=0)))
-            v = V[:, c, :].astype(np.float64) @ np.linalg.inv(_vector_basis().numpy()).T
+            v = V[:, c, :].astype(np.float64) @ np.linalg.inv(vector_basis().numpy()).T
             scale = np.median(np.linalg.norm(v, axis=1))
             return v / scale if scale > 0 else v
     return None
@@ -67,7 +69,7 @@ def _from_model(cap: Capture, structures, model, trust, log) -> dict[str, np.nda
     base, norms = [], {}
     for batch in batches:  # the unmasked pass: predictions, and the per-atom norms at ``point``
         store: dict[str, torch.Tensor] = {}
-        with hooked(loaded.module, keeping([point], store) if point else ()), _grad_context(loaded):
+        with hooked(loaded.module, keeping([point], store) if point else ()), grad_context(loaded.adapter.needs_grad):
             base.append(loaded.adapter.predict(loaded, batch).detach().double().cpu())
         if point is None:
             continue
@@ -84,13 +86,30 @@ def _from_model(cap: Capture, structures, model, trust, log) -> dict[str, np.nda
     n_atoms = structures.n_atoms.double().numpy()[:, None]
     orders = sorted({b.l for p in loaded.adapter.mask_points(loaded) for b in blocks(p.irreps) if b.l > 0})
     for l in orders:
-        shifted = predictions(loaded, batches, mask_hooks(loaded, [l]))
+        shifted = predict_all(loaded, batches, hooks=mask_hooks(loaded, [l]))[0]
         d = (shifted - base).numpy()
         d = d / n_atoms if per_atom else d
         out[f"shift of {name} with l={l} zeroed ({unit}{'/atom' if per_atom else ''})"] = np.linalg.norm(d, axis=1)
     for l, v in norms.items():
         out[f"atom:norm l={l} at {point.name} (per atom)"] = torch.cat(v).double().cpu().numpy()
     return out
+
+
+def best_map(maps, knn: pd.DataFrame, own: str) -> str | None:
+    """The mapped block whose invariants predict the own quantity best (kNN R2): the viewer opens on it."""
+    mapped = {(m["point"], m["block"]) for m in maps}
+    rows = knn[(knn["target"] == own) & np.array([(p, b) in mapped for p, b in zip(knn["point"], knn["block"])])]
+    if not len(rows):
+        return f"{maps[0]['point']} {maps[0]['block']}" if maps else None
+    r = rows.loc[rows["knn_r2"].idxmax()]
+    return f"{r['point']} {r['block']}"
+
+
+def vector_point(table: pd.DataFrame) -> str | None:
+    """The last point with an l = 1 block that something downstream reads (used or unused, not unreachable
+    or degenerate): its pooled vectors are drawn as arrows."""
+    ok = table[(table["l"] == 1) & table["verdict"].isin(["used", "unused"])]
+    return ok["point"].iloc[-1] if len(ok) else None
 
 
 def export(cap: Capture, out: Path, maps: list[dict], rows: np.ndarray, best: str | None = None,

@@ -13,8 +13,8 @@ from .. import metrics as M
 from ..capture import capture_checkpoint, capture_untrained, load_capture
 from ..errors import IrrepprobeError
 from ..fileio import save_csv
-from . import figures as F
-from .document import Document
+from ..report import figures as F
+from ..report.document import Document
 
 
 def kept_checkpoints(run_dir) -> list[tuple[int, Path]]:

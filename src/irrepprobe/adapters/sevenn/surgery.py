@@ -1,0 +1,76 @@
+"""A SevenNet model without some orders, of sevenn's own classes (surgery for ``irrepprobe prune --format
+sevenn``).
+
+The small model is built by sevenn's builder from the checkpoint's config with ``lmax`` lowered and the
+orders gone from every layer's irreps (sevenn's spherical harmonics hold every order up to ``lmax``, so
+only the highest orders can go). Every weight that connects channels both models have is copied, rescaled
+by e3nn's path normalisations; the rest (scalars only, shifts, scales, denominators) is copied as it was."""
+from __future__ import annotations
+
+import copy
+
+import torch
+
+from ...errors import IrrepprobeError
+from ...irreps.surgery import copy_linear, copy_tp_columns, irreps_without, messages, nodes, pre, tp_names, why_not_top
+from .runtime import build
+
+
+def why_not_without(model, drop: list[int]) -> str | None:
+    """Why the loaded SevenNet ``model`` has no smaller model without the orders ``drop``; None if it has."""
+    return why_not_top(drop, model.info["lmax"], "SevenNet", "sevenn's spherical harmonics hold every order up to lmax")
+
+
+def without_orders(model, drop: list[int]):
+    """The loaded SevenNet ``model``'s module rebuilt by sevenn's builder from its config without the
+    orders ``drop`` (sorted, allowed by :func:`why_not_without`), weights copied, on the old module's
+    device and dtype. Returns the module and its config."""
+    old = model.module
+    config = copy.deepcopy(model.info["config"])
+    layers = [old._modules["onehot_to_feature_x"].irreps_out] + [
+        old._modules[f"{t}_equivariant_gate"].gate.irreps_out for t in range(model.info["layers"])]
+    config["irreps_manual"] = [str(irreps_without(ir, drop)) for ir in (config.get("irreps_manual") or layers)]
+    config["lmax"] = model.info["lmax"] - len(drop)
+    if int(config.get("lmax_node", -1)) > 0:
+        config["lmax_node"] = config["lmax"]
+    new = build(config)
+    olds, news = old._modules, new._modules
+    try:
+        done = _copy_layers(olds, news, layers, drop, model.info["layers"])
+    except ValueError as e:
+        raise IrrepprobeError(f"cannot prune this SevenNet model: {e}") from None
+    with torch.no_grad():
+        state, old_state = new.state_dict(), old.state_dict()
+        for name, v in state.items():  # the rest (scalars only, shifts, scales, denominators) as it was
+            if name not in done and name in old_state and old_state[name].shape == v.shape:
+                v.copy_(old_state[name])
+    p = next(old.parameters())
+    return new.to(device=p.device, dtype=p.dtype), config
+
+
+def _copy_layers(olds, news, layers, drop, n_layers) -> set:
+    """Each interaction layer's weights by channel name (strict); the names of the parameters done."""
+    done = set()
+    with torch.no_grad():
+        for t in range(n_layers):
+            xo, xn = nodes(layers[t]), nodes(irreps_without(layers[t], drop))
+            gate_o, gate_n = olds[f"{t}_equivariant_gate"].gate, news[f"{t}_equivariant_gate"].gate
+            pre_o, pre_n = pre(gate_o.irreps_out, gate_o), pre(gate_n.irreps_out, gate_n)
+            conv_o, conv_n = olds[f"{t}_convolution"], news[f"{t}_convolution"]
+            xo1 = nodes(olds[f"{t}_self_interaction_1"].linear.irreps_out)
+            xn1 = nodes(news[f"{t}_self_interaction_1"].linear.irreps_out)
+            pairs = {f"{t}_self_connection_intro": ((xn, pre_n), (xo, pre_o)),
+                     f"{t}_self_interaction_1": ((xn, xn1), (xo, xo1)),
+                     f"{t}_self_interaction_2": ((messages(conv_n.convolution), pre_n),
+                                                 (messages(conv_o.convolution), pre_o))}
+            for name, (names_new, names_old) in pairs.items():
+                copy_linear(news[name].linear, olds[name].linear, names_new, names_old)
+                done.add(f"{name}.linear.weight")
+            *hidden_n, last_n = list(conv_n.weight_nn.children())
+            *hidden_o, last_o = list(conv_o.weight_nn.children())
+            for a, b in zip(hidden_n, hidden_o):
+                a.weight.copy_(b.weight)
+            tp_n, tp_o = conv_n.convolution, conv_o.convolution
+            copy_tp_columns(last_n.weight, last_o.weight, tp_n, tp_o, tp_names(tp_n), tp_names(tp_o))
+            done.update(f"{t}_convolution.weight_nn.{n}" for n, _ in conv_n.weight_nn.named_parameters())
+    return done

@@ -1,0 +1,311 @@
+"""The ``irrepprobe`` subcommands: each parses what the library does not, calls it and prints. Heavy
+libraries are imported inside each command, so that ``--help`` stays fast."""
+from __future__ import annotations
+
+import sys
+
+
+def _config(args):
+    from ..config import apply_overrides, load_config
+    from ..models import preset
+
+    if args.config and args.preset:
+        from ..errors import IrrepprobeError
+
+        raise IrrepprobeError("give a CONFIG file or --preset, not both")
+    if args.config:
+        cfg = load_config(args.config)
+    elif args.preset:
+        cfg = preset(args.preset)
+    else:
+        return None
+    overrides = list(args.set or [])
+    if getattr(args, "device", None):
+        overrides.append(f"train.device={args.device}")
+    if getattr(args, "cache_dir", None):
+        overrides.append(f"data.cache_dir={args.cache_dir}")
+    return apply_overrides(cfg, overrides)
+
+
+def cmd_train(args) -> int:
+    from ..errors import IrrepprobeError
+    from ..train import train
+
+    cfg = _config(args)
+    if cfg is None and not args.resume:
+        raise IrrepprobeError("give a CONFIG file or --preset NAME (see: irrepprobe presets)")
+    if cfg is not None and not args.resume:  # on resume the run's own saved config is used
+        import yaml
+
+        print("# resolved config")
+        print(yaml.safe_dump(cfg.to_dict(), sort_keys=False).rstrip())
+    train(cfg, args.out, resume=args.resume, progress=not args.no_progress and sys.stderr.isatty())
+    return 0
+
+
+def cmd_evaluate(args) -> int:
+    from ..train import evaluate
+
+    df = evaluate(args.checkpoint, split=args.split, device=args.device or "auto",
+                  batch_size=args.batch_size, cache_dir=args.cache_dir)
+    print(df.to_string(index=False, float_format=lambda v: f"{v:.4f}"))
+    return 0
+
+
+def cmd_capture(args) -> int:
+    from pathlib import Path
+
+    from ..adapters import detect, get_adapter, load_model
+    from ..capture import capture, resolve_data
+    from ..errors import IrrepprobeError
+    from ..examples import example_checkpoint
+    from ..runtime import resolve_device
+
+    source = args.model or str(example_checkpoint())
+    if args.head is not None and args.modality is not None:
+        raise IrrepprobeError("give --head (a MACE head) or --modality (a SevenNet fidelity), not both")
+    flag, head = ("head", args.head) if args.head is not None else ("modality", args.modality)
+    adapter = detect(source) if args.format == "auto" else get_adapter(args.format)
+    if head is not None and adapter.head_flag != flag:  # before loading: a flag of another family
+        what = {"head": "MACE multi-head", "modality": "SevenNet multi-fidelity"}[flag]
+        raise IrrepprobeError(f"--{flag} is for {what} models; this is a {adapter.name} model"
+                              + (f": use --{adapter.head_flag} NAME" if adapter.head_flag else ", which has no heads"))
+    model = load_model(source, adapter.name, trust=args.trust, device=resolve_device(args.device or "auto"),
+                       head=head)
+    if args.format == "auto":
+        print(f"model format: {model.adapter.name} (picked from {source}; --format to choose)")
+    data = args.data or f"qm9:{args.split}"
+    structures = resolve_data(data, model, args.subset, args.cache_dir)
+    target = args.target or (model.quantity.name if model.quantity.name in structures.labels else None)
+    out = args.out or _capture_dir(args.model, data)
+    cap = capture(model, structures, args.points, out, args.batch_size, args.save_nodes, target=target,
+                  trusted=args.trust, check_equivariance=args.check_equivariance)
+    m = cap.meta
+    print(f"captured {len(cap.points)} points over {m['n_molecules']} structures of {m['data']} with "
+          f"{Path(m['model']).name} in {m['seconds']:.1f} s -> {cap.path}")
+    print(m["model_summary"])
+    print(f"own quantity: {m['quantity']['name']} ({m['quantity']['unit']}); "
+          + (f"label {target}: errors stored" if target else "no label of it in the data: predictions only"))
+    for name, why in m["skipped"].items():
+        print(f"skipped {name}: {why}")
+    print(cap.summary.drop(columns=["mean_sq_norm"]).to_string(index=False, float_format=lambda v: f"{v:.4f}"))
+    from ..capture import equivariance_line
+
+    eq = m.get("equivariance")
+    if eq is None or eq["passed"]:  # capture() itself printed a failure, before the table
+        print(equivariance_line(eq))
+    return 0
+
+
+def _capture_dir(model, data: str):
+    """Default capture directory: capture-example for the shipped model; beside a model file; else here."""
+    from pathlib import Path
+
+    if model is None:
+        return Path("capture-example")
+    tag = "qm9-" + (data.partition(":")[2] or "test") if data.startswith("qm9") else Path(data).stem
+    path = Path(model)
+    if path.is_file():
+        return path.parent / f"capture-{tag}"
+    return Path(f"capture-{path.name.replace(':', '-').replace('/', '-')}-{tag}")
+
+
+def _command(args) -> str:
+    """The command line as typed, for reports that state what produced them."""
+    import shlex
+
+    return "irrepprobe " + " ".join(shlex.quote(a) for a in args.argv)
+
+
+def cmd_report(args) -> int:
+    from ..study import make_report
+
+    cap_path = args.capture
+    print(f"report on {cap_path}")
+    res = make_report(cap_path, out=args.out, model=args.model, trust=args.trust or None,
+                      ablation_molecules=None if args.ablation_molecules == 0 else args.ablation_molecules,
+                      map_points=None if args.map_points == 0 else args.map_points, map_method=args.map_method,
+                      map_layers=args.map_layers, compare=args.compare, threshold=args.threshold,
+                      device=args.device or "auto", seed=args.seed, controls=args.controls,
+                      command=_command(args), quantity=args.quantity, first_look=args.first_look or None,
+                      recovery_steps=args.recovery_steps if args.recovery else None, recovery_lr=args.recovery_lr,
+                      necessity=_necessity(args.necessity), seeds=args.seeds, map_criterion=args.map_criterion)
+    v = res["verdict"]
+    print("unused blocks: " + (", ".join(f"{p} {b}" for p, b in v["unused"]) or "none"))
+    print("orders to drop: " + (", ".join(f"l={l}" for l in v["drop"]) or "none"))
+    print(f"total {res['timings']['seconds'].sum():.1f} s -> {res['report_html']}")
+    return 0
+
+
+def _necessity(items) -> list[tuple[str, str]]:
+    """``--necessity l=1:CAPTURE`` (or ``l=1,2:CAPTURE``) -> [("l=1", "CAPTURE")]."""
+    from ..errors import IrrepprobeError
+
+    out = []
+    for item in items or []:
+        order, sep, path = item.partition(":")
+        ls = order.removeprefix("l=").split(",")
+        if not sep or not path or not order.startswith("l=") or not all(x.strip().isdigit() for x in ls):
+            raise IrrepprobeError(f"--necessity takes ORDERS:CAPTURE, e.g. l=1:prune/pruned-seed0/capture; got {item!r}")
+        out.append((order, path))
+    return out
+
+
+def cmd_dynamics(args) -> int:
+    from ..study.dynamics import dynamics
+
+    res = dynamics(args.run, out=args.out, subset=args.subset or None,
+                   molecules=args.ablation_molecules or None, device=args.device, seed=args.seed,
+                   command=_command(args))
+    print(f"{res['table']['epoch'].nunique()} epochs -> {res['report_html']}")
+    return 0
+
+
+def cmd_prune(args) -> int:
+    from pathlib import Path
+
+    from ..errors import IrrepprobeError
+    from ..prune import prune
+    from ..report.compare import prune_report
+
+    if args.drop_l and args.auto:
+        raise IrrepprobeError("give --drop-l L[,L...] or --auto, not both")
+    if not args.drop_l and not args.auto:
+        raise IrrepprobeError("give --drop-l L[,L...] (orders to drop) or --auto (the orders found unused)")
+    drop = None
+    if args.drop_l:
+        try:
+            drop = [int(x) for x in args.drop_l.split(",") if x.strip()]
+        except ValueError:
+            raise IrrepprobeError(f"--drop-l takes orders like 1,2; got {args.drop_l!r}") from None
+    from ..adapters import detect, get_adapter
+
+    adapter = detect(args.checkpoint) if args.format == "auto" else get_adapter(args.format)
+    if adapter.name != "irrepprobe":
+        return _prune_other(args, adapter, drop)
+    if args.data or args.target:
+        raise IrrepprobeError("--data and --target are for other families: our models are retrained on their own "
+                              "QM9 config")
+    out = Path(args.checkpoint).parent / "prune" if not args.out else Path(args.out)
+    res = prune(args.checkpoint, out, drop=drop, seeds=args.seeds, threshold=args.threshold,
+                molecules=args.ablation_molecules or None, warm=args.warm_start,
+                recovery_steps=args.recovery_steps)
+    md = prune_report(res, out, Path(args.checkpoint).name, args.threshold,
+                      command=_command(args))
+    print(res["runs"][["variant", "seed", "ls", "params", "test_mae", "knn_r2_target"]]
+          .to_string(index=False, float_format=lambda v: f"{v:.4f}"))
+    print(f"-> {md}")
+    return 0
+
+
+def _prune_other(args, adapter, drop) -> int:
+    """prune for SevenNet, MACE, NequIP: surgery, fine-tuning on --data, the family's own file
+    (:func:`irrepprobe.prune.prune_model`)."""
+    from ..prune import prune_model
+
+    done = prune_model(args.checkpoint, adapter, drop, args.data, out=args.out, subset=args.subset, target=args.target,
+                       steps=args.steps, md_steps=args.md_steps, trust=args.trust, device=args.device or "auto",
+                       command=_command(args))
+    if done is None:
+        return 0
+    res = done["result"]
+    print(res["table"].to_string(index=False, float_format=lambda v: f"{v:.4g}"))
+    print(f"pruned model: {res['pruned']} -> {done['report']}")
+    return 0
+
+
+def cmd_experiment(args) -> int:
+    from pathlib import Path
+
+    from ..experiments import load_grid, run_experiment
+    from ..report.experiment import experiment_report
+
+    grid = load_grid(args.grid)
+    out = Path(args.out or Path("experiments") / grid.name)
+    if args.list:
+        from ..experiments import state
+        for r in grid.runs:
+            print(f"{state(out / r.name):8s} {r.name}")
+        return 0
+    res = run_experiment(grid, out, jobs=args.jobs, executor=args.executor)
+    md = experiment_report(res, out, grid.name, command=_command(args))
+    done = len(res["runs"])
+    print(f"{done}/{len(grid.runs)} runs done -> {md}")
+    for line in res["failures"]:
+        print(line)
+    return 1 if res["failures"] else 0
+
+
+def cmd_model(args) -> int:
+    from ..models import build_model
+
+    cfg = _config(args)
+    if cfg is None:
+        from ..models import preset
+
+        cfg = preset("lee")
+    print(build_model(cfg).summary())
+    return 0
+
+
+def cmd_presets(args) -> int:
+    from ..models import PRESETS, build_model, num_parameters, preset
+
+    for name in PRESETS:
+        cfg = preset(name)
+        m = cfg.model
+        print(f"{name:<10} target={cfg.data.target:<8} ls={m.ls} mul={m.mul} layers={m.layers} "
+              f"cutoff={m.cutoff}  params={num_parameters(build_model(cfg)):,}")
+    return 0
+
+
+def cmd_data(args) -> int:
+    import time
+
+    from ..data import TARGETS, load_qm9, target_values
+    from ..errors import IrrepprobeError
+
+    if args.action == "export":
+        return _export(args)
+    if args.path:
+        raise IrrepprobeError(f"unexpected argument {args.path!r} (did you mean: irrepprobe data export {args.path})")
+    t0 = time.time()
+    qm9 = load_qm9(args.cache_dir, rebuild=args.rebuild)
+    print(f"QM9: {len(qm9):,} molecules, {qm9.species.numel():,} atoms, loaded in {time.time() - t0:.1f} s")
+    print(f"{'target':<16}{'irreps':<12}{'unit':<14}{'mean':>12}{'std':>12}  description")
+    for t in TARGETS.values():
+        v = target_values(qm9, t.name)
+        print(f"{t.name:<16}{t.irreps:<12}{t.unit:<14}{float(v[:, 0].mean()):>12.4f}{float(v[:, 0].std()):>12.4f}"
+              f"  {t.description}")
+    return 0
+
+
+def _export(args) -> int:
+    """QM9 (a split of the seed-0 80/10/10 split, or all of it) to extended XYZ with every target."""
+    from ..data import load_qm9, make_split
+    from ..data.structures import qm9_structures, write_extxyz
+    from ..errors import IrrepprobeError
+
+    if not args.path:
+        raise IrrepprobeError("give the file to write: irrepprobe data export OUT.xyz [--split test] [--subset N]")
+    if args.subset is not None and args.subset < 1:
+        raise IrrepprobeError(f"--subset must be a positive number of molecules, got {args.subset}")
+    qm9 = load_qm9(args.cache_dir)
+    if args.split not in ("all", "train", "val", "test"):
+        raise IrrepprobeError(f"unknown split {args.split!r}; valid: all, train, val, test")
+    if args.checkpoint:  # the very molecules a model was trained, validated or tested on
+        from ..train import load_checkpoint
+
+        split = load_checkpoint(args.checkpoint)["split"]
+        if args.split == "all":
+            raise IrrepprobeError("with --checkpoint give --split train, val or test")
+        indices, source = split[args.split].tolist(), f"{args.checkpoint}:{args.split}"
+    else:
+        indices = range(len(qm9)) if args.split == "all" else make_split(len(qm9), seed=0)[args.split].tolist()
+        source = f"qm9:{args.split}"
+    indices = list(indices)[: args.subset]
+    structures = qm9_structures(qm9, indices, source=source)
+    path = write_extxyz(structures, args.path)
+    print(f"wrote {len(structures)} QM9 molecules ({args.split} split) with {len(structures.labels)} labels "
+          f"and per-atom charges -> {path}")
+    return 0
