@@ -18,6 +18,19 @@ def qm9():
     return load_qm9()
 
 
+@pytest.fixture(scope="session")
+def report(tmp_path_factory):
+    """The default report on the shipped example (a trained U0 model, L=[0,1,2], 3 layers), 120 of its test
+    molecules: shared by the report's tests and the browser's."""
+    from irrepprobe.capture import capture_checkpoint
+    from irrepprobe.examples import example_checkpoint
+    from irrepprobe.study import make_report
+
+    out = tmp_path_factory.mktemp("rep")
+    cap = capture_checkpoint(example_checkpoint(), subset=120, out=out / "cap", device="cpu")
+    return make_report(cap, out=out / "report", device="cpu", log=lambda *a: None)
+
+
 def smoke_config(**overrides):
     from irrepprobe.models import preset
 

@@ -68,7 +68,8 @@ def wrong_label(qm9, tmp_path_factory):
     model = load_model(example_checkpoint(), "irrepprobe")
     structures = qm9_structures(qm9, torch.arange(100, 160))
     assert "u0" in structures.labels
-    return capture(model, structures, out=tmp_path_factory.mktemp("w") / "cap", target="u0", check_equivariance=0)
+    return capture(model, structures, out=tmp_path_factory.mktemp("w") / "cap", target="u0", check_equivariance=0,
+                   target_named=True)  # named on purpose: left to itself, capture sets it aside (another reference)
 
 
 def test_a_model_worse_than_the_composition_fit_gets_no_scale_free_number_and_no_verdict(wrong_label):

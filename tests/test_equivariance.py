@@ -178,3 +178,64 @@ def test_cli_capture_prints_the_result_and_0_skips(tmp_path, capsys):
     assert main(["capture", "--subset", "6", "--out", str(tmp_path / "b"), "--check-equivariance", "0"]) == 0
     assert capsys.readouterr().out.strip().splitlines()[-1] == "equivariance check skipped"
     assert json.loads((tmp_path / "b" / "meta.json").read_text())["equivariance"] is None
+
+
+def few_atoms(path: Path):
+    """Two lone atoms (off the origin), CO2 and HCN (collinear), CH4 (a full test), and a one-atom periodic
+    cell (its lattice breaks the symmetry: a full test), as extxyz read back."""
+    import ase.io
+    from ase import Atoms
+    from ase.build import molecule
+
+    frames = [Atoms("C", positions=[[0.3, 0.2, 0.1]]), Atoms("O", positions=[[1.0, -0.5, 0.2]]),
+              molecule("CO2"), molecule("HCN"), molecule("CH4"),
+              Atoms("C", positions=[[0.1, 0.2, 0.3]], cell=[[3.0, 0, 0], [0.5, 3.2, 0], [0, 0.4, 3.5]], pbc=True)]
+    for f in frames[2:5]:
+        f.positions += [0.4, -0.3, 0.7]
+    ase.io.write(path, frames, format="extxyz")
+    return read_structures(path)
+
+
+def test_lone_atoms_test_nothing_and_collinear_structures_are_named(example, tmp_path, one_thread):
+    from irrepprobe.capture.equivariance import geometry
+
+    s = few_atoms(tmp_path / "few.xyz")
+    assert geometry(s) == ["one atom", "one atom", "collinear", "collinear", "", ""]
+    names = [p.name for p in example.adapter.points(example)]
+    # lone atoms only: a 0.0 change that tests nothing is neither a pass nor silent
+    _, summary = check_equivariance(example, s.take([0, 1]), names, n=2)
+    assert summary["passed"] is None and summary["tested"] == 0 and summary["one_atom"] == 2
+    line = equivariance_line(summary)
+    assert "tested nothing" in line and "lone atom" in line and "passed" not in line
+    # the check takes what it can test first: one structure of [atom, atom, CH4] is the molecule
+    _, summary = check_equivariance(example, s.take([0, 1, 4]), names, n=1)
+    assert summary["passed"] is True and summary["one_atom"] == 0 and summary["tested"] == 1
+    # forced to use them, it passes and says which it could not test
+    _, summary = check_equivariance(example, s.take([0, 2, 3, 4]), names, n=4)
+    assert summary["passed"] is True and (summary["one_atom"], summary["collinear"], summary["tested"]) == (1, 2, 3)
+    line = equivariance_line(summary)
+    assert line.startswith("equivariance check passed") and "1 of the 4 structures checked is a lone atom" in line
+    assert "2 of the 4 structures checked are collinear" in line and "D(R)" in line
+    # collinear structures still catch l=1 features turned in a fixed frame (the D(R) comparison)
+    turn = load_model("broken_nets:fixed_rotation", "e3nn")
+    _, summary = check_equivariance(turn, s.take([2, 3]), [p.name for p in turn.adapter.points(turn)], n=2)
+    assert summary["passed"] is False and summary["collinear"] == 2
+    assert "with its norms unchanged" in summary["cause"] and "likely cause:" in equivariance_line(summary)
+    # a lone atom is a failure when the model reads absolute positions: evidence, not "untested"
+    leak = load_model("broken_nets:position_leak", "e3nn")
+    _, summary = check_equivariance(leak, s.take([0, 1]), [p.name for p in leak.adapter.points(leak)], n=2)
+    assert summary["passed"] is False and summary["tested"] == 0
+
+
+def test_a_capture_of_lone_atoms_says_the_check_tested_nothing(example, tmp_path, capsys, one_thread):
+    from irrepprobe.report.summary import header, read_first
+
+    s = few_atoms(tmp_path / "few.xyz").take([0, 1])
+    cap = capture(example, s, None, tmp_path / "cap", batch_size=4, check_equivariance=2)
+    eq = cap.meta["equivariance"]
+    assert eq["passed"] is None and eq["one_atom"] == 2
+    out = capsys.readouterr().out
+    assert "equivariance check on 2 rotated structures tested nothing" in out
+    first = read_first(cap.meta, pd.DataFrame(), pd.DataFrame(columns=["check", "quantity", "message"]))
+    assert len(first) == 1 and first[0].startswith("**The equivariance check tested nothing**")
+    assert any("tested nothing" in line for line in header(cap.meta, pd.DataFrame()))

@@ -1,20 +1,10 @@
 import numpy as np
 import pandas as pd
-import pytest
 from matplotlib import image
 
-from irrepprobe.capture import capture_checkpoint, load_capture
+from irrepprobe.capture import load_capture
 from irrepprobe.cli import main
-from irrepprobe.examples import example_checkpoint
 from irrepprobe.study import make_report
-
-
-@pytest.fixture(scope="module")
-def report(tmp_path_factory):
-    out = tmp_path_factory.mktemp("rep")
-    # the shipped example: a trained U0 model, L=[0,1,2], 3 layers; 120 of its test molecules
-    cap = capture_checkpoint(example_checkpoint(), subset=120, out=out / "cap", device="cpu")
-    return make_report(cap, out=out / "report", device="cpu", log=lambda *a: None)
 
 
 def test_report_renders_with_every_figure_and_table(report):
@@ -178,3 +168,17 @@ def test_map_criterion_scores_maps_against_their_nulls_and_sets_them_beside_the_
     row = cross.set_index(["point", "block"]).loc[("layers.2", "1o")]
     assert row["verdict"] == "unreachable by construction"  # a map of an unreachable block says nothing about use
     assert {"map looks structured (components)", "map looks structured (invariants)", "dependence"} <= set(cross)
+
+
+def test_an_unreachable_block_has_no_dependence_outcome_and_order_lines_name_their_leg(report):
+    table = report["verdict"]["table"].set_index(["point", "block"])
+    for block in ("1o", "2e"):  # the linear readout reads only layers.2's scalars
+        assert table.loc[("layers.2", block), "verdict"] == "unreachable by construction"
+        assert table.loc[("layers.2", block), "dependence"] == "unreachable"
+    assert "dispensable" not in set(table.loc[table["verdict"] == "unreachable by construction", "dependence"])
+    first = (report["out"] / "report.md").read_text().split("<details>")[0]
+    for line in (x for x in first.splitlines() if x.startswith("- **l=")):
+        bold = line.split("**")[1]
+        assert "(dependence: " in bold  # the leg the claim rests on, in the claim
+        # "needed" and "not measured" are never said of the same thing: the claim is about this checkpoint
+        assert "this checkpoint" in bold and "whether the architecture needs it: not measured" in line

@@ -163,6 +163,8 @@ class Adapter:
         if target is None:
             return None
         if target not in structures.labels:
+            if hasattr(structures, "require_label"):  # says where it is: on some structures, per atom, nowhere
+                structures.require_label(target)
             have = ", ".join(structures.labels) or "none"
             raise IrrepprobeError(f"the data has no label {target!r}; its labels: {have}")
         return target

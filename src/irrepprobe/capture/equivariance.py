@@ -19,6 +19,12 @@ and the forces (``R`` applied to the original), where the family computes them. 
 divides by the original's RMS, floored at :data:`FLOOR` times the RMS of the whole point (a block that
 is zero by symmetry, e.g. l=1 on a perfect crystal, is ``near_zero``, and measured against the point),
 and forces at :data:`FORCE_FLOOR` (force units: eV/A for every family here).
+
+Some structures cannot show much under rotation (:func:`geometry`): a lone atom (not periodic), which a
+rotation about itself leaves as it was for any model built on relative positions, and collinear atoms,
+which a rotation about their line leaves as they were. The check prefers structures that can show
+everything, says how many of each kind it had to use, and calls a check on lone atoms only untested
+(``passed`` None), never passed.
 """
 from __future__ import annotations
 
@@ -47,6 +53,13 @@ TOLERANCE = 1e-3
 FLOOR = 0.1
 NEAR_ZERO = 1e-3  # a block whose RMS is below this fraction of its point's in every structure is marked near_zero
 FORCE_FLOOR = 1e-2  # eV/A: forces below this are noise (a perfect crystal), measured against it
+# A structure whose atoms lie within this RMS distance (Angstrom) of one line counts as collinear. Turning
+# it about that line moves its atoms by about this much, which changes features by about COLLINEAR / 1 A
+# (a bond) relative: 1e-3, the check's TOLERANCE, so such a turn cannot show anything the check would
+# call a failure. QM9's linear molecules sit far inside it (HCN 3e-10 A, acetylene 0, cyanogen 4.5e-4 A);
+# its near-linear ones outside (formaldehyde's second axis 0.66 A).
+COLLINEAR = 1e-3
+ONE_ATOM, LINE = "one atom", "collinear"
 TABLE_COLUMNS = ["point", "block", "kind", "l", "parity", "mul", "invariant_max_rel", "invariant_median_rel",
                  "rotation_max_rel", "rotation_median_rel", "max_rel", "near_zero", "passed"]
 
@@ -62,6 +75,27 @@ def rotate_each(structures: Structures, R: torch.Tensor) -> Structures:
     out.pos = torch.einsum("aij,aj->ai", Ra, structures.pos.to(torch.float64))
     out.cell = torch.einsum("sij,skj->ski", R, structures.cell.to(torch.float64))
     return out
+
+
+def geometry(structures: Structures) -> list[str]:
+    """Per structure, what a rotation cannot show on it: ``"one atom"`` (a lone atom, not periodic: turning
+    it about itself changes nothing a model built on relative positions sees), ``"collinear"`` (every atom
+    within :data:`COLLINEAR` of one line, not periodic: turning it about the line changes nothing, so its
+    invariants are tested only against the line's new direction; its l>0 features are still compared in
+    full against ``D(R)``, which also checks that none points across the line) or ``""`` (a full test; any periodic structure, whose cell breaks the
+    symmetry)."""
+    n = len(structures)
+    owner = structures.structure_of_atom()
+    counts = structures.n_atoms.to(torch.float64)
+    pos = structures.pos.to(torch.float64)
+    centre = torch.zeros(n, 3, dtype=torch.float64).index_add_(0, owner, pos) / counts.clamp(min=1)[:, None]
+    x = pos - centre[owner]
+    cov = torch.zeros(n, 3, 3, dtype=torch.float64).index_add_(0, owner, x[:, :, None] * x[:, None, :])
+    spread = torch.linalg.eigvalsh(cov / counts.clamp(min=1)[:, None, None]).clamp(min=0).sqrt()  # ascending
+    off_line = spread[:, :2].pow(2).sum(1).sqrt()  # RMS distance of the atoms from their best line
+    periodic = structures.pbc.any(1)
+    return [("" if bool(periodic[i]) else ONE_ATOM if int(structures.n_atoms[i]) == 1 else
+             LINE if float(off_line[i]) < COLLINEAR else "") for i in range(n)]
 
 
 class _Snapshot(dict):
@@ -155,7 +189,11 @@ def check_equivariance(model: Loaded, structures: Structures, points=None, n: in
     the adapter's default points). Returns the per-block table (columns :data:`TABLE_COLUMNS`; one row
     per point and block, then a row for the output and one for the forces, ``kind`` ``output`` and
     ``forces``) and a summary: ``structures``, ``seed``, ``tolerance``, ``passed`` (every largest
-    relative change below ``tolerance``), ``output_max_rel``, ``forces_max_rel`` (None when the
+    relative change below ``tolerance``; None when nothing failed and every structure was a lone atom,
+    which tests nothing), ``one_atom`` and ``collinear`` (how many of the structures checked rotation
+    cannot test fully, :func:`geometry`; the check takes structures that it can test first),
+    ``tested`` (structures other than lone atoms), ``cause`` (on a failure, the likely cause in words,
+    :func:`likely_cause`), ``output_max_rel``, ``forces_max_rel`` (None when the
     family gives no forces), ``features_max_rel``, ``worst`` ("point block" of the largest feature
     change), ``failed_blocks`` (["point block", ...] above the tolerance, "output" and "forces"
     included when they fail) and ``skipped`` ({point: why} for points that could not be compared).
@@ -175,7 +213,11 @@ def check_equivariance(model: Loaded, structures: Structures, points=None, n: in
         points = choose_points(model, list(points) if points else None)
     points = as_points(points)
     n = min(int(n), len(structures))
-    sample = structures.take(np.arange(n))
+    shapes = geometry(structures)
+    rank = {"": 0, LINE: 1, ONE_ATOM: 2}  # full tests first, then what a rotation can partly test
+    rows = np.sort(np.argsort([rank[g] for g in shapes], kind="stable")[:n])
+    sample = structures.take(rows)
+    shapes = [shapes[i] for i in rows]
     R = random_rotations(n, seed)
     rotated = rotate_each(sample, R)
 
@@ -274,10 +316,48 @@ def check_equivariance(model: Loaded, structures: Structures, points=None, n: in
     output_max = float(table.loc[table["kind"] == "output", "max_rel"].max())
     failed = [f"{r.point} {r.block}" if r.kind in ("node", "edge") else r.kind
               for r in table.itertuples() if not r.passed]
-    summary = {"structures": n, "seed": int(seed), "tolerance": float(tolerance), "passed": not failed,
+    one, line = shapes.count(ONE_ATOM), shapes.count(LINE)
+    summary = {"structures": n, "seed": int(seed), "tolerance": float(tolerance),
+               "passed": False if failed else None if one == n else True,
+               "tested": n - one, "one_atom": one, "collinear": line,
                "output_max_rel": output_max, "forces_max_rel": forces_max, "features_max_rel": features_max,
                "worst": worst, "failed_blocks": failed, "skipped": dict(skipped)}
+    summary["cause"] = likely_cause(table, tolerance) if failed else None
     return table, summary
+
+
+def likely_cause(table: pd.DataFrame, tolerance: float = TOLERANCE) -> str | None:
+    """Where a failure of the check most likely comes from, in words, from its per-block ``table``
+    (rows in forward order): the first block to fail, whether its invariants change or only its
+    direction, and what that points to. None when nothing failed."""
+    bad = table[~table["passed"]]
+    if not len(bad):
+        return None
+    feats = table[table["kind"].isin(["node", "edge"])]
+    first = bad[bad["kind"].isin(["node", "edge"])]
+    if not np.isfinite(bad["max_rel"]).all():
+        return "the model gives NaN or inf on a rotated structure (a rotated cell or position it cannot handle)"
+    if not len(first):
+        if (bad["kind"] == "output").any():
+            return ("every captured block passes but the output does not: the readout after the last captured "
+                    "point reads orientation, or the output's declared irreps are not what it computes")
+        return ("energy and features pass but the forces do not turn with the structure: forces computed in a "
+                "fixed frame, or not as the gradient of the energy")
+    f = first.iloc[0]
+    where = f"{f['point']} {f['block']}"
+    at_start = f["point"] == feats["point"].iloc[0]
+    inv = f["invariant_max_rel"]
+    if not (isinstance(inv, float) and inv >= tolerance) and f["l"] > 0:
+        turned = ("the first captured point already, so the adapter's layout or basis of the l>0 components "
+                  "(e.g. e3nn's y, z, x order read as x, y, z) is as likely as the model" if at_start else
+                  "the module that writes it turns them in a fixed frame; the blocks before it pass")
+        return (f"{where} is the first block to fail, with its norms unchanged: its l={int(f['l'])} features turn "
+                f"the wrong way under rotation ({turned})")
+    if at_start:
+        return (f"{where} already changes at the first captured point: the input embedding or first layer reads "
+                "orientation (absolute positions, a fixed direction, or a cell that is not rotated with the atoms)")
+    return (f"{where} is the first block whose invariants change (every block of the points before it passes): "
+            "the module that writes it reads orientation, e.g. absolute positions or a fixed direction")
 
 
 def _irreps_or_none(irreps) -> o3.Irreps | None:
@@ -287,7 +367,7 @@ def _irreps_or_none(irreps) -> o3.Irreps | None:
         return None
 
 
-def _percent(x: float | None) -> str:
+def percent(x: float | None) -> str:
     if x is None or math.isnan(x):
         return "n/a"
     return f"{100 * x:.3g}%" if x >= 1e-3 else f"{x:.1e}"
@@ -298,27 +378,51 @@ def equivariance_line(summary: dict | None) -> str:
     if summary is None:
         return "equivariance check skipped"
     forces = summary.get("forces_max_rel")
-    parts = [f"output {_percent(summary['output_max_rel'])}"]
+    parts = [f"output {percent(summary['output_max_rel'])}"]
     if forces is not None:
-        parts.append(f"forces {_percent(forces)}")
-    parts.append(f"features {_percent(summary['features_max_rel'])}")
-    worst = f"worst block: {summary['worst']}, {_percent(summary['features_max_rel'])}" if summary.get("worst") \
+        parts.append(f"forces {percent(forces)}")
+    parts.append(f"features {percent(summary['features_max_rel'])}")
+    worst = f"worst block: {summary['worst']}, {percent(summary['features_max_rel'])}" if summary.get("worst") \
         else "no block compared"
     first = next((b for b in summary["failed_blocks"] if b not in ("output", "forces")), None)
     if first is not None and first != summary.get("worst"):
         worst = f"first failing block: {first}; " + worst
+    shapes = geometry_words(summary)
+    if summary["passed"] is None:
+        return (f"equivariance check on {summary['structures']} rotated structures tested nothing: every one is a "
+                "lone atom, which a rotation about itself leaves unchanged for a model built on relative positions "
+                f"(largest relative change {', '.join(parts)}); give structures of two or more atoms not on one line")
     if summary["passed"]:
         return (f"equivariance check passed on {summary['structures']} rotated structures: largest relative "
-                f"change {', '.join(parts)} (tolerance {summary['tolerance']:g})")
+                f"change {', '.join(parts)} (tolerance {summary['tolerance']:g})" + (f"; {shapes}" if shapes else ""))
     bad = []
     if summary["output_max_rel"] >= summary["tolerance"]:
-        bad.append(f"output changes by {_percent(summary['output_max_rel'])}")
+        bad.append(f"output changes by {percent(summary['output_max_rel'])}")
     if forces is not None and forces >= summary["tolerance"]:
-        bad.append(f"forces by {_percent(forces)}")
+        bad.append(f"forces by {percent(forces)}")
     n_blocks = sum(" " in b for b in summary["failed_blocks"])
     if n_blocks:
         bad.append(f"{n_blocks} feature block{'s' if n_blocks > 1 else ''} by up to "
-                   f"{_percent(summary['features_max_rel'])}")
+                   f"{percent(summary['features_max_rel'])}")
+    cause = summary.get("cause")
     return (f"equivariance check FAILED on {summary['structures']} rotated structures: {', '.join(bad)} under "
             f"rotation ({worst}; tolerance {summary['tolerance']:g}): the model is not equivariant, so which "
-            "irreps it uses is not meaningful")
+            "irreps it uses is not meaningful" + (f"; likely cause: {cause}" if cause else "")
+            + (f"; {shapes}" if shapes else ""))
+
+
+def geometry_words(summary: dict) -> str:
+    """What the structures checked could not test, in words ("" when every one was a full test)."""
+    one, line, n = summary.get("one_atom", 0), summary.get("collinear", 0), summary["structures"]
+    out = []
+    if one:
+        out.append(f"{one} of the {n} structures checked {'is a lone atom' if one == 1 else 'are lone atoms'}, "
+                   "where rotation "
+                   "tests nothing (a model built on relative positions sees the same input)")
+    if line:
+        out.append(f"{line} of the {n} structures checked {'is' if line == 1 else 'are'} collinear, where a turn "
+                   "about the line "
+                   "leaves the input as it was: invariants are tested only against the line's new direction; l>0 "
+                   "features in full against D(R), which also checks that none points across the line, as "
+                   "symmetry demands")
+    return "; ".join(out)

@@ -7,6 +7,14 @@ from .commands import (cmd_capture, cmd_data, cmd_dynamics, cmd_evaluate, cmd_ex
                        cmd_prune, cmd_report, cmd_train)
 
 
+class Parser(argparse.ArgumentParser):
+    """Bad arguments as one line (what is wrong, and where the help is), exit code 2: argparse's own error
+    prints the whole usage first."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message} (see: {self.prog} --help)\n")
+
+
 def _with_parents(add_parser, parents):
     """Every subcommand also takes the options of ``parents`` (``--debug`` after the subcommand too)."""
     def add(*args, **kwargs):
@@ -15,7 +23,7 @@ def _with_parents(add_parser, parents):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = Parser(
         prog="irrepprobe",
         description="Which irreducible representations does a trained equivariant network use?")
     p.add_argument("--debug", action="store_true", help="show tracebacks instead of one-line errors")
@@ -55,7 +63,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--format", default="auto", help="model family: auto, irrepprobe, sevenn, mace, nequip (NequIP and Allegro) or e3nn (default auto)")
     sp.add_argument("--data", help="qm9, qm9:SPLIT (the model's own split, or QM9's 80/10/10 one) or any file "
                                    "ASE reads (default qm9:test)")
-    sp.add_argument("--split", default="test", help="with no --data: the QM9 split (train, val, test)")
+    sp.add_argument("--split", help="with no --data: the QM9 split (train, val, test; default test)")
     sp.add_argument("--subset", type=int, help="only the first N structures")
     sp.add_argument("--target", help="the label holding the model's own quantity (default: the model's "
                                      "target when the data has it; otherwise predictions only)")
@@ -113,9 +121,9 @@ def build_parser() -> argparse.ArgumentParser:
                     help="also fine-tune the model with each order masked (and, as a control, unmasked) and "
                          "score what damage remains on held-out structures: whether the architecture needs the "
                          "order, not only this checkpoint; the verdict then rests on it")
-    sp.add_argument("--recovery-steps", type=int, default=200, metavar="N",
+    sp.add_argument("--recovery-steps", type=int, metavar="N",
                     help="fine-tuning steps per order for --recovery (default 200)")
-    sp.add_argument("--recovery-lr", type=float, default=1e-3, help="fine-tuning learning rate (default 1e-3)")
+    sp.add_argument("--recovery-lr", type=float, help="fine-tuning learning rate for --recovery (default 1e-3)")
     sp.add_argument("--necessity", action="append", metavar="ORDERS:CAPTURE",
                     help="the capture of a model trained from scratch without the orders (e.g. "
                          "l=1:prune/pruned-seed0/capture), over the same labelled structures: the necessity leg")
@@ -143,11 +151,17 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--target", metavar="KEY",
                     help="other families: the label of --data that is the model's energy (default: the one named "
                          "like the model's quantity, if any; without one, the original's own energies are distilled)")
-    sp.add_argument("--steps", type=int, default=200,
+    sp.add_argument("--steps", type=int,
                     help="other families: fine-tuning steps of the pruned model (default 200)")
-    sp.add_argument("--md-steps", type=int, default=20,
+    sp.add_argument("--md-steps", type=int,
                     help="other families: MD steps per round for the speed of the original and pruned files "
                          "through the family's own calculator (default 20; 0: none)")
+    sp.add_argument("--head", metavar="NAME", help="other families: the head of a multi-head MACE model to "
+                                                   "fine-tune and compare at (default: its only head, or the one "
+                                                   "called default)")
+    sp.add_argument("--modality", metavar="NAME", help="other families: the fidelity of a multi-fidelity SevenNet "
+                                                       "model to fine-tune and compare at, e.g. PBE (needed when it "
+                                                       "has several; the pruned file keeps every fidelity)")
     sp.add_argument("--device", choices=["auto", "cpu", "cuda"])
     sp.add_argument("--drop-l", help="orders to drop, e.g. 1,2")
     sp.add_argument("--auto", action="store_true",
@@ -155,9 +169,11 @@ def build_parser() -> argparse.ArgumentParser:
                          "fine-tuning with the order masked)")
     sp.add_argument("--recovery-steps", type=int, metavar="N",
                     help="--auto rests on recovery: fine-tune with each order masked for N steps")
-    sp.add_argument("--seeds", type=int, default=1, help="seeds per variant (default 1)")
-    sp.add_argument("--threshold", type=float, default=0.05)
-    sp.add_argument("--ablation-molecules", type=int, default=1000)
+    sp.add_argument("--seeds", type=int, help="our checkpoints: seeds per variant (default 1)")
+    sp.add_argument("--threshold", type=float,
+                    help="our checkpoints: the utilisation below which --auto finds an order unused (default 0.05)")
+    sp.add_argument("--ablation-molecules", type=int,
+                    help="our checkpoints: molecules for ablation (default 1000; 0 = all)")
     sp.add_argument("--warm-start", action="store_true",
                     help="also train the pruned model from the full model's surviving weights")
     sp.add_argument("--out", help="default: prune/ beside the checkpoint")
@@ -181,7 +197,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp = sub.add_parser("data", help="build or load the QM9 cache and list the targets; export QM9 to extxyz")
     sp.add_argument("action", nargs="?", choices=["export"], help="export: write QM9 molecules to an extxyz file")
     sp.add_argument("path", nargs="?", help="with export: the file to write")
-    sp.add_argument("--split", default="test", help="with export: all, train, val or test (QM9's seed-0 80/10/10)")
+    sp.add_argument("--split", help="with export: all, train, val or test (QM9's seed-0 80/10/10; default test)")
     sp.add_argument("--subset", type=int, help="with export: only the first N molecules")
     sp.add_argument("--checkpoint", metavar="CKPT",
                     help="with export: the split of this irrepprobe checkpoint instead of QM9's seed-0 split")

@@ -19,6 +19,10 @@ from ..errors import IrrepprobeError
 # Keys ASE stores itself; never offered as labels.
 _ASE_ARRAYS = {"numbers", "positions", "momenta", "masses", "initial_magmoms", "initial_charges", "tags"}
 _QM9_Z = (1, 6, 7, 8, 9)
+# calculator results that are one value per structure whatever their length (a dipole of a 3-atom molecule
+# is not per atom)
+_PER_STRUCTURE_RESULTS = {"energy", "free_energy", "dipole", "stress", "magmom", "dielectric_tensor",
+                          "polarizability"}
 
 
 def sha256(path) -> str:
@@ -54,6 +58,11 @@ class Structures:
     units: dict[str, str] = field(default_factory=dict)
     source: str = ""  # "qm9:test", or the file path
     sha256: str | None = None  # of the source file
+    # labels that are not on every structure (or not of one shape): [n] object arrays, per structure its
+    # value or None. Not usable as labels; kept so that messages can say where they are, and so that a
+    # selection of structures that all carry one (``take``) has it as a label again
+    partial_labels: dict[str, np.ndarray] = field(default_factory=dict)
+    partial_atom_labels: dict[str, np.ndarray] = field(default_factory=dict)  # per structure [atoms, ...]
 
     def __len__(self) -> int:
         return self.ptr.numel() - 1
@@ -84,16 +93,61 @@ class Structures:
         return [k for k, v in self.labels.items() if v.ndim == 1]
 
     def take(self, rows) -> "Structures":
-        """The structures at positions ``rows`` (in that order)."""
+        """The structures at positions ``rows`` (in that order). A label on only some structures of the
+        source becomes a label when every structure taken carries it (of one shape)."""
         rows = torch.as_tensor(np.asarray(rows), dtype=torch.long)
         counts = self.n_atoms[rows]
         atoms = atoms_of(self.ptr, rows)
         r = rows.numpy()
+        labels = {k: v[r] for k, v in self.labels.items()}
+        atom_labels = {k: v[atoms.numpy()] for k, v in self.atom_labels.items()}
+        partial = {k: v[r] for k, v in self.partial_labels.items()}
+        partial_atoms = {k: v[r] for k, v in self.partial_atom_labels.items()}
+        for k, col in list(partial.items()):
+            value = _structure_label(list(col)) if len(col) else None
+            if value is not None:
+                labels[k] = value
+                del partial[k]
+        for k, col in list(partial_atoms.items()):
+            if len(col) and all(v is not None for v in col) and len({v.shape[1:] for v in col}) == 1:
+                atom_labels[k] = np.concatenate(list(col)).astype(np.float64)
+                del partial_atoms[k]
         return Structures(self.numbers[atoms], self.pos[atoms], torch.cat([torch.zeros(1, dtype=torch.long),
-                          counts.cumsum(0)]), self.cell[rows], self.pbc[rows], self.ids[r],
-                          {k: v[r] for k, v in self.labels.items()},
-                          {k: v[atoms.numpy()] for k, v in self.atom_labels.items()},
-                          dict(self.units), self.source, self.sha256)
+                          counts.cumsum(0)]), self.cell[rows], self.pbc[rows], self.ids[r], labels, atom_labels,
+                          dict(self.units), self.source, self.sha256, partial, partial_atoms)
+
+    def describe_labels(self) -> str:
+        """The labels in words, with how many structures carry those that not all do, e.g. ``energy,
+        forces (per atom) on all 18 structures; dipole on 9 of 18``; ``none`` when there are none."""
+        n = len(self)
+        full = list(self.labels) + [f"{k} (per atom)" for k in self.atom_labels]
+        groups: dict[str, list[str]] = {}
+        for k, col, name in [*((k, c, k) for k, c in self.partial_labels.items()),
+                             *((k, c, f"{k} (per atom)") for k, c in self.partial_atom_labels.items())]:
+            have = sum(v is not None for v in col)
+            where = f"on all {n} but of differing shapes" if have == n else f"on {have} of {n}"
+            groups.setdefault(where, []).append(name)
+        if not groups:
+            return ", ".join(full) or "none"
+        head = f"{', '.join(full) or 'none'} on all {n} structures"
+        return "; ".join([head] + [f"{', '.join(names)} {where}" for where, names in groups.items()])
+
+    def require_label(self, name: str, flag: str = "--target") -> None:
+        """One line saying why ``name`` cannot be used as a per-structure label (missing, on only some
+        structures, per atom), or nothing when it can."""
+        if name in self.labels:
+            return
+        source = self.source or "the data"
+        if name in self.partial_labels:
+            have = sum(v is not None for v in self.partial_labels[name])
+            why = (f"has differing shapes across the {len(self)} structures" if have == len(self) else
+                   f"is on only {have} of the {len(self)} structures")
+            raise IrrepprobeError(f"{flag} {name!r}: that label of {source} {why}; every structure used must carry "
+                                  "it (keep only the structures that do, or choose another label)")
+        if name in self.atom_labels or name in self.partial_atom_labels:
+            raise IrrepprobeError(f"{flag} {name!r} is a per-atom label of {source}; give a per-structure one "
+                                  f"(labels: {self.describe_labels()})")
+        raise IrrepprobeError(f"{flag}: {source} has no label {name!r}; its labels: {self.describe_labels()}")
 
     def atoms(self, i: int):
         """Structure ``i`` as an ``ase.Atoms`` with its labels in ``info`` and ``arrays``."""
@@ -107,6 +161,12 @@ class Structures:
             at.info[k] = v[i]
         for k, v in self.atom_labels.items():
             at.arrays[k] = v[a:b]
+        for k, v in self.partial_labels.items():  # where this structure carries them
+            if v[i] is not None:
+                at.info[k] = v[i]
+        for k, v in self.partial_atom_labels.items():
+            if v[i] is not None:
+                at.arrays[k] = v[i]
         return at
 
     def rotated(self, R: torch.Tensor) -> "Structures":
@@ -121,7 +181,8 @@ class Structures:
 def read_structures(path, index: str = ":") -> Structures:
     """Every frame of a file ASE reads. Labels: numeric ``atoms.info`` entries and calculator results
     (energy, forces, dipole, ...) per structure, numeric extra ``atoms.arrays`` per atom; a label
-    missing from some frames is dropped."""
+    missing from some frames is not a label but kept apart (``partial_labels``), so that messages can
+    say where it is."""
     path = Path(path)
     if not path.exists():
         raise IrrepprobeError(f"data file not found: {path}")
@@ -158,7 +219,7 @@ def from_atoms(frames, source: str = "", digest: str | None = None) -> Structure
         calc = getattr(at, "calc", None)
         for k, v in (dict(getattr(calc, "results", {}) or {}) if calc is not None else {}).items():
             a = _numeric(v)
-            if a is not None and a.ndim >= 1 and a.shape[0] == len(at) and k != "stress":
+            if a is not None and a.ndim >= 1 and a.shape[0] == len(at) and k not in _PER_STRUCTURE_RESULTS:
                 arr.setdefault(k, a)  # forces, charges, ...: one row per atom
             elif a is not None:
                 info.setdefault(k, a)  # energy, dipole, ...
@@ -171,12 +232,24 @@ def from_atoms(frames, source: str = "", digest: str | None = None) -> Structure
             keys &= set(d)
         return [k for k in dicts[0] if k in keys and len({shape_of(d[k]) for d in dicts}) == 1]
 
-    labels = {k: np.stack([d[k] for d in per_structure]).astype(np.float64)
-              for k in common(per_structure, lambda a: a.shape)}
-    labels = {k: (v.reshape(len(v), 3, 3) if v.shape[1:] == (9,) else v) for k, v in labels.items()
-              if v.ndim == 1 or v.shape[1:] in ((3,), (9,), (3, 3))}
-    atom_labels = {k: np.concatenate([d[k] for d in per_atom]).astype(np.float64)
-                   for k in common(per_atom, lambda a: a.shape[1:])}
+    def partial(dicts, full):
+        """Per key not in ``full``: an [n] object array of each structure's value, None where it has none."""
+        out = {}
+        for k in dict.fromkeys(k for d in dicts for k in d):
+            if k not in full:
+                col = np.empty(len(dicts), dtype=object)
+                col[:] = [d.get(k) for d in dicts]
+                out[k] = col
+        return out
+
+    full = common(per_structure, lambda a: a.shape)
+    labels = {k: _structure_label([d[k] for d in per_structure]) for k in full}
+    labels = {k: v for k, v in labels.items() if v is not None}
+    partial_labels = {k: col for k, col in partial(per_structure, full).items()
+                      if _structure_label([v for v in col if v is not None][:1]) is not None}  # a usable kind
+    full_atoms = common(per_atom, lambda a: a.shape[1:])
+    atom_labels = {k: np.concatenate([d[k] for d in per_atom]).astype(np.float64) for k in full_atoms}
+    partial_atom_labels = partial(per_atom, full_atoms)
     counts = [len(at) for at in frames]
     return Structures(
         numbers=torch.as_tensor(np.concatenate([at.numbers for at in frames]), dtype=torch.long),
@@ -185,7 +258,18 @@ def from_atoms(frames, source: str = "", digest: str | None = None) -> Structure
         cell=torch.as_tensor(np.stack([np.asarray(at.cell[:], dtype=np.float64) for at in frames])),
         pbc=torch.as_tensor(np.stack([at.pbc for at in frames])),
         ids=np.arange(len(frames), dtype=np.int64), labels=labels, atom_labels=atom_labels,
-        source=source, sha256=digest)
+        source=source, sha256=digest, partial_labels=partial_labels, partial_atom_labels=partial_atom_labels)
+
+
+def _structure_label(values: list) -> np.ndarray | None:
+    """Per-structure values of one label as an [n], [n, 3] or [n, 3, 3] float64 array (9 components read
+    as a 3x3 tensor); None when some are missing, their shapes differ or the kind is not one of those."""
+    if not values or any(v is None for v in values) or len({np.shape(v) for v in values}) != 1:
+        return None
+    v = np.stack(values).astype(np.float64)
+    if v.shape[1:] == (9,):
+        v = v.reshape(len(v), 3, 3)
+    return v if v.ndim == 1 or v.shape[1:] in ((3,), (3, 3)) else None
 
 
 def qm9_structures(qm9, indices=None, source: str = "qm9") -> Structures:

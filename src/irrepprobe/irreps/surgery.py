@@ -140,38 +140,51 @@ def tp_index(tp, names1, names2, names_out) -> dict:
     return index
 
 
-def _matched(new_index: dict, old_index: dict, what: str):
+def _matched(new_index: dict, old_index: dict, what: str) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(positions in the small model's flat weight, positions in the large one's, rescaling factors): every
+    weight of the small model paired with the large model's weight of the same name (strict)."""
     missing = [k for k in new_index if k not in old_index]
     if missing:
         raise ValueError(f"{what}: {len(missing)} weights of the small model have no counterpart, e.g. {missing[0]}")
+    new_at, old_at, ratio = [], [], []
     for key, (j, pw) in new_index.items():
         i, pw_old = old_index[key]
-        yield j, i, pw_old / pw
+        new_at.append(j)
+        old_at.append(i)
+        ratio.append(pw_old / pw)
+    return (torch.tensor(new_at, dtype=torch.long), torch.tensor(old_at, dtype=torch.long),
+            torch.tensor(ratio, dtype=torch.float64))
+
+
+def _copy_at(new: torch.Tensor, old: torch.Tensor, matched: tuple, dim: int = 0) -> None:
+    """``new[j] = old[i] * r`` for every matched (j, i, r), along ``dim``, in one indexed copy (computed in
+    ``old``'s dtype, stored in ``new``'s)."""
+    j, i, r = matched
+    shape = [1] * old.dim()
+    shape[dim] = -1
+    with torch.no_grad():
+        src = old.index_select(dim, i.to(old.device)) * r.to(device=old.device, dtype=old.dtype).reshape(shape)
+        new.index_copy_(dim, j.to(new.device), src.to(device=new.device, dtype=new.dtype))
 
 
 def copy_tp(new, old, names_new: tuple, names_old: tuple) -> None:
     """Internal weights of a tensor product (``names_*``: input 1, input 2 and output channel names)."""
-    with torch.no_grad():
-        for j, i, r in _matched(tp_index(new, *names_new), tp_index(old, *names_old), "tensor product"):
-            new.weight[j] = old.weight[i] * r
+    _copy_at(new.weight, old.weight, _matched(tp_index(new, *names_new), tp_index(old, *names_old), "tensor product"))
 
 
 def copy_tp_columns(last_new: torch.Tensor, last_old: torch.Tensor, tp_new, tp_old, names_new: tuple,
                     names_old: tuple) -> None:
     """The last layer ``[hidden, weights]`` of the radial network that gives a tensor product its per-edge
     weights: the columns of the kept paths."""
-    with torch.no_grad():
-        for j, i, r in _matched(tp_index(tp_new, *names_new), tp_index(tp_old, *names_old), "radial network"):
-            last_new[:, j] = last_old[:, i] * r
+    _copy_at(last_new, last_old, _matched(tp_index(tp_new, *names_new), tp_index(tp_old, *names_old), "radial network"),
+             dim=1)
 
 
 def copy_linear(new: o3.Linear, old: o3.Linear, names_new: tuple, names_old: tuple) -> None:
     """An ``o3.Linear`` by channel names (strict; biases of scalar outputs by output name)."""
-    with torch.no_grad():
-        for j, i, r in _matched(linear_index(new, *names_new), linear_index(old, *names_old), "linear map"):
-            new.weight[j] = old.weight[i] * r
-        if getattr(new, "bias", None) is not None and new.bias.numel():
-            raise ValueError("a linear map with biases")
+    _copy_at(new.weight, old.weight, _matched(linear_index(new, *names_new), linear_index(old, *names_old), "linear map"))
+    if getattr(new, "bias", None) is not None and new.bias.numel():
+        raise ValueError("a linear map with biases")
 
 
 def copy_rest(new_module, old_module, handled: set, family: str) -> None:

@@ -37,11 +37,16 @@ def _ends(table: pd.DataFrame, end: str) -> pd.Series:
 def outcomes(table: pd.DataFrame, threshold: float = THRESHOLD) -> pd.Series:
     """Per row, its block's dependence outcome: ``needed`` (some intervention's interval, for some
     quantity, lies wholly above ``threshold``), ``dispensable`` (every interval lies below it),
-    ``undecided`` (otherwise: an interval straddles it), ``no denominator`` (no interval at all)."""
+    ``undecided`` (otherwise: an interval straddles it), ``no denominator`` (no interval at all); and,
+    where the table says so (column ``reachable``), ``unreachable``: a block nothing downstream reads
+    has no dependence outcome (its ablation changes nothing by construction, not by what was learned)."""
     g = table.assign(_low=_ends(table, "low"), _high=_ends(table, "high")).groupby(["point", "block"])
     low, high = g["_low"].transform("max"), g["_high"].transform("max")
-    return pd.Series(np.select([low >= threshold, high < threshold, high.isna()],
-                               ["needed", "dispensable", "no denominator"], "undecided"), index=table.index)
+    cut = ~table["reachable"].fillna(True).astype(bool) if "reachable" in table else \
+        pd.Series(False, index=table.index)
+    return pd.Series(np.select([cut, low >= threshold, high < threshold, high.isna()],
+                               ["unreachable", "needed", "dispensable", "no denominator"], "undecided"),
+                     index=table.index)
 
 
 def leg_outcomes(table: pd.DataFrame, threshold: float = THRESHOLD) -> pd.Series:

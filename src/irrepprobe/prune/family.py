@@ -31,6 +31,16 @@ def check_drop(model: Loaded, drop: list[int]) -> list[int]:
     return drop
 
 
+def check_readable(model: Loaded, structures) -> None:
+    """Refuse (the adapter's own line) data the model cannot read, such as an element it does not know,
+    cheaply: batches of one structure per element present, not of all of them."""
+    numbers = structures.numbers.numpy()
+    mol = structures.structure_of_atom().numpy()
+    _, first = np.unique(numbers, return_index=True)
+    for _ in model.adapter.batches(model, structures.take(np.unique(mol[first])), 64):
+        pass
+
+
 def _errors(pred: dict, ref: dict, n_atoms: np.ndarray, per_atom: bool) -> tuple[float, float]:
     """Mean absolute error of the quantity (per atom for extensive ones) and of the force components."""
     norm = n_atoms[:, None] if per_atom else 1.0
@@ -88,19 +98,24 @@ def prune_family(model: Loaded, structures, drop: list[int], out, steps: int = S
     drop = check_drop(model, drop)
     if steps < 1:
         raise IrrepprobeError(f"--steps must be at least 1, got {steps}")
+    if md_steps < 0:
+        raise IrrepprobeError(f"--md-steps must be 0 (no MD speed) or a number of steps, got {md_steps}")
     n = len(structures)
     n_test = max(1, int(round(n * held_out)))
     if n - n_test < 1:
         raise IrrepprobeError(f"pruning needs structures to fine-tune on and to hold out; the data has {n}")
+    if label is not None:
+        structures.require_label(label)
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
     adapter = model.adapter
     fit, held = structures.take(np.arange(n - n_test)), structures.take(np.arange(n - n_test, n))
     forces = adapter.has_forces
     labels = None if label is None else adapter.label_values(model, structures, label)
     has_f = structures.atom_labels.get("forces") is not None
+    # the batches first: they refuse data the model cannot read (an unknown element) before out exists
     fit_b = list(adapter.batches(model, fit, batch_size))
     held_b = list(adapter.batches(model, held, batch_size))
+    out.mkdir(parents=True, exist_ok=True)
     refs = references(model, fit_b, None if labels is None else labels[: n - n_test],
                       fit.atom_labels["forces"] if has_f else None, forces)
     settings = {"drop": drop, "steps": steps, "lr": lr, "batch_size": batch_size, "seed": seed, "fit": n - n_test,
@@ -186,12 +201,14 @@ def md_systems(held, elements: list[int] | None = None) -> dict:
 
 def prune_model(source, adapter, drop: list[int] | None, data, out=None, subset: int | None = None,
                 target: str | None = None, steps: int = STEPS, md_steps: int = 20, trust: bool = False,
-                device: str = "auto", command: str | None = None, log=print) -> dict | None:
+                device: str = "auto", command: str | None = None, head: str | None = None,
+                log=print) -> dict | None:
     """Prune the model file ``source`` of another family (``adapter``) by surgery: ``drop`` the given orders,
     or (None) those :func:`~irrepprobe.metrics.recovery` finds dispensable after ``steps`` of fine-tuning
     with the order masked (as many of them as the family can drop); fine-tune on ``data`` (its ``target``
     label where it has one, else the original's own energies and forces), write the smaller model in the
     family's format to ``out`` and compare (:func:`prune_family`, :func:`~irrepprobe.report.compare.family_report`).
+    ``head``: the MACE head or SevenNet fidelity fine-tuned toward and compared at (the file keeps every one).
     Returns ``{"result": ..., "report": path}``, or None when there is nothing to prune."""
     from ..adapters import load_model
     from ..capture import resolve_data
@@ -201,14 +218,36 @@ def prune_model(source, adapter, drop: list[int] | None, data, out=None, subset:
     if not data:
         raise IrrepprobeError(f"--data FILE|qm9[:split] is needed to fine-tune a {adapter.name} model (its labels "
                               "where it has them, else the original's own energies and forces)")
-    model = load_model(source, adapter.name, trust=trust, device=resolve_device(device or "auto"))
+    if steps < 1:
+        raise IrrepprobeError(f"--steps must be at least 1, got {steps}")
+    if md_steps < 0:
+        raise IrrepprobeError(f"--md-steps must be 0 (no MD speed) or a number of steps, got {md_steps}")
+    if subset is not None and subset < 1:
+        raise IrrepprobeError(f"--subset must be a positive number of structures, got {subset}")
+    if out is not None and Path(out).exists() and not Path(out).is_dir():
+        raise IrrepprobeError(f"--out {out} is a file, not a directory")
+    qm9 = data == "qm9" or data.startswith("qm9:")
+    if not qm9:  # a file: read and its labels checked before the model is loaded (seconds)
+        structures = resolve_data(data, None, subset)
+        if target:
+            structures.require_label(target)
+    model = load_model(source, adapter.name, trust=trust, device=resolve_device(device or "auto"), head=head)
     if drop is not None:
         drop = check_drop(model, drop)  # before any work
-    structures = resolve_data(data, model, subset)
-    if target and target not in structures.labels:
-        raise IrrepprobeError(f"--target {target!r} is not a label of {data}; its labels: "
-                              + (", ".join(sorted(structures.labels)) or "none"))
+    if qm9:  # the model's own split, where it has one
+        structures = resolve_data(data, model, subset)
+    if target:
+        structures.require_label(target)
     label = target or (model.quantity.name if model.quantity.name in structures.labels else None)
+    if label is None and model.quantity.name in structures.partial_labels:
+        log(f"label {model.quantity.name} is on only some structures of {data}: distilling the original's own "
+            "energies instead")
+    n = len(structures)
+    if n < (3 if drop is None else 2):
+        raise IrrepprobeError("pruning needs structures to fine-tune on and to hold out"
+                              + (" (and, with --auto, recovery needs 3)" if drop is None else "")
+                              + f"; {data} has {n}")
+    check_readable(model, structures)  # e.g. an element the model does not know: before any work
     out = Path(out or f"prune-{Path(source).stem}")
     if drop is None:
         from ..metrics import dispensable, recovery

@@ -1,6 +1,8 @@
-"""One report, two renderings: ``report.md`` (figures linked) and a self-contained ``report.html``
-(figures embedded as data URIs). A report is a list of parts: headings, paragraphs, tables, figures, and
-folds: every part after ``fold(title)`` up to the next fold (or ``unfold()``) sits in a ``<details>``
+"""One report, two renderings: ``report.md`` (figures linked) and a self-contained ``report.html``:
+the same markdown rendered by markdown-it-py (CommonMark with GitHub's tables, as GitHub shows
+report.md), figures embedded as data URIs, every table in a box that scrolls sideways on its own so the
+page keeps its width, the links to CSV tables and SVG figures kept. A report is a list of parts: headings,
+paragraphs, tables, figures, and folds: every part after ``fold(title)`` up to the next fold (or ``unfold()``) sits in a ``<details>``
 element, closed until the reader opens it (GitHub renders it in Markdown too)."""
 from __future__ import annotations
 
@@ -10,14 +12,54 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
+from markdown_it import MarkdownIt
 
 from ..fileio import save_text
+
+
+STYLE = ("body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;line-height:1.45}"
+         "img{max-width:100%;height:auto}div.scroll{overflow-x:auto;max-width:100%;margin:1em 0}"
+         "table{border-collapse:collapse;font-size:13px}th{background:#f4f4f4;position:sticky;top:0}"
+         "td,th{border-bottom:1px solid #ddd;padding:2px 8px;vertical-align:top}th{white-space:nowrap}"
+         "code{background:#f4f4f4;padding:0 3px;border-radius:3px;font-size:90%}"
+         "details{margin:.6em 0}summary{cursor:pointer;font-weight:600;font-size:1.1em}"
+         "p>em:only-child{color:#444}")
+
+
+def _cell(v) -> str:
+    """A value as one markdown table cell: no pipe or newline may end the cell or the row early."""
+    return str(v).replace("|", "\\|").replace("\n", " ")
 
 
 def _fmt(v) -> str:
     if isinstance(v, float):
         return "" if v != v else f"{v:.3g}" if abs(v) < 1e-3 and v != 0 else f"{v:.3f}"
     return str(v)
+
+
+def render(markdown: str, root: Path, title: str) -> str:
+    """A report's markdown as one self-contained HTML page: PNG figures under ``root`` embedded, every
+    table in its own sideways-scrolling box, links (CSV tables, SVG figures) kept relative to ``root``."""
+    md = MarkdownIt("commonmark", {"html": True}).enable("table")
+
+    def wrap_open(r, tokens, idx, options, env):
+        return '<div class="scroll">' + r.renderToken(tokens, idx, options, env)
+
+    def wrap_close(r, tokens, idx, options, env):
+        return r.renderToken(tokens, idx, options, env) + "</div>"
+
+    def embed(r, tokens, idx, options, env):
+        src = Path(root) / tokens[idx].attrGet("src")
+        if src.suffix == ".png" and src.is_file():
+            tokens[idx].attrSet("src", "data:image/png;base64," + base64.b64encode(src.read_bytes()).decode())
+        return r.image(tokens, idx, options, env)
+
+    md.add_render_rule("table_open", wrap_open)
+    md.add_render_rule("table_close", wrap_close)
+    md.add_render_rule("image", embed)
+    return (f"<!doctype html><html><head><meta charset='utf-8'><meta name='viewport' content='width=device-width'>"
+            f"<title>{html.escape(title)}</title><style>{STYLE}</style></head><body>{md.render(markdown)}"
+            "</body></html>\n")
 
 
 @dataclass
@@ -61,47 +103,27 @@ class Document:
                 out += [f"- {i}" for i in v] + [""]
             elif kind == "table":
                 df, csv = v
-                cols = [str(c) for c in df.columns]
-                out += ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
-                out += ["| " + " | ".join(_fmt(x) for x in row) + " |" for row in df.itertuples(index=False)]
-                out += (["", f"Table: [{csv}]({csv})"] if csv else []) + [""]
+                link = [f"Table: [{csv}]({csv})"] if csv else []
+                if not len(df):
+                    out += ["*No rows.*" + (f" ({link[0]})" if link else ""), ""]
+                    continue
+                cols = [_cell(c) for c in df.columns]
+                align = ["---:" if pd.api.types.is_numeric_dtype(t) and not pd.api.types.is_bool_dtype(t) else "---"
+                         for t in df.dtypes]
+                out += ["| " + " | ".join(cols) + " |", "|" + "|".join(align) + "|"]
+                out += ["| " + " | ".join(_cell(_fmt(x)) for x in row) + " |" for row in df.itertuples(index=False)]
+                out += ([""] + link if link else []) + [""]
             elif kind == "figure":
                 png, caption = v
                 rel = png.relative_to(root)
                 out += [f"![{caption}]({rel.as_posix()})", "", f"*{caption}* ([SVG]({rel.with_suffix('.svg').as_posix()}))", ""]
         return "\n".join(out + (["</details>", ""] if folded else []))
 
-    def html(self) -> str:
-        body, folded = [f"<h1>{html.escape(self.title)}</h1>"], False
-        for kind, v in self.parts:
-            if kind == "fold":
-                body += ["</details>"] if folded else []
-                body += [f"<details><summary>{html.escape(v)}</summary>"] if v else []
-                folded = bool(v)
-            elif kind == "h2":
-                body.append(f"<h2>{html.escape(v)}</h2>")
-            elif kind == "p":
-                body.append(f"<p>{html.escape(v)}</p>")
-            elif kind == "ul":
-                body.append("<ul>" + "".join(f"<li>{html.escape(i)}</li>" for i in v) + "</ul>")
-            elif kind == "table":
-                df, _ = v
-                body.append(df.to_html(index=False, float_format=_fmt, na_rep="", border=0, classes="t"))
-            elif kind == "figure":
-                png, caption = v
-                data = base64.b64encode(png.read_bytes()).decode()
-                body.append(f'<figure><img src="data:image/png;base64,{data}" alt="{html.escape(caption)}">'
-                            f"<figcaption>{html.escape(caption)}</figcaption></figure>")
-        style = ("body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em}"
-                 "img{max-width:100%}table.t{border-collapse:collapse;font-size:13px;margin:1em 0}"
-                 "table.t td,table.t th{border-bottom:1px solid #ddd;padding:2px 8px;text-align:right}"
-                 "figcaption{font-style:italic;color:#444}"
-                 "details{margin:.5em 0}summary{cursor:pointer;font-weight:600;font-size:1.1em}")
-        body += ["</details>"] if folded else []
-        return (f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(self.title)}</title>"
-                f"<style>{style}</style></head><body>{''.join(body)}</body></html>\n")
+    def html(self, root: Path) -> str:
+        """``report.md`` rendered to one self-contained page (figures under ``root`` embedded)."""
+        return render(self.markdown(root), root, self.title)
 
     def write(self, out: Path) -> tuple[Path, Path]:
         md = save_text(self.markdown(out), out / "report.md")
-        page = save_text(self.html(), out / "report.html")
+        page = save_text(self.html(out), out / "report.html")
         return md, page

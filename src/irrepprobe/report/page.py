@@ -49,7 +49,7 @@ def draw(out: Path, head, meta, mae, norms, util, probes, hidden, own_col, thres
     paths["probes"] = F.save(F.probe_heatmap(r2g, selg, f"{head}\nprobes of {last} (targets x blocks)"),
                              figs, "probe_heatmap")
     paths["maps"] = F.save(F.latent_maps(maps, f"{head}\n{map_method} of pooled block invariants, "
-                                               f"{n_map} of {meta['n_molecules']} molecules"), figs, "latent_maps")
+                                               f"{n_map} of {meta['n_molecules']} structures"), figs, "latent_maps")
     paths["cka"] = F.save(F.cka_heatmap(cka, f"debiased CKA between layers (composition regressed out)\n{head}"), figs, "cka")
     if cka_other is not None:
         paths["cka_compare"] = F.save(F.cka_heatmap(cka_other, f"debiased CKA: {model_name} vs "
@@ -110,17 +110,21 @@ def document(head, meta, mae, unit, verdict, norms, util, probes, eq, knn, cka_c
     doc.figure(paths["maps"], "Latent maps per block coloured by the own quantity and "
                               + ("squared error" if mae is not None else "size"))
     if "chemiscope" in paths:
-        doc.text(f"Explore the structures, maps, per-order norms and ablation shifts interactively: "
-                 f"`{paths['chemiscope'].name}` opens at https://chemiscope.org (drop the file on the page) or, in "
-                 f"Jupyter, with `chemiscope.show_input(\"{paths['chemiscope'].name}\")`.")
+        doc.text(f"Explore the structures, maps, per-order norms and ablation shifts interactively: open "
+                 f"[explore.html](explore.html) in a browser (offline, chemiscope's own viewer; the map coloured "
+                 f"and sized by the error), or [{paths['chemiscope'].name}]({paths['chemiscope'].name}) at "
+                 f"https://chemiscope.org (drop the file on the page) or in Jupyter with "
+                 f"`chemiscope.show_input(\"{paths['chemiscope'].name}\")`.")
     doc.fold("What was measured")
     doc.bullets(header(meta, util))
     sha = meta.get("model_sha256")
     doc.text(f"Capture of {meta['model']}" + (f" (sha256 {sha[:12]})" if sha else "") + f" through the "
              f"{meta['adapter']} adapter over {meta['n_molecules']} structures of {meta['data']}, created "
              f"{meta['created']}; " + (f"MAE of the model against {meta['target']}: {mae:.4f} {unit}." if mae is not None
-             else f"the data holds no label of the model's {meta['quantity']['name']}, so utilisation measures how "
-             "far ablation moves the model's own prediction."))
+             else (f"the data's label {meta['reference']['label']} is on another reference (above)"
+                   if (meta.get("reference") or {}).get("other_reference") else
+                   f"the data holds no label of the model's {meta['quantity']['name']}")
+             + ", so utilisation measures how far ablation moves the model's own prediction."))
     doc.fold("Verdict in detail")
     unused = [f"{p} {b}" for p, b in verdict["unused"]]
     unreachable = [f"{p} {b}" for p, b in verdict["unreachable"]]
@@ -153,7 +157,9 @@ def document(head, meta, mae, unit, verdict, norms, util, probes, eq, knn, cka_c
     doc.text(f"Column `dependence` gives each block three outcomes on this checkpoint: needed (some interval lies "
              f"wholly above {threshold:.0%}), dispensable (every interval below it), undecided (one straddles it). "
              "It is about this trained checkpoint only (a co-adapted network depends on what it was trained with), "
-             "not whether the architecture needs the block. A share above 100% means the ablated model is worse "
+             "not whether the architecture needs the block. A block nothing downstream reads says `unreachable` "
+             "there: replacing it changes nothing by construction, which is no dependence outcome. A share above "
+             "100% means the ablated model is worse "
              "than the composition fit (or, for forces, than zero forces).")
     if verdict.get("orders") is not None:
         doc.text("Orders: does the architecture need each one, or only this checkpoint? " + legs_text(legs, threshold))

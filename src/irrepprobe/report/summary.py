@@ -39,6 +39,12 @@ def header(meta, util) -> list[str]:
         lines.append(f"Quantities scored: {text}" + ("" if (util["quantity"] == "forces").any() else
                                                      " (no forces: not computed by this family, or not asked for)")
                      + ".")
+    ref = meta.get("reference")
+    if isinstance(ref, dict) and ref.get("other_reference"):
+        from ..capture.run import reference_line
+
+        line = reference_line(ref, meta["quantity"].get("unit", ""))
+        lines.append(line[0].upper() + line[1:] + ".")
     eq = meta.get("equivariance", "absent")
     lines.append("Equivariance: " + ("not checked (a capture from before the check)" if eq == "absent" else
                                      "not checked (--check-equivariance 0)" if eq is None else equivariance_line(eq))
@@ -46,14 +52,50 @@ def header(meta, util) -> list[str]:
     return lines
 
 
+def equivariance_failed(meta) -> bool:
+    eq = meta.get("equivariance")
+    return isinstance(eq, dict) and eq.get("passed") is False
+
+
+def _failure(eq: dict) -> str:
+    """A failed equivariance check in words: what moved, by how much, where, and the likely cause."""
+    from ..capture.equivariance import percent
+
+    tol = eq["tolerance"]
+    moved = []
+    if eq["output_max_rel"] >= tol:
+        moved.append(f"its output changes by {percent(eq['output_max_rel'])}")
+    if eq.get("forces_max_rel") is not None and eq["forces_max_rel"] >= tol:
+        moved.append(f"its forces by {percent(eq['forces_max_rel'])}")
+    n_blocks = sum(" " in b for b in eq["failed_blocks"])
+    if n_blocks:
+        moved.append(f"{n_blocks} feature block{'s' if n_blocks > 1 else ''} by up to "
+                     f"{percent(eq['features_max_rel'])} (worst: {eq['worst']})")
+    cause = eq.get("cause")
+    return (f"on {eq['structures']} randomly rotated structures, {' and '.join(moved) or 'some value is not finite'} "
+            f"under rotation, against a tolerance of {tol:g}" + (f". Likely cause: {cause}" if cause else "")
+            + ". Which irreps a model uses is not a meaningful question while rotating a structure changes its "
+            "output or its features' invariants: the order and block verdicts below are not meaningful for this "
+            "model (equivariance.csv in the capture has every block)")
+
+
 def read_first(meta, util, checks) -> list[str]:
     """Lines that come before any verdict: a model that is not equivariant, denominators that degenerate."""
     out = []
     eq = meta.get("equivariance")
-    if isinstance(eq, dict) and not eq.get("passed", True):
-        out.append("**The model failed the equivariance check**: which irreps it uses is not a meaningful question "
-                   "while rotating a structure changes its output or its features' invariants; read every number "
-                   "below with that in mind.")
+    if equivariance_failed(meta):
+        out.append(f"**The model failed the equivariance check** {_failure(eq)}.")
+    elif isinstance(eq, dict) and eq.get("passed", True) is None:
+        out.append(f"**The equivariance check tested nothing**: its {eq['structures']} structures are all lone atoms, "
+                   "which a rotation about themselves leaves as they were for a model built on relative positions; "
+                   "capture structures of two or more atoms (not all on one line) to check the model.")
+    ref = meta.get("reference")
+    if isinstance(ref, dict) and ref.get("other_reference") and ref.get("kept"):
+        from ..capture.run import reference_found
+
+        out.append(f"**Label {ref['label']} is probably on another reference** (kept: named with --target): "
+                   + reference_found(ref, meta["quantity"].get("unit", "")) + "; errors against it, and the "
+                   "verdicts below that rest on them, mostly measure that offset.")
     for r in checks.itertuples():
         out.append(f"**{r.check}**" + (f" ({r.quantity})" if isinstance(r.quantity, str) else "") + f": {r.message}.")
     if len(util) and not np.isfinite(util["scale_free_high"]).any():
@@ -78,17 +120,37 @@ LEG_WORDS = {"dependence": "this checkpoint with the order zeroed at every point
              "necessity": "a model retrained from scratch without the order"}
 
 
-def _order_lines(verdict, util, legs, threshold) -> list[str]:
-    """One line per order l > 0: the verdict, the leg it rests on with its interval, the other legs' outcomes."""
+def leg_claim(leg: str, outcome: str) -> str:
+    """An order's outcome on one leg as a claim about what that leg asks: this checkpoint (dependence) or
+    the architecture (recovery, necessity)."""
+    if leg == "dependence":
+        return {"needed": "this checkpoint depends on it", "dispensable": "this checkpoint does not depend on it",
+                "undecided": "undecided whether this checkpoint depends on it",
+                "unreachable": "nothing downstream reads it"}.get(outcome, "dependence not measurable")
+    return {"needed": "the architecture needs it", "dispensable": "the architecture does not need it",
+            "undecided": "undecided whether the architecture needs it"}.get(outcome, f"{leg} not measurable")
+
+
+NOT_MEANINGFUL = "not meaningful: the model is not equivariant"
+
+
+def _order_lines(verdict, util, legs, threshold, meaningful: bool = True) -> list[str]:
+    """One line per order l > 0: in bold the claim with the leg it rests on and its outcome, then what that
+    leg measured with its interval, the other legs' outcomes, and what was not measured."""
     lines = []
+    tail = "" if meaningful else f", {NOT_MEANINGFUL}"
     if verdict.get("orders") is not None:
         for r in verdict["orders"].to_dict("records"):
             rests = r["rests on"]
+            outcome = r["verdict"].split(" (")[0]
             others = [f"{leg}: {legs[(legs['order'] == r['order']) & (legs['leg'] == leg)]['outcome'].iloc[0]}"
                       for leg in LEGS if leg != rests and r.get(leg, "not measured") != "not measured"]
-            text = r[rests].rsplit(": ", 1)[0] if r[rests].endswith(f": {r['verdict'].split(' (')[0]}") else r[rests]
-            lines.append(f"**{r['order']}: {r['verdict'].split(' (')[0]}**, resting on {rests} ({LEG_WORDS[rests]}): "
-                         f"{text}" + (f". Beside it, {'; '.join(others)}" if others else "") + ".")
+            text = r[rests].rsplit(": ", 1)[0] if r[rests].endswith(f": {outcome}") else r[rests]
+            missing = ("; whether the architecture needs it: not measured (`--recovery` fine-tunes without it)"
+                       if rests == "dependence" else "")
+            lines.append(f"**{r['order']}: {leg_claim(rests, outcome)} ({rests}: {outcome}){tail}**: "
+                         f"{LEG_WORDS[rests]}, {text}" + (f". Beside it, {'; '.join(others)}" if others else "")
+                         + missing + ".")
         return lines
     joint = util[(util["point"] == "all") & (util["intervention"] != "removed")]
     if not len(joint):
@@ -97,10 +159,11 @@ def _order_lines(verdict, util, legs, threshold) -> list[str]:
     for order, rows in joint.groupby("block", sort=False):
         worst = next(rows.loc[[rows["scale_free"].idxmax() if rows["scale_free"].notna().any() else rows.index[0]]]
                      .itertuples())
-        lines.append(f"**{order}: this checkpoint depends on it: {rows['outcome'].iloc[0]}** (dependence: the order "
+        outcome = rows["outcome"].iloc[0]
+        lines.append(f"**{order}: {leg_claim('dependence', outcome)} (dependence: {outcome}){tail}**: the order "
                      f"replaced at every point at once, {worst.intervention}"
-                     + (f", {worst.quantity}" if "quantity" in rows else "") + f": {interval(worst)}). Whether "
-                     "the architecture needs it was not measured: `--recovery` fine-tunes without it.")
+                     + (f", {worst.quantity}" if "quantity" in rows else "") + f": {interval(worst)}; whether the "
+                     "architecture needs it: not measured (`--recovery` fine-tunes without it).")
     return lines
 
 
@@ -109,8 +172,11 @@ def summary(meta, verdict, util, legs, spread, threshold) -> list[str]:
     what a pruning step would drop, how sure, and what blocks hold (information) as against use."""
     used, unused = verdict["used"], verdict["unused"]
     names = lambda blocks: ", ".join(f"{p} {b}" for p, b in blocks)  # noqa: E731
-    lines = _order_lines(verdict, util, legs, threshold)
-    lines.append(f"**Blocks** (dependence, this checkpoint, threshold {threshold:.0%}): {len(used)} of "
+    meaningful = not equivariance_failed(meta)
+    tail = "" if meaningful else f" ({NOT_MEANINGFUL})"
+    lines = _order_lines(verdict, util, legs, threshold, meaningful)
+    lines.append(f"**Blocks** (dependence, this checkpoint, threshold {threshold:.0%}"
+                 + ("" if meaningful else f"; {NOT_MEANINGFUL}") + f"): {len(used)} of "
                  f"{len(used) + len(unused)} reachable blocks used" + (f"; unused: {names(unused)}" if unused else "")
                  + (f"; unreachable by construction (nothing downstream reads them): {names(verdict['unreachable'])}"
                     if verdict["unreachable"] else "")
@@ -119,7 +185,7 @@ def summary(meta, verdict, util, legs, spread, threshold) -> list[str]:
     on = ("recovery" if legs is not None and (legs["leg"] == "recovery").any() else "dependence")
     model = Path(meta["model"]).name
     drop = verdict["drop"]
-    lines.append("**A pruning step would drop**: " + (
+    lines.append(f"**A pruning step would drop**{tail}: " + (
         ", ".join(f"l={l}" for l in drop) + f" (resting on {on}): `irrepprobe prune {model} --drop-l "
         f"{drop[0]}" + (f" --format {meta['adapter']} --trust" if meta["adapter"] != "irrepprobe" else "")
         + " --data ...` writes the smaller model and compares it" if drop else

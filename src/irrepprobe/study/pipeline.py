@@ -13,12 +13,11 @@ import pandas as pd
 
 from .. import metrics as M
 from ..capture import Capture, load_capture
-from ..errors import IrrepprobeError
 from ..fileio import save_csv
 from ..metrics.maps import cross_table, map_scores
 from ..metrics.verdicts import flag_controls, same_target, verdict_tables
 from ..report.page import document, draw, title
-from .stages import block_maps, cached_utilisation, control_captures, seed_utilisation
+from .stages import block_maps, cached_utilisation, check_arguments, control_captures, seed_utilisation
 from .viewer import best_map, export as export_viewer, vector_point
 
 
@@ -46,21 +45,11 @@ def make_report(capture, out=None, model=None, trust: bool | None = None, ablati
     cap = capture if isinstance(capture, Capture) else load_capture(capture)
     out = Path(out) if out else cap.path / "report"
     tabs = out / "tables"
-    if not 0 < threshold < 1:
-        raise IrrepprobeError(f"--threshold must be a fraction between 0 and 1, got {threshold:g}")
-    if quantity not in M.QUANTITIES:
-        raise IrrepprobeError(f"--quantity must be one of {', '.join(M.QUANTITIES)}, got {quantity!r}")
-    if first_look is not None and first_look < 0:
-        raise IrrepprobeError(f"--first-look must be 0 (off) or a number of structures, got {first_look}")
-    if controls < 1:
-        raise IrrepprobeError(f"--controls must be at least 1, got {controls}")
-    if map_method not in M.latent.MAP_METHODS:
-        raise IrrepprobeError(f"unknown map method {map_method!r}; valid: {', '.join(M.latent.MAP_METHODS)}")
+    # every argument and every later stage's precondition, before any work (one line naming the option)
+    other = check_arguments(cap, out, model, trust, ablation_molecules, map_points, map_method, map_layers, compare,
+                            threshold, seed, controls, quantity, first_look, recovery_steps, recovery_lr, necessity,
+                            seeds, map_criterion, device)
     hidden = M.hidden_points(cap)
-    for p in map_layers or []:
-        if p not in cap.points:
-            raise IrrepprobeError(f"--map-layers: {p!r} is not a captured point; points: {', '.join(cap.points)}")
-    other = load_capture(compare) if compare else None
     timings: list[dict] = []
 
     @contextmanager

@@ -18,6 +18,164 @@ from ..runtime import resolve_device
 
 # gradient x activation (a first-order diagnostic beside the ablations) on the first so many structures
 ATTRIBUTION_MOLECULES = 128
+# the fewest structures a report can score: the kNN scores run 5-fold probes (10 structures at least) on
+# random 80% subsamples, round(0.8 n) >= 10
+MIN_STRUCTURES = 12
+# the fewest structures a 2-D map can be drawn from (UMAP's spectral start needs 4), and scored from
+# (--map-criterion: a 5-fold kNN probe of the map)
+MIN_MAP_POINTS, MIN_SCORED_MAP_POINTS = 4, 10
+
+
+def check_sources(cap: Capture, model=None, what: str = "") -> None:
+    """The model file and data file ``cap`` was taken with (or ``model``, a moved copy) are where it says
+    and unchanged, as :func:`~irrepprobe.capture.model_of` and :func:`~irrepprobe.capture.structures_of`
+    will ask later: checked without loading either."""
+    from ..data.structures import sha256
+
+    source = model or cap.meta["model"]
+    path = Path(source)
+    if ":" not in str(source) and (path.suffix or path.is_absolute() or path.exists()):  # a file, as model_of
+        if not path.exists():
+            raise IrrepprobeError(f"--model {path}: no such file" if model else
+                                  f"{what}the model of capture {cap.path} is not at {path}"
+                                  + ("" if what else ": pass --model"))
+        if path.is_dir():
+            raise IrrepprobeError(f"{what}{path} is a directory; give the model file")
+        if cap.meta.get("model_sha256") and sha256(path) != cap.meta["model_sha256"]:
+            raise IrrepprobeError(f"{what}{path} is not the model capture {cap.path} was taken from (its sha256 "
+                                  "differs)")
+    data = str(cap.meta.get("data") or "")
+    if data and not data.startswith("qm9"):
+        path = Path(data)
+        if not path.is_file():
+            raise IrrepprobeError(f"{what}the data file of capture {cap.path} is not at {path}")
+        if cap.meta.get("data_sha256") and sha256(path) != cap.meta["data_sha256"]:
+            raise IrrepprobeError(f"{what}{path} is not the data file capture {cap.path} was taken over (its sha256 "
+                                  "differs)")
+
+
+def same_data(a: Capture, b: Capture) -> bool:
+    """Whether two captures' structure indices point into the same source: QM9 (any split: its indices are
+    into the one cache) or the same file (by content where both know it, else by path)."""
+    da, db = str(a.meta.get("data") or ""), str(b.meta.get("data") or "")
+    if da.startswith("qm9") or db.startswith("qm9"):
+        return da.startswith("qm9") and db.startswith("qm9")
+    ha, hb = a.meta.get("data_sha256"), b.meta.get("data_sha256")
+    if ha and hb:
+        return ha == hb
+    return Path(da).resolve() == Path(db).resolve()
+
+
+def _capture_of(flag: str, path) -> Capture:
+    try:
+        return load_capture(path)
+    except IrrepprobeError as e:
+        raise IrrepprobeError(f"{flag} {path}: {e}") from None
+
+
+def check_arguments(cap: Capture, out: Path, model=None, trust=None, ablation_molecules: int | None = 1000,
+                    map_points: int | None = 2000, map_method: str = "umap", map_layers=None, compare=None,
+                    threshold: float = M.THRESHOLD, seed: int = 0, controls: int = 5, quantity: str = "both",
+                    first_look: int | None = 64, recovery_steps: int | None = None, recovery_lr: float = 1e-3,
+                    necessity=None, seeds=None, map_criterion: bool = False, device: str = "auto") -> Capture | None:
+    """Every argument of :func:`~irrepprobe.study.make_report` and every precondition of its later stages,
+    checked before any work (one line each, naming the option): ranges, choices, the capture's size, the
+    family's forces, the other captures (``compare``, ``seeds``, ``necessity``) and, for recovery, a model
+    that can be fine-tuned. Returns the loaded ``compare`` capture (None without one)."""
+    import math
+
+    if not 0 < threshold < 1:
+        raise IrrepprobeError(f"--threshold must be a fraction between 0 and 1, got {threshold:g}")
+    if quantity not in M.QUANTITIES:
+        raise IrrepprobeError(f"--quantity must be one of {', '.join(M.QUANTITIES)}, got {quantity!r}")
+    if first_look is not None and first_look < 0:
+        raise IrrepprobeError(f"--first-look must be 0 (off) or a number of structures, got {first_look}")
+    if controls < 1:
+        raise IrrepprobeError(f"--controls must be at least 1, got {controls}")
+    if map_method not in M.latent.MAP_METHODS:
+        raise IrrepprobeError(f"unknown map method {map_method!r}; valid: {', '.join(M.latent.MAP_METHODS)}")
+    if map_method == "phate":
+        import importlib.util
+
+        if importlib.util.find_spec("phate") is None:
+            raise IrrepprobeError("--map-method phate needs the phate package: pip install phate")
+    if seed < 0:
+        raise IrrepprobeError(f"--seed must be 0 or a positive integer, got {seed}")
+    if ablation_molecules is not None and ablation_molecules < 1:
+        raise IrrepprobeError(f"--ablation-molecules must be 0 (all) or a positive number, got {ablation_molecules}")
+    low = MIN_SCORED_MAP_POINTS if map_criterion else MIN_MAP_POINTS
+    if map_points is not None and map_points < low:
+        raise IrrepprobeError(f"--map-points must be 0 (all) or at least {low}"
+                              + (" with --map-criterion" if map_criterion else "") + f", got {map_points}")
+    if out.exists() and not out.is_dir():
+        raise IrrepprobeError(f"--out {out} is a file, not a directory")
+    n = len(cap.arrays["index"])
+    if n < MIN_STRUCTURES:
+        raise IrrepprobeError(f"capture {cap.path} holds {n} structure{'s' if n != 1 else ''}; a report needs at "
+                              f"least {MIN_STRUCTURES} (its probes are 5-fold cross-validated): capture more "
+                              "(irrepprobe capture --subset N)")
+    molecules = n if ablation_molecules is None else min(ablation_molecules, n)
+    if quantity == "forces":
+        from ..adapters import get_adapter
+
+        adapter = get_adapter(cap.meta["adapter"])
+        if not adapter.has_forces:
+            raise IrrepprobeError(f"--quantity forces: the {adapter.name} family of this capture's model computes "
+                                  "no forces; use --quantity energy")
+    for p in map_layers or []:
+        if p not in cap.points:
+            raise IrrepprobeError(f"--map-layers: {p!r} is not a captured point; points: {', '.join(cap.points)}")
+    check_sources(cap, model)
+    other = None
+    if compare:
+        other = _capture_of("--compare", compare)
+        shared = len(np.intersect1d(cap.arrays["index"], other.arrays["index"]))
+        if shared < 4 or not same_data(cap, other):
+            raise IrrepprobeError(f"--compare {compare}: it is not over the same structures as {cap.path} "
+                                  f"({other.meta.get('data')} vs {cap.meta.get('data')}, {shared} shared); "
+                                  "capture both models over the same data")
+    for path in seeds or []:
+        flag = f"--seeds {path}"
+        other_seed = _capture_of("--seeds", path)
+        if not np.array_equal(other_seed.arrays["index"][:molecules], cap.arrays["index"][:molecules]) \
+                or not same_data(cap, other_seed):
+            raise IrrepprobeError(f"{flag} is not over the same structures as {cap.path}")
+        if set(M.hidden_points(other_seed)) != set(M.hidden_points(cap)):
+            raise IrrepprobeError(f"{flag} has other points than {cap.path}: not the same architecture")
+        check_sources(other_seed, None, f"{flag}: ")
+    captured = sorted({int(b["l"]) for p in M.hidden_points(cap) for b in cap.meta["points"][p]["blocks"]})
+    for order, path in necessity or []:
+        flag = f"--necessity {order}:{path}"
+        ls = [x.strip() for x in str(order).removeprefix("l=").split(",")]
+        if not str(order).startswith("l=") or not all(x.isdigit() for x in ls):
+            raise IrrepprobeError(f"{flag}: the orders are written l=1 or l=1,2")
+        bad = [int(x) for x in ls if int(x) == 0 or int(x) not in captured]
+        if bad:
+            raise IrrepprobeError(f"{flag}: l={bad[0]} is not an order above 0 of the captured blocks "
+                                  f"({', '.join(f'l={l}' for l in captured if l > 0) or 'none'})")
+        pruned = _capture_of("--necessity", path)
+        for c in (cap, pruned):
+            if "error" not in c.arrays:
+                raise IrrepprobeError(f"{flag}: capture {c.path} holds no errors (no label of the model's quantity): "
+                                      "necessity compares trained models' errors")
+        if not np.array_equal(cap.arrays["index"], pruned.arrays["index"]) or cap.meta["target"] != pruned.meta["target"]:
+            raise IrrepprobeError(f"{flag}: {path} is not over the same structures and target as {cap.path}")
+    if recovery_steps is not None:
+        if recovery_steps < 1:
+            raise IrrepprobeError(f"--recovery-steps must be at least 1, got {recovery_steps}")
+        if not (math.isfinite(recovery_lr) and recovery_lr > 0):
+            raise IrrepprobeError(f"--recovery-lr must be a positive learning rate, got {recovery_lr:g}")
+        if molecules < 3:
+            raise IrrepprobeError(f"--recovery fine-tunes on some structures and scores the rest: it needs at least "
+                                  f"3, and --ablation-molecules gives {molecules}")
+        from ..capture import model_of
+        from ..runtime import resolve_device
+
+        loaded = model_of(cap, model, trust=trust, device=resolve_device(device))
+        if not any(p.requires_grad for p in loaded.module.parameters()):
+            raise IrrepprobeError(f"--recovery fine-tunes the model, and this {loaded.adapter.name} model has no "
+                                  "trainable parameters")
+    return other
 
 
 def control_captures(cap: Capture, out: Path, model, device, log, trust=None, n: int = 5) -> list[Capture]:
@@ -102,8 +260,8 @@ def block_maps(cap, inv, points, n_points, method, seed):
     tcol = inv.columns[0]
     _, _, unit = M.own_quantity(cap)
     second = (("error", np.log10(inv["squared error"].to_numpy()[idx] + 1e-12), f"log10 squared error ({unit}^2)",
-               "magma") if "squared error" in inv else
-              ("size", cap.arrays["n_atoms"][idx].astype(float), "atoms per structure", "magma"))
+               "magma_r") if "squared error" in inv else
+              ("size", cap.arrays["n_atoms"][idx].astype(float), "atoms per structure", "magma_r"))
     maps = []
     for p in points:
         for b in cap.blocks(p):

@@ -1,6 +1,7 @@
 """The report's structures, predictions, maps and per-order norms as a chemiscope input
 (``chemiscope.json.gz``), the field's interactive structure-property viewer: open it at
-https://chemiscope.org, in Jupyter with ``chemiscope.show_input(path)``, or with ``chemiscope.explore``.
+https://chemiscope.org, in Jupyter with ``chemiscope.show_input(path)``, or offline in any browser as
+``explore.html`` beside it (:mod:`irrepprobe.study.explore`).
 
 Per structure: the labels, the model's prediction and error, each mapped block's 2-D coordinates, the
 root-mean-square norm of each order at each point (from the capture), and, when the model can be run,
@@ -10,8 +11,6 @@ point. Arrows: a chosen point's pooled l = 1 vector (its channel of largest mean
 structure's centre of mass."""
 from __future__ import annotations
 
-import gzip
-import json
 from pathlib import Path
 
 import numpy as np
@@ -23,10 +22,10 @@ from ..metrics.features import block_info
 from ..capture import blocks, hooked, keeping, model_of, split, structures_of, to_mul_ir
 from ..capture.store import Capture
 from ..data.targets import vector_basis
-from ..fileio import atomic_write
 from ..metrics.masking import mask_hooks
 from ..adapters import predict_all
 from ..runtime import grad_context
+from . import explore
 
 FILE = "chemiscope.json.gz"
 
@@ -93,6 +92,17 @@ def _from_model(cap: Capture, structures, model, trust, log) -> dict[str, np.nda
     for l, v in norms.items():
         out[f"atom:norm l={l} at {point.name} (per atom)"] = torch.cat(v).double().cpu().numpy()
     return out
+
+
+def colour_by(props: dict, q: dict) -> dict:
+    """The map's colour (and size) settings: the absolute error where there is one, on a square-root scale
+    (errors are skewed: on a linear one a few large errors leave every other point the palette's first
+    colour) and in point size too, so the largest errors stand out on chemiscope's white background, where
+    the palette's pale end alone would not; else the prediction."""
+    if "absolute error" not in props:
+        return {"color": {"property": f"prediction: {q['name']}", "palette": "viridis"}}
+    return {"color": {"property": "absolute error", "palette": "plasma", "mode": "sqrt"},
+            "size": {"property": "absolute error", "mode": "sqrt", "factor": 60}}
 
 
 def best_map(maps, knn: pd.DataFrame, own: str) -> str | None:
@@ -169,20 +179,14 @@ def export(cap: Capture, out: Path, maps: list[dict], rows: np.ndarray, best: st
             "structure": [{"vector": list(map(float, a)), "position": list(map(float, c))}
                           for a, c in zip(arrows, centres)]}}
     if best is not None:
-        colour = "absolute error" if "absolute error" in props else f"prediction: {q['name']}"
-        settings = {"map": {"x": {"property": f"map {best} [1]"}, "y": {"property": f"map {best} [2]"},
-                            "color": {"property": colour}},
+        settings = {"target": "structure", "map": {"x": {"property": f"map {best} [1]"},
+                                                   "y": {"property": f"map {best} [2]"}, **colour_by(props, q)},
                     "structure": [{"shape": ["l=1 vector"]}] if shapes else [{}]}
     meta = {"name": f"irrepprobe: {Path(cap.meta['model']).name} on {cap.meta['data']}",
             "description": f"{len(frames)} structures of the capture {cap.path}; maps of pooled block invariants "
                            "as in report.md",
             "references": ["irrepprobe report"]}
-    path = Path(out) / FILE
-    path.parent.mkdir(parents=True, exist_ok=True)
     data = chemiscope.create_input(structures=frames, metadata=meta, properties=props, environments=environments,
                                    shapes=shapes or None, settings=settings or None)
-
-    def write(tmp):
-        with gzip.open(tmp, "wt", encoding="utf-8") as f:
-            json.dump(data, f)
-    return atomic_write(path, write)
+    explore.write(data, out, meta["name"])  # the offline viewer beside the file
+    return explore.write_input(data, Path(out) / FILE)

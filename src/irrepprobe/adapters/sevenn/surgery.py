@@ -48,6 +48,20 @@ def without_orders(model, drop: list[int]):
     return new.to(device=p.device, dtype=p.dtype), config
 
 
+def _with_modality(module, names: tuple) -> tuple:
+    """``(input names, output names)`` of one of sevenn's ``IrrepsLinear``, with the fidelity one-hot that a
+    multi-fidelity model appends to its input (``irreps_in`` = the features + ``{n}x0e``, in this order,
+    never merged into the features' scalars) named as its own block: ``("modality", k)``."""
+    names_in, names_out = names
+    n = int(getattr(module, "num_modalities", 0) or 0)
+    if n > 1:
+        names_in = [*names_in, [("modality", k) for k in range(n)]]
+    if len(names_in) != len(module.linear.irreps_in):
+        raise ValueError(f"the input of {type(module).__name__} is {module.linear.irreps_in}, not the "
+                         f"{len(names_in)} blocks irrepprobe expects")
+    return names_in, names_out
+
+
 def _copy_layers(olds, news, layers, drop, n_layers) -> set:
     """Each interaction layer's weights by channel name (strict); the names of the parameters done."""
     done = set()
@@ -64,7 +78,8 @@ def _copy_layers(olds, news, layers, drop, n_layers) -> set:
                      f"{t}_self_interaction_2": ((messages(conv_n.convolution), pre_n),
                                                  (messages(conv_o.convolution), pre_o))}
             for name, (names_new, names_old) in pairs.items():
-                copy_linear(news[name].linear, olds[name].linear, names_new, names_old)
+                copy_linear(news[name].linear, olds[name].linear, _with_modality(news[name], names_new),
+                            _with_modality(olds[name], names_old))
                 done.add(f"{name}.linear.weight")
             *hidden_n, last_n = list(conv_n.weight_nn.children())
             *hidden_o, last_o = list(conv_o.weight_nn.children())
