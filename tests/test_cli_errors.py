@@ -188,7 +188,7 @@ def test_a_refusal_keeps_what_was_in_an_existing_output_directory(caps, tmp_path
 
 def test_undo_on_refusal_removes_only_what_the_run_created(tmp_path):
     """Bad input found midway: what the run made goes (with the parents it made), what was there stays."""
-    from irrepprobe.cli.commands import _undo_on_refusal
+    from irrepprobe.cli.checks import undo_on_refusal
     from irrepprobe.errors import IrrepprobeError
 
     old = tmp_path / "old"
@@ -196,7 +196,7 @@ def test_undo_on_refusal_removes_only_what_the_run_created(tmp_path):
     (old / "keep" / "data.csv").write_text("x\n")
     fresh = tmp_path / "a" / "b" / "out"
     with pytest.raises(IrrepprobeError):
-        with _undo_on_refusal(old, fresh):
+        with undo_on_refusal(old, fresh):
             (old / "control" / "capture").mkdir(parents=True)
             (old / "control" / "capture" / "meta.json").write_text("{}")
             (old / "keep" / "new.csv").write_text("y\n")
@@ -205,7 +205,7 @@ def test_undo_on_refusal_removes_only_what_the_run_created(tmp_path):
     assert sorted(p.relative_to(old).as_posix() for p in old.rglob("*")) == ["keep", "keep/data.csv"]
     assert not (tmp_path / "a").exists()
     with pytest.raises(KeyboardInterrupt):  # an interrupt keeps what was made: a rerun resumes from it
-        with _undo_on_refusal(fresh):
+        with undo_on_refusal(fresh):
             fresh.mkdir(parents=True)
             raise KeyboardInterrupt
     assert fresh.is_dir()
