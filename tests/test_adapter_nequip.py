@@ -397,11 +397,27 @@ def test_prune_writes_a_checkpoint_nequips_own_tools_run(adapter, mols, tmp_path
 
     from irrepprobe.capture.equivariance import check_equivariance
 
+    from ase.io import read, write
+
     out = tmp_path / "pruned"
-    assert main(["prune", str(FILES["nequip"]), "--format", "nequip", "--trust", "--drop-l", "2", "--data", str(XYZ),
-                 "--subset", "12", "--steps", "3", "--md-steps", "1", "--out", str(out)]) == 0
+    frames = read(XYZ, ":")
+    write(tmp_path / "fit.xyz", frames[:12])
+    write(tmp_path / "held.xyz", frames[-6:])
+    assert main(["prune", str(FILES["nequip"]), "--format", "nequip", "--trust", "--drop-l", "2", "--data",
+                 str(tmp_path / "fit.xyz"), "--held-out", str(tmp_path / "held.xyz"), "--seeds", "2", "--steps", "3",
+                 "--md-steps", "1", "--out", str(out)]) == 0
     table = pd.read_csv(out / "comparison.csv")
-    assert table["model"].tolist()[:3] == ["original", "pruned, before fine-tuning", "pruned, fine-tuned"]
+    assert table["model"].tolist()[:4] == ["original", "pruned, before fine-tuning", "pruned, fine-tuned",
+                                           "pruned, fine-tuned"]
+    tuned = table[table["model"] == "pruned, fine-tuned"]
+    assert tuned["seed"].tolist() == [0, 1]
+    assert tuned["energy MAE vs original"].nunique() == 2  # the seeds draw different batches: different models
+    seeds = pd.read_csv(out / "comparison_seeds.csv").set_index("model")
+    row = seeds.loc["pruned, fine-tuned"]
+    assert row["seeds"] == 2 and row["energy MAE vs original low"] < row["energy MAE vs original"] < row[
+        "energy MAE vs original high"]
+    assert (out / "pruned-seed1.ckpt").exists() and (out / "pruned-before.ckpt").exists()
+    assert "the 6 structures of the held-out file" in (out / "report.md").read_text()
     assert table["model"].str.startswith("small, from scratch").any()
     assert "MD speed: not measured (nequip's ASE calculator runs compiled models only" in (out / "report.md").read_text()
     from irrepprobe.adapters.nequip.runtime import _nequip_state

@@ -327,6 +327,23 @@ def test_prune_writes_a_checkpoint_sevenns_own_calculator_runs(mols, tmp_path, c
     assert "cannot drop l=0" in capsys.readouterr().err
 
 
+def test_a_target_on_another_energy_reference_is_refused_with_a_way_through(tmp_path, capsys):
+    import pandas as pd
+
+    # SevenNet-0 predicts PBE total energies (VASP's reference); QM9's u0 is B3LYP's all-electron total energy
+    argv = ["prune", "7net-0", "--format", "sevenn", "--trust", "--drop-l", "2", "--data", "qm9:test", "--subset", "10",
+            "--target", "u0", "--steps", "1", "--md-steps", "0", "--out", str(tmp_path / "p")]
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "another energy reference" in err[0] and "--shift-references" in err[0]
+    assert not (tmp_path / "p").exists()
+    assert main(argv + ["--shift-references"]) == 0
+    table = pd.read_csv(tmp_path / "p" / "comparison.csv")
+    # after the offsets the labels are within chemistry's range of the model, not hundreds of eV/atom away
+    assert table["energy MAE vs labels"].iloc[0] < 1.0
+    assert "less one offset per element" in (tmp_path / "p" / "report.md").read_text()
+
+
 def test_written_checkpoint_leaves_out_traced_constants_sevenn_rebuilds(seven, tmp_path):
     import copy
 

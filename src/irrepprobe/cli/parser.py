@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 
 from .commands import (cmd_capture, cmd_data, cmd_dynamics, cmd_evaluate, cmd_experiment, cmd_model, cmd_presets,
-                       cmd_prune, cmd_report, cmd_train)
+                       cmd_prune, cmd_report, cmd_train, cmd_validate)
 
 
 class Parser(argparse.ArgumentParser):
@@ -169,7 +169,14 @@ def build_parser() -> argparse.ArgumentParser:
                          "fine-tuning with the order masked)")
     sp.add_argument("--recovery-steps", type=int, metavar="N",
                     help="--auto rests on recovery: fine-tune with each order masked for N steps")
-    sp.add_argument("--seeds", type=int, help="our checkpoints: seeds per variant (default 1)")
+    sp.add_argument("--seeds", type=int, help="seeds per variant (default 1); other families: fine-tuning seeds of "
+                                              "the pruned model, with a t interval over them")
+    sp.add_argument("--held-out", metavar="FILE",
+                    help="other families: structures to compare on, other compositions or trajectories than --data "
+                         "(default: the last 20%% of --data)")
+    sp.add_argument("--shift-references", action="store_true",
+                    help="other families: when --target holds another energy reference than the model's, "
+                         "subtract a fitted offset per element from it instead of refusing")
     sp.add_argument("--threshold", type=float,
                     help="our checkpoints: the utilisation below which --auto finds an order unused (default 0.05)")
     sp.add_argument("--ablation-molecules", type=int,
@@ -178,6 +185,30 @@ def build_parser() -> argparse.ArgumentParser:
                     help="also train the pruned model from the full model's surviving weights")
     sp.add_argument("--out", help="default: prune/ beside the checkpoint")
     sp.set_defaults(func=cmd_prune)
+
+    sp = sub.add_parser("validate", help="physics checks of potentials side by side: Delta test, stress, NVE, "
+                                         "stability, phonons, molecules, MD speed")
+    sp.add_argument("models", metavar="MODEL", nargs="+",
+                    help="model files or SevenNet names, each optionally LABEL=PATH (the label names it in the report)")
+    sp.add_argument("--format", default="auto", help="model family: auto, sevenn, mace, nequip or irrepprobe")
+    sp.add_argument("--trust", action="store_true", help="allow unpickling third-party model files")
+    sp.add_argument("--suite", help="comma-separated checks (default all): eos, stress, nve, stability, phonons, "
+                                    "molecules, speed")
+    sp.add_argument("--elements", help="restrict the crystal checks to these elements, e.g. Si,Cu,Al")
+    sp.add_argument("--nve-ps", type=float, help="NVE length in ps (default 2)")
+    sp.add_argument("--nve-fs", type=float, help="NVE (and stability) timestep in fs (default 1)")
+    sp.add_argument("--nve-systems", help="NVE cells, comma-separated from Si, Cu, NaCl, MgO, Al, Fe, W "
+                                          "(default Si,NaCl; the first also for stability)")
+    sp.add_argument("--stability-ps", type=float, help="high-temperature Langevin length in ps (default 0.5)")
+    sp.add_argument("--stability-k", type=float, help="its temperature in K (default 1200)")
+    sp.add_argument("--speed-sizes", help="atoms of the Si cells timed, e.g. 64,216,512 (the default)")
+    sp.add_argument("--speed-repeats", type=int, help="interleaved rounds of the MD speed (default 3)")
+    sp.add_argument("--qm9", type=int, help="QM9 test molecules scored (default 200)")
+    sp.add_argument("--md-models", metavar="LABELS", help="run NVE and stability only for these models (default all)")
+    sp.add_argument("--speed-models", metavar="LABELS", help="time only these models (default all)")
+    sp.add_argument("--device", choices=["auto", "cpu", "cuda"])
+    sp.add_argument("--out", default="validate", help="default: validate/")
+    sp.set_defaults(func=cmd_validate)
 
     sp = sub.add_parser("experiment", help="a grid of configs x seeds: resumable runs and one report")
     sp.add_argument("grid", help="the grid YAML (configs, grid, seeds, measure, executor)")

@@ -16,7 +16,7 @@ import torch
 from ..adapters import Loaded
 from ..adapters.base import parameters
 from ..errors import IrrepprobeError
-from ..fileio import save_csv
+from ..fileio import save_csv, save_text
 from ..metrics.finetune import BATCH, LR, STEPS, fingerprint, finetune, outputs, references
 from ..metrics.masking import masked
 from ..progress import progress
@@ -86,84 +86,175 @@ def md_speed(calculators: dict, systems: dict, steps: int = 20, rounds: int = 2)
     return pd.DataFrame([{"model": c, "system": s, "MD steps/s": rounds * steps / v} for (c, s), v in spent.items()])
 
 
+def reference_offsets(model: Loaded, structures, labels: np.ndarray, batch_size: int = BATCH,
+                      sample: int = 64) -> dict:
+    """Does the label hold the model's own energy reference? On the first ``sample`` structures, the model's
+    per-atom energies against the labels', raw and after a least-squares offset per element (what a change
+    of reference, e.g. atomization against total energies, shifts). ``offsets`` [elements] and ``elements``
+    map a structure's composition to that shift; ``mismatch`` when the raw difference is both large (over
+    0.05 per atom) and mostly such an offset (over 5x what the offsets leave)."""
+    n = min(sample, len(structures))
+    part = structures.take(np.arange(n))
+    pred = outputs(model, list(model.adapter.batches(model, part, batch_size)), False)["energy"][:, 0]
+    y = np.asarray(labels[:n], dtype=np.float64).reshape(n, -1)[:, 0]
+    n_atoms = part.n_atoms.numpy().astype(np.float64)
+    elements = sorted(set(structures.numbers.numpy().tolist()))
+    comp = part.composition(elements)
+    w, *_ = np.linalg.lstsq(comp, y - pred, rcond=None)
+    raw = float(np.abs((y - pred) / n_atoms).mean())
+    left = float(np.abs((y - pred - comp @ w) / n_atoms).mean())
+    return {"raw": raw, "left": left, "offsets": w, "elements": elements, "sample": n,
+            "mismatch": bool(raw > 0.05 and raw > 5 * left)}
+
+
+def shuffled(model: Loaded, fit, refs: list[dict], seed: int, batch_size: int) -> tuple[list, list[dict]]:
+    """The fitted structures in the order of ``seed`` (a permutation), batched, with ``refs`` regrouped to
+    match: so that fine-tuning seeds differ in which structures share a batch, not only in batch order."""
+    from ..data.structures import atoms_of
+
+    perm = np.random.default_rng(seed).permutation(len(fit))
+    energy = torch.cat([r["energy"] for r in refs])[perm]
+    n_atoms = torch.cat([r["n_atoms"] for r in refs])[perm]
+    forces = torch.cat([r["forces"] for r in refs])[atoms_of(fit.ptr, perm)] if "forces" in refs[0] else None
+    batches = list(model.adapter.batches(model, fit.take(perm), batch_size))
+    out, start, astart = [], 0, 0
+    for b in batches:
+        r = {"n_atoms": n_atoms[start:start + b.n_structures], "energy": energy[start:start + b.n_structures]}
+        if forces is not None:
+            r["forces"] = forces[astart:astart + b.n_atoms]
+        out.append(r)
+        start, astart = start + b.n_structures, astart + b.n_atoms
+    return batches, out
+
+
+def _seed_rows(table: pd.DataFrame) -> pd.DataFrame:
+    """Per model: the mean over its seeds of each error and speed column with a Student t interval (NaN
+    bounds for one seed; coverage checked in tests/test_seeds.py)."""
+    from ..metrics.seeds import t_interval
+
+    cols = [c for c in table if "MAE" in c]
+    rows = []
+    for name, g in table.groupby("model", sort=False):
+        row = {"model": name, "seeds": len(g), "parameters": int(g["parameters"].iloc[0])}
+        for c in cols:
+            row[c], row[f"{c} low"], row[f"{c} high"] = t_interval(g[c])
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
 def prune_family(model: Loaded, structures, drop: list[int], out, steps: int = STEPS, lr: float = LR,
                  batch_size: int = BATCH, held_out: float = 0.2, label: str | None = None, scratch: bool = True,
-                 seed: int = 0, md_steps: int = 20, log=print) -> dict:
-    """Drop the orders ``drop`` from ``model`` by surgery, fine-tune for ``steps`` on the first
-    ``1 - held_out`` of ``structures`` (toward ``label`` and the data's forces where given, else the
-    original's own predictions), write it to ``out`` in the family's format, and compare on the rest.
-    With ``scratch`` the small architecture is also trained from a fresh initialisation with the same
-    budget. A rerun reuses the written models when the settings match. ``md_steps``: MD speed of the
-    original and the pruned file through the family's own ASE calculator (:func:`md_speed`; 0: none)."""
+                 seeds: int = 1, held=None, shift_references: bool = False, md_steps: int = 20,
+                 log=print) -> dict:
+    """Drop the orders ``drop`` from ``model`` by surgery, fine-tune for ``steps`` on ``structures`` (toward
+    ``label`` and the data's forces where given, else the original's own predictions) once per seed
+    (``seeds``: 0, 1, ...), write each to ``out`` in the family's format, and compare on ``held`` (other
+    structures: other compositions or trajectories) or, without it, on the last ``held_out`` fraction of
+    ``structures``. With ``scratch`` the small architecture is also trained from a fresh initialisation with
+    the same budget, once (seed 0): a control, not an arm with an interval. A ``label`` on another energy
+    reference than the model's is refused (:func:`reference_offsets`) unless ``shift_references``, which
+    subtracts the fitted per-element offsets from it. A rerun reuses the written models when the settings
+    match. ``md_steps``: MD speed of the original and the first pruned file through the family's own ASE
+    calculator (:func:`md_speed`; 0: none)."""
     drop = check_drop(model, drop)
     if steps < 1:
         raise IrrepprobeError(f"--steps must be at least 1, got {steps}")
+    if seeds < 1:
+        raise IrrepprobeError(f"--seeds must be at least 1, got {seeds}")
     if md_steps < 0:
         raise IrrepprobeError(f"--md-steps must be 0 (no MD speed) or a number of steps, got {md_steps}")
-    n = len(structures)
-    n_test = max(1, int(round(n * held_out)))
-    if n - n_test < 1:
-        raise IrrepprobeError(f"pruning needs structures to fine-tune on and to hold out; the data has {n}")
+    if held is None:
+        n = len(structures)
+        n_test = max(1, int(round(n * held_out)))
+        if n - n_test < 1:
+            raise IrrepprobeError(f"pruning needs structures to fine-tune on and to hold out; the data has {n}")
+        fit, held = structures.take(np.arange(n - n_test)), structures.take(np.arange(n - n_test, n))
+        split = "last"
+    else:
+        fit, split = structures, "file"
+    n_fit = len(fit)
     if label is not None:
-        structures.require_label(label)
+        fit.require_label(label)
+        held.require_label(label)
     out = Path(out)
     adapter = model.adapter
-    fit, held = structures.take(np.arange(n - n_test)), structures.take(np.arange(n - n_test, n))
     forces = adapter.has_forces
-    labels = None if label is None else adapter.label_values(model, structures, label)
-    has_f = structures.atom_labels.get("forces") is not None
+    labels = None if label is None else adapter.label_values(model, fit, label)
+    truth_e = None if label is None else adapter.label_values(model, held, label)
+    has_f = fit.atom_labels.get("forces") is not None
     # the batches first: they refuse data the model cannot read (an unknown element) before out exists
     fit_b = list(adapter.batches(model, fit, batch_size))
     held_b = list(adapter.batches(model, held, batch_size))
+    shift = None
+    if labels is not None and model.quantity.per_atom:
+        ref = reference_offsets(model, fit, labels, batch_size)
+        what = (f"--target {label} holds another energy reference than the model's: they differ by "
+                f"{ref['raw']:.3g} {model.quantity.unit}/atom on average, {ref['left']:.3g} after one offset per "
+                f"element (fitted on {ref['sample']} structures)")
+        if ref["mismatch"] and not shift_references:
+            raise IrrepprobeError(what + "; pass --shift-references to subtract those offsets from the labels, "
+                                  "or leave out --target to distil the model's own energies")
+        if ref["mismatch"]:
+            log(what + ": the offsets are subtracted from the labels (--shift-references)")
+            shift = ref
+            labels = labels - (fit.composition(ref["elements"]) @ ref["offsets"])[:, None]
+            truth_e = truth_e - (held.composition(ref["elements"]) @ ref["offsets"])[:, None]
     out.mkdir(parents=True, exist_ok=True)
-    refs = references(model, fit_b, None if labels is None else labels[: n - n_test],
-                      fit.atom_labels["forces"] if has_f else None, forces)
-    settings = {"drop": drop, "steps": steps, "lr": lr, "batch_size": batch_size, "seed": seed, "fit": n - n_test,
-                "held_out": n_test, "label": label, "forces": forces, **fingerprint(model, structures)}
+    refs = references(model, fit_b, labels, fit.atom_labels["forces"] if has_f else None, forces)
+    settings = {"drop": drop, "steps": steps, "lr": lr, "batch_size": batch_size, "fit": n_fit,
+                "held_out": len(held), "split": split, "label": label, "forces": forces,
+                "forces_from": "labels" if has_f and forces else "original" if forces else None, "batches": "shuffled",
+                "shift_references": shift is not None, **fingerprint(model, fit)}
     log(f"surgery: l={','.join(map(str, drop))} removed from {adapter.summary(model)}")
     small = adapter.without_orders(model, drop)
-    variants = {"original": model, "pruned, before fine-tuning": small}
+    adapter.write(small, out / f"pruned-before{adapter.suffix}")  # for validate: what surgery alone gives
+    variants = [("original", 0, model), ("pruned, before fine-tuning", 0, small)]
 
-    def tuned(name: str, start: Loaded) -> Loaded:
+    def tuned(name: str, start: Loaded, seed: int) -> Loaded:
         path, meta = out / f"{name}{adapter.suffix}", out / f"{name}.json"
-        if path.exists() and meta.exists() and json.loads(meta.read_text()) == settings:
+        want = {**settings, "seed": seed}
+        if path.exists() and meta.exists() and json.loads(meta.read_text()) == want:
             log(f"reusing {path}")
             return adapter.load(str(path), trust=True, device=model.device)  # our own file, written below
         m = masked(start, [])  # a copy: the start stays as it was
         bar = progress(total=steps, desc=f"fine-tuning {name}", unit="step")
-        finetune(m, fit_b, refs, steps, lr, seed, bar)
+        batches, regrouped = shuffled(model, fit, refs, seed, batch_size)
+        finetune(m, batches, regrouped, steps, lr, seed, bar)
         bar.close()
         adapter.write(m, path)
-        meta.write_text(json.dumps(settings))
+        save_text(json.dumps(want), meta)
         # what is compared is the written file as the family reads it back, not the model in memory
         return adapter.load(str(path), trust=True, device=model.device)
-    variants["pruned, fine-tuned"] = tuned("pruned", small)
+    for seed in range(seeds):
+        variants.append(("pruned, fine-tuned", seed, tuned("pruned" if seed == 0 else f"pruned-seed{seed}", small, seed)))
     if scratch:
-        fresh = adapter.untrained(small, seed=seed)
+        fresh = adapter.untrained(small, seed=0)
         if fresh is None:
             log(f"the {adapter.name} adapter cannot re-initialise the small architecture: no from-scratch arm")
         else:
-            variants[f"small, from scratch ({steps} steps)"] = tuned("scratch", fresh)
-    preds = {k: outputs(m, held_b, forces) for k, m in variants.items()}
-    speed = _speed(variants, held_b, forces)
+            variants.append((f"small, from scratch ({steps} steps)", 0, tuned("scratch", fresh, 0)))
+    preds = [outputs(m, held_b, forces) for _, _, m in variants]
+    speed = _speed({f"{k} {s}": m for k, s, m in variants}, held_b, forces)
     n_atoms = held.n_atoms.numpy().astype(np.float64)
     per_atom = model.quantity.per_atom
     truth = None
-    if labels is not None:
-        truth = {"energy": labels[n - n_test:]}
-        if has_f and forces:
+    if truth_e is not None:
+        truth = {"energy": truth_e}
+        if held.atom_labels.get("forces") is not None and forces:
             truth["forces"] = held.atom_labels["forces"]
     rows = []
-    for k, m in variants.items():
-        row = {"model": k, "parameters": parameters(m.module)}
-        row["energy MAE vs original"], row["forces MAE vs original"] = _errors(preds[k], preds["original"], n_atoms, per_atom)
+    for (k, seed, m), pred in zip(variants, preds):
+        row = {"model": k, "seed": seed, "parameters": parameters(m.module)}
+        row["energy MAE vs original"], row["forces MAE vs original"] = _errors(pred, preds[0], n_atoms, per_atom)
         if truth is not None:
-            row["energy MAE vs labels"], row["forces MAE vs labels"] = _errors(preds[k], truth, n_atoms, per_atom)
-        row["structures/s"] = speed[k]
+            row["energy MAE vs labels"], row["forces MAE vs labels"] = _errors(pred, truth, n_atoms, per_atom)
+        row["structures/s"] = speed[f"{k} {seed}"]
         rows.append(row)
     table = pd.DataFrame(rows)
     table["speed-up"] = table["structures/s"] / table["structures/s"].iloc[0]
     save_csv(table, out / "comparison.csv")
+    over_seeds = _seed_rows(table)
+    save_csv(over_seeds, out / "comparison_seeds.csv")
     md, md_note = None, None
     if md_steps and not hasattr(adapter, "calculator"):
         md_note = getattr(adapter, "no_calculator", f"the {adapter.name} adapter has no ASE calculator")
@@ -173,8 +264,10 @@ def prune_family(model: Loaded, structures, drop: list[int], out, steps: int = S
         calcs = {k: adapter.calculator(str(v), model) for k, v in files.items()}
         md = md_speed(calcs, md_systems(held, model.info.get("elements")), md_steps)
         save_csv(md, out / "md_speed.csv")
-    return {"table": table, "md": md, "md_note": md_note, "drop": drop, "settings": settings, "out": out,
-            "pruned": out / f"pruned{adapter.suffix}", "variants": variants}
+    return {"table": table, "seeds_table": over_seeds, "md": md, "md_note": md_note, "drop": drop,
+            "settings": {**settings, "seeds": seeds}, "shift": shift, "out": out,
+            "pruned": out / f"pruned{adapter.suffix}", "variants": {f"{k} {s}": m for k, s, m in variants},
+            "files": [out / (("pruned" if s == 0 else f"pruned-seed{s}") + adapter.suffix) for s in range(seeds)]}
 
 
 def md_systems(held, elements: list[int] | None = None) -> dict:
@@ -201,14 +294,16 @@ def md_systems(held, elements: list[int] | None = None) -> dict:
 
 def prune_model(source, adapter, drop: list[int] | None, data, out=None, subset: int | None = None,
                 target: str | None = None, steps: int = STEPS, md_steps: int = 20, trust: bool = False,
-                device: str = "auto", command: str | None = None, head: str | None = None,
-                log=print) -> dict | None:
+                device: str = "auto", command: str | None = None, head: str | None = None, seeds: int = 1,
+                held_out=None, shift_references: bool = False, log=print) -> dict | None:
     """Prune the model file ``source`` of another family (``adapter``) by surgery: ``drop`` the given orders,
     or (None) those :func:`~irrepprobe.metrics.recovery` finds dispensable after ``steps`` of fine-tuning
     with the order masked (as many of them as the family can drop); fine-tune on ``data`` (its ``target``
     label where it has one, else the original's own energies and forces), write the smaller model in the
     family's format to ``out`` and compare (:func:`prune_family`, :func:`~irrepprobe.report.compare.family_report`).
     ``head``: the MACE head or SevenNet fidelity fine-tuned toward and compared at (the file keeps every one).
+    ``held_out``: a file of structures to compare on (other compositions or trajectories than ``data``);
+    without it the last 20% of ``data``. ``seeds``, ``shift_references``: :func:`prune_family`.
     Returns ``{"result": ..., "report": path}``, or None when there is nothing to prune."""
     from ..adapters import load_model
     from ..capture import resolve_data
@@ -226,6 +321,13 @@ def prune_model(source, adapter, drop: list[int] | None, data, out=None, subset:
         raise IrrepprobeError(f"--subset must be a positive number of structures, got {subset}")
     if out is not None and Path(out).exists() and not Path(out).is_dir():
         raise IrrepprobeError(f"--out {out} is a file, not a directory")
+    if seeds < 1:
+        raise IrrepprobeError(f"--seeds must be at least 1, got {seeds}")
+    held = None
+    if held_out is not None:
+        held = resolve_data(held_out, None)
+        if target:
+            held.require_label(target)
     qm9 = data == "qm9" or data.startswith("qm9:")
     if not qm9:  # a file: read and its labels checked before the model is loaded (seconds)
         structures = resolve_data(data, None, subset)
@@ -243,11 +345,13 @@ def prune_model(source, adapter, drop: list[int] | None, data, out=None, subset:
         log(f"label {model.quantity.name} is on only some structures of {data}: distilling the original's own "
             "energies instead")
     n = len(structures)
-    if n < (3 if drop is None else 2):
+    if n < (3 if drop is None else 1 if held is not None else 2):
         raise IrrepprobeError("pruning needs structures to fine-tune on and to hold out"
                               + (" (and, with --auto, recovery needs 3)" if drop is None else "")
                               + f"; {data} has {n}")
     check_readable(model, structures)  # e.g. an element the model does not know: before any work
+    if held is not None:
+        check_readable(model, held)
     out = Path(out or f"prune-{Path(source).stem}")
     if drop is None:
         from ..metrics import dispensable, recovery
@@ -262,5 +366,6 @@ def prune_model(source, adapter, drop: list[int] | None, data, out=None, subset:
         if not drop:
             log("nothing to prune")
             return None
-    res = prune_family(model, structures, drop, out, steps=steps, label=label, md_steps=md_steps, log=log)
+    res = prune_family(model, structures, drop, out, steps=steps, label=label, md_steps=md_steps, seeds=seeds,
+                       held=held, shift_references=shift_references, log=log)
     return {"result": res, "report": family_report(res, model, data, command=command)}

@@ -70,15 +70,31 @@ def family_report(res: dict, model: Loaded, data: str, command: str | None = Non
     unit = model.quantity.unit + ("/atom" if model.quantity.per_atom else "")
     doc = Document(f"Pruned l={','.join(map(str, res['drop']))} from {Path(model.source).name}")
     doc.text(f"Original: {model.adapter.summary(model)}.")
-    doc.text(f"Pruned: {model.adapter.summary(res['variants']['pruned, fine-tuned'])}; written to "
+    doc.text(f"Pruned: {model.adapter.summary(res['variants']['pruned, fine-tuned 0'])}; written to "
              f"`{res['pruned'].name}` in the family's own format.")
+    toward = (f"the labels {s['label']}" if s["label"] else "the original's own energies")
+    if s["label"] and res.get("shift") is not None:
+        toward += " less one offset per element (--shift-references: they hold another energy reference)"
+    if s["forces_from"] == "labels":
+        toward += " and the data's forces"
+    elif s["forces_from"] == "original":
+        toward += " and the original's own forces"
+    compared = (f"the {s['held_out']} structures of the held-out file" if s["split"] == "file"
+                else f"the last {s['held_out']} (the same kinds of structure as those fitted)")
+    seeds = s.get("seeds", 1)
     doc.text(f"Data: {data}; fine-tuned for {s['steps']} Adam steps (learning rate {s['lr']:g}, cosine decay, "
-             f"batches of {s['batch_size']}) on the first {s['fit']} structures toward "
-             + (f"the labels {s['label']}" if s["label"] else "the original's own energies")
-             + (" and forces" if s["forces"] else "") + f", compared on the other {s['held_out']}. Errors in "
+             f"batches of {s['batch_size']}) on {s['fit']} structures toward {toward}, "
+             + (f"{seeds} fine-tuning seeds (0-{seeds - 1}), " if seeds > 1 else "one fine-tuning seed, ")
+             + f"compared on {compared}. Errors in "
              f"{unit} (energy) and eV/A (force components); speed: structures per second of a prediction"
              + (" with forces" if s["forces"] else "") + " on the held-out structures, the models interleaved "
-             "batch by batch in one run (3 rounds), on this machine.")
+             "batch by batch in one run (3 rounds), on this machine. The from-scratch model is a control "
+             "trained once (seed 0).")
+    if seeds > 1:
+        doc.text(f"Over the fine-tuning seeds: mean and 95% Student t interval over {seeds} seeds (one value, "
+                 "no interval, for a model trained once):")
+        doc.table(res["seeds_table"].round(5), "comparison_seeds.csv")
+        doc.text("Each run:")
     doc.table(table.round(5), "comparison.csv")
     if res.get("md") is not None:
         doc.text("MD steps per second through the family's own ASE calculator (Langevin, 300 K, 0.5 fs; "

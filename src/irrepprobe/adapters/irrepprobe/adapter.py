@@ -29,7 +29,7 @@ class IrrepprobeAdapter(Adapter):
         t = get_target(cfg["data"]["target"])
         return Loaded(module.eval(), self, source, digest, Quantity(t.name, t.unit, t.irreps),
                       info={"config": cfg, "split": ckpt["split"], "untrained": bool(ckpt.get("untrained")),
-                            "checkpoint": ckpt})
+                            "checkpoint": ckpt, "elements": list(ATOMIC_NUMBERS)})
 
     def points(self, model: Loaded) -> list[Point]:
         net = model.module
