@@ -309,7 +309,8 @@ def test_prune_on_an_unknown_element_leaves_no_out(tmp_path, capsys, si_and_mole
 
 
 @pytest.mark.parametrize("argv,message", [
-    (["--seeds", "2"], "--seeds: for our checkpoints only"),
+    (["--seeds", "0"], "--seeds must be at least 1"),
+    (["--held-out", "missing.xyz"], "missing.xyz"),
     (["--warm-start"], "--warm-start: for our checkpoints only"),
     (["--steps", "0"], "--steps must be at least 1"),
     (["--md-steps", "-1"], "--md-steps must be 0"),

@@ -10,7 +10,7 @@ SRC = Path(__file__).resolve().parents[1] / "src" / "irrepprobe"
 # bottom to top; rooms on one rank do not import each other
 RANKS = [["errors"], ["fileio", "progress", "runtime"], ["data"], ["config"], ["irreps"], ["intervene"],
          ["examples", "models"], ["train"], ["adapters"], ["capture"], ["metrics"], ["report"], ["study"],
-         ["experiments"], ["prune"], ["cli"], ["__main__"]]
+         ["experiments"], ["prune", "validate"], ["cli"], ["__main__"]]
 RANK = {room: k for k, rooms in enumerate(RANKS) for room in rooms}
 FAMILIES = ("sevenn", "mace", "nequip", "allegro")
 MAX_LINES = 450

@@ -4,7 +4,8 @@ from __future__ import annotations
 import argparse
 
 from .commands import (cmd_capture, cmd_data, cmd_dynamics, cmd_evaluate, cmd_experiment, cmd_model, cmd_presets,
-                       cmd_prune, cmd_report, cmd_train, cmd_validate)
+                       cmd_prune, cmd_report, cmd_train)
+from .validation import cmd_validate
 
 
 class Parser(argparse.ArgumentParser):
