@@ -430,3 +430,10 @@ def test_prune_writes_a_model_maces_own_calculator_runs(mols, tmp_path, capsys):
     assert check_equivariance(ours, mols.take(np.arange(4)), n=4)[1]["passed"]
     assert main(["prune", str(MODEL), "--format", "mace", "--trust", "--drop-l", "1", "--data", str(XYZ)]) == 2
     assert "cannot drop l=1" in capsys.readouterr().err
+    # the original and the pruned file side by side through MACECalculator: molecules apply, crystals do not
+    v = tmp_path / "validate"
+    assert main(["validate", f"original={MODEL}", f"pruned={out / 'pruned.model'}", "--format", "mace", "--trust",
+                 "--suite", "molecules,stress", "--qm9", "10", "--out", str(v)]) == 0
+    s22 = pd.read_csv(v / "tables" / "s22.csv")
+    assert set(s22["model"]) == {"original", "pruned"} and s22["error (kcal/mol)"].notna().all()
+    assert "stress: original does not know" in (v / "tables" / "skipped.txt").read_text()

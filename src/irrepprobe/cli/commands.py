@@ -265,12 +265,6 @@ def cmd_prune(args) -> int:
 
     adapter = detect(args.checkpoint) if args.format == "auto" else get_adapter(args.format)
     head = check_head(args, adapter)
-    if adapter.name == "irrepprobe":
-        theirs = [flag for flag, given in (("--held-out", args.held_out), ("--shift-references", args.shift_references))
-                  if given]
-        if theirs:
-            raise IrrepprobeError(f"{', '.join(theirs)}: for other families; our checkpoints are retrained on their "
-                                  "own QM9 split")
     if adapter.name != "irrepprobe":
         ours = [flag for flag, given in (("--warm-start", args.warm_start),
                                          ("--threshold", args.threshold is not None),
@@ -284,7 +278,9 @@ def cmd_prune(args) -> int:
             return _prune_other(args, adapter, drop, out, head)
     theirs = [flag for flag, given in (("--data", args.data), ("--target", args.target),
                                        ("--subset", args.subset is not None), ("--steps", args.steps is not None),
-                                       ("--md-steps", args.md_steps is not None)) if given]
+                                       ("--md-steps", args.md_steps is not None), ("--held-out", args.held_out),
+                                       ("--shift-references", args.shift_references),
+                                       ("--no-scratch", args.no_scratch)) if given]
     if theirs:
         raise IrrepprobeError(f"{', '.join(theirs)}: for other families; our models are retrained from scratch on "
                               "their own QM9 config")
@@ -310,7 +306,7 @@ def _prune_other(args, adapter, drop, out, head=None) -> int:
                        steps=200 if args.steps is None else args.steps,
                        md_steps=20 if args.md_steps is None else args.md_steps, trust=args.trust,
                        device=args.device or "auto", command=_command(args), head=head, seeds=args.seeds or 1,
-                       held_out=args.held_out, shift_references=args.shift_references)
+                       held_out=args.held_out, shift_references=args.shift_references, scratch=not args.no_scratch)
     if done is None:
         return 0
     res = done["result"]

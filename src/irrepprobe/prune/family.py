@@ -295,7 +295,7 @@ def md_systems(held, elements: list[int] | None = None) -> dict:
 def prune_model(source, adapter, drop: list[int] | None, data, out=None, subset: int | None = None,
                 target: str | None = None, steps: int = STEPS, md_steps: int = 20, trust: bool = False,
                 device: str = "auto", command: str | None = None, head: str | None = None, seeds: int = 1,
-                held_out=None, shift_references: bool = False, log=print) -> dict | None:
+                held_out=None, shift_references: bool = False, scratch: bool = True, log=print) -> dict | None:
     """Prune the model file ``source`` of another family (``adapter``) by surgery: ``drop`` the given orders,
     or (None) those :func:`~irrepprobe.metrics.recovery` finds dispensable after ``steps`` of fine-tuning
     with the order masked (as many of them as the family can drop); fine-tune on ``data`` (its ``target``
@@ -303,7 +303,7 @@ def prune_model(source, adapter, drop: list[int] | None, data, out=None, subset:
     family's format to ``out`` and compare (:func:`prune_family`, :func:`~irrepprobe.report.compare.family_report`).
     ``head``: the MACE head or SevenNet fidelity fine-tuned toward and compared at (the file keeps every one).
     ``held_out``: a file of structures to compare on (other compositions or trajectories than ``data``);
-    without it the last 20% of ``data``. ``seeds``, ``shift_references``: :func:`prune_family`.
+    without it the last 20% of ``data``. ``seeds``, ``shift_references``, ``scratch``: :func:`prune_family`.
     Returns ``{"result": ..., "report": path}``, or None when there is nothing to prune."""
     from ..adapters import load_model
     from ..capture import resolve_data
@@ -367,5 +367,5 @@ def prune_model(source, adapter, drop: list[int] | None, data, out=None, subset:
             log("nothing to prune")
             return None
     res = prune_family(model, structures, drop, out, steps=steps, label=label, md_steps=md_steps, seeds=seeds,
-                       held=held, shift_references=shift_references, log=log)
+                       held=held, shift_references=shift_references, scratch=scratch, log=log)
     return {"result": res, "report": family_report(res, model, data, command=command)}
