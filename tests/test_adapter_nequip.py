@@ -405,7 +405,7 @@ def test_prune_writes_a_checkpoint_nequips_own_tools_run(adapter, mols, tmp_path
     write(tmp_path / "held.xyz", frames[-6:])
     assert main(["prune", str(FILES["nequip"]), "--format", "nequip", "--trust", "--drop-l", "2", "--data",
                  str(tmp_path / "fit.xyz"), "--held-out", str(tmp_path / "held.xyz"), "--seeds", "2", "--steps", "3",
-                 "--md-steps", "1", "--out", str(out)]) == 0
+                 "--md-steps", "1", "--validate", "molecules,stress", "--out", str(out)]) == 0
     table = pd.read_csv(out / "comparison.csv")
     assert table["model"].tolist()[:4] == ["original", "pruned, before fine-tuning", "pruned, fine-tuned",
                                            "pruned, fine-tuned"]
@@ -418,6 +418,11 @@ def test_prune_writes_a_checkpoint_nequips_own_tools_run(adapter, mols, tmp_path
         "energy MAE vs original high"]
     assert (out / "pruned-seed1.ckpt").exists() and (out / "pruned-before.ckpt").exists()
     assert "the 6 structures of the held-out file" in (out / "report.md").read_text()
+    # validated at the end through irrepprobe's own calculator (nequip's runs compiled models only): no stress
+    s22 = pd.read_csv(out / "validate" / "tables" / "s22.csv")
+    assert set(s22["model"]) == {"original", "pruned-before", "pruned-seed0", "pruned-seed1"}
+    models = pd.read_csv(out / "validate" / "tables" / "models.csv")
+    assert (models["calculator"] == "AdapterCalculator").all()
     assert table["model"].str.startswith("small, from scratch").any()
     assert "MD speed: not measured (nequip's ASE calculator runs compiled models only" in (out / "report.md").read_text()
     from irrepprobe.adapters.nequip.runtime import _nequip_state

@@ -254,6 +254,10 @@ def cmd_prune(args) -> int:
         raise IrrepprobeError("--recovery-steps decides what --auto drops: it goes with --auto")
     at_least("--recovery-steps", args.recovery_steps, 1)
     at_least("--seeds", args.seeds, 1)
+    if args.validate:
+        from ..validate import parse_suites
+
+        parse_suites(args.validate)
     fraction("--threshold", args.threshold)
     at_least("--ablation-molecules", args.ablation_molecules, 0, "0 (all) or a positive number")
     at_least("--steps", args.steps, 1)
@@ -280,7 +284,7 @@ def cmd_prune(args) -> int:
                                        ("--subset", args.subset is not None), ("--steps", args.steps is not None),
                                        ("--md-steps", args.md_steps is not None), ("--held-out", args.held_out),
                                        ("--shift-references", args.shift_references),
-                                       ("--no-scratch", args.no_scratch)) if given]
+                                       ("--no-scratch", args.no_scratch), ("--validate", args.validate)) if given]
     if theirs:
         raise IrrepprobeError(f"{', '.join(theirs)}: for other families; our models are retrained from scratch on "
                               "their own QM9 config")
@@ -312,6 +316,16 @@ def _prune_other(args, adapter, drop, out, head=None) -> int:
     res = done["result"]
     print(res["table"].to_string(index=False, float_format=lambda v: f"{v:.4g}"))
     print(f"pruned model: {res['pruned']} -> {done['report']}")
+    if args.validate:
+        from ..report.validate import validate_report
+        from ..validate import parse_suites, validate
+
+        original = args.checkpoint
+        specs = [f"original={original}", f"pruned-before={res['out'] / ('pruned-before' + adapter.suffix)}"]
+        specs += [f"pruned-seed{k}={f}" for k, f in enumerate(res["files"])]
+        v = validate(specs, res["out"] / "validate", fmt=adapter.name, trust=args.trust,
+                     suites=parse_suites(args.validate), device=args.device or "cpu", head=head)
+        print(f"validation -> {validate_report(v, res['out'] / 'validate', command=_command(args))}")
     return 0
 
 

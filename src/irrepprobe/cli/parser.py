@@ -175,6 +175,9 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--held-out", metavar="FILE",
                     help="other families: structures to compare on, other compositions or trajectories than --data "
                          "(default: the last 20%% of --data)")
+    sp.add_argument("--validate", metavar="SUITES",
+                    help="other families: then run irrepprobe validate on the original, the pruned model before "
+                         "fine-tuning and each seed's (e.g. eos,stress,molecules; see validate --suite)")
     sp.add_argument("--no-scratch", action="store_true",
                     help="other families: leave out the control of the small architecture trained from fresh weights")
     sp.add_argument("--shift-references", action="store_true",

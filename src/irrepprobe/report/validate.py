@@ -13,9 +13,18 @@ from .document import Document
 DRIFT_FLAG = 1.0  # meV/atom/ps: above it the NVE run does not conserve energy
 
 
+def common_crystals(fits: pd.DataFrame) -> pd.DataFrame:
+    """The rows of the crystals that every model fitted, magnetic references left out: the set each model's
+    median and mean Delta are taken over, so that they compare."""
+    ok = fits[~fits["flag"].str.contains("minimum|magnetic")]
+    n = fits["model"].nunique()
+    keep = ok.groupby("element")["model"].nunique()
+    return ok[ok["element"].isin(keep[keep == n].index)]
+
+
 def _eos_lines(res: dict) -> list[str]:
     fits = res["eos"]
-    ok = fits[~fits["flag"].str.contains("minimum|magnetic")]
+    ok = common_crystals(fits)
     col = "Delta vs WIEN2k (meV/atom)"
     per = ok.groupby("model", sort=False)[col].agg(["median", "mean", "count"])
     lines = ["**Delta to WIEN2k** (non-magnetic crystals fitted by every model; lower is better): " + "; ".join(

@@ -72,12 +72,13 @@ TEXT = ("flag", "note", "why")
 
 def validate(specs: list[str], out, fmt: str = "auto", trust: bool = False, suites=None, elements=None,
              device: str = "cpu", settings: dict | None = None, md_models=None, speed_models=None,
-             log=print) -> dict:
+             head: str | None = None, log=print) -> dict:
     """Load each model of ``specs`` (``LABEL=PATH``), run ``suites`` through each model's calculator, and
     return the tables (also written under ``out``). ``elements``: chemical symbols the crystal checks are
     restricted to. Elements a model does not know are listed and skipped, never a failure. ``md_models``,
     ``speed_models``: labels of the models NVE and stability, or the speed, are run for (None: all): the
-    costly checks, where models of one architecture need one run."""
+    costly checks, where models of one architecture need one run. ``head``: the MACE head or SevenNet
+    fidelity every model is run at."""
     from ase.data import atomic_numbers, chemical_symbols
 
     from . import dynamics, eos, molecules, phonons, stress
@@ -91,7 +92,7 @@ def validate(specs: list[str], out, fmt: str = "auto", trust: bool = False, suit
     out = Path(out)
     cands = []
     for spec in specs:
-        c = candidate(spec, fmt, trust=trust, device=device)
+        c = candidate(spec, fmt, trust=trust, device=device, head=head)
         log(f"{c.label}: {c.model.adapter.summary(c.model)}; calculator {type(c.calc).__name__}"
             + ("" if c.own_calculator else " (irrepprobe's, through the adapter: no stress)"))
         cands.append(c)
