@@ -200,7 +200,12 @@ def prune_family(model: Loaded, structures, drop: list[int], out, steps: int = S
             labels = labels - (fit.composition(ref["elements"]) @ ref["offsets"])[:, None]
             truth_e = truth_e - (held.composition(ref["elements"]) @ ref["offsets"])[:, None]
     out.mkdir(parents=True, exist_ok=True)
-    refs = references(model, fit_b, labels, fit.atom_labels["forces"] if has_f else None, forces)
+    kept = {}
+
+    def refs():  # the original's predictions cost a pass over the data: only when something is fine-tuned
+        if "refs" not in kept:
+            kept["refs"] = references(model, fit_b, labels, fit.atom_labels["forces"] if has_f else None, forces)
+        return kept["refs"]
     settings = {"drop": drop, "steps": steps, "lr": lr, "batch_size": batch_size, "fit": n_fit,
                 "held_out": len(held), "split": split, "label": label, "forces": forces,
                 "forces_from": "labels" if has_f and forces else "original" if forces else None, "batches": "shuffled",
@@ -218,7 +223,7 @@ def prune_family(model: Loaded, structures, drop: list[int], out, steps: int = S
             return adapter.load(str(path), trust=True, device=model.device)  # our own file, written below
         m = masked(start, [])  # a copy: the start stays as it was
         bar = progress(total=steps, desc=f"fine-tuning {name}", unit="step")
-        batches, regrouped = shuffled(model, fit, refs, seed, batch_size)
+        batches, regrouped = shuffled(model, fit, refs(), seed, batch_size)
         finetune(m, batches, regrouped, steps, lr, seed, bar)
         bar.close()
         adapter.write(m, path)
