@@ -24,25 +24,17 @@ from ase.md.langevin import Langevin
 from ase.md.velocitydistribution import MaxwellBoltzmannDistribution
 
 
-def rattled(n: int, seed: int = 0) -> list:
-    kinds = [lambda: bulk("Si", "diamond", a=5.43, cubic=True) * (2, 1, 1),
-             lambda: bulk("Cu", "fcc", a=3.61, cubic=True) * (2, 2, 1),
-             lambda: bulk("NaCl", "rocksalt", a=5.64, cubic=True),
-             lambda: bulk("MgO", "rocksalt", a=4.21, cubic=True),
-             lambda: bulk("Fe", "bcc", a=2.87, cubic=True) * (2, 2, 2)]
-    out = []
-    for i in range(n):
-        at = kinds[i % len(kinds)]()
-        at.rattle(stdev=0.03 + 0.02 * (i % 4), seed=seed + i)
-        at.set_cell(at.cell * (1 + 0.01 * (i % 5 - 2)), scale_atoms=True)
-        out.append(at)
-    return out
+FITTED = [lambda: bulk("Si", "diamond", a=5.43, cubic=True) * (2, 1, 1),
+          lambda: bulk("Cu", "fcc", a=3.61, cubic=True) * (2, 2, 1),
+          lambda: bulk("NaCl", "rocksalt", a=5.64, cubic=True),
+          lambda: bulk("MgO", "rocksalt", a=4.21, cubic=True),
+          lambda: bulk("Fe", "bcc", a=2.87, cubic=True) * (2, 2, 2)]
+NEW = [lambda: bulk("KCl", "rocksalt", a=6.29, cubic=True),
+       lambda: bulk("LiF", "rocksalt", a=4.03, cubic=True),
+       lambda: bulk("W", "bcc", a=3.17, cubic=True) * (2, 2, 2)]
 
 
-def rattled_new(n: int, seed: int = 10_000) -> list:
-    kinds = [lambda: bulk("KCl", "rocksalt", a=6.29, cubic=True),
-             lambda: bulk("LiF", "rocksalt", a=4.03, cubic=True),
-             lambda: bulk("W", "bcc", a=3.17, cubic=True) * (2, 2, 2)]
+def rattled(n: int, seed: int = 0, kinds=FITTED) -> list:
     out = []
     for i in range(n):
         at = kinds[i % len(kinds)]()
@@ -90,7 +82,7 @@ def main(out: Path, n: int) -> None:
     write(out / "structures.extxyz", mixed)
     print(f"{out / 'structures.extxyz'}: {len(mixed)} structures")
     k = max(1, n // 5)
-    held = (rattled_new(2 * k) + md_sampled(k, seed=100, metals=(("Pd", 3.89), ("Ag", 4.09)))
+    held = (rattled(2 * k, 10_000, NEW) + md_sampled(k, seed=100, metals=(("Pd", 3.89), ("Ag", 4.09)))
             + md_sampled(k, seed=200, metals=(("Cu", 3.61),), temperature=900) + molecules(k, "test"))
     write(out / "held_out.extxyz", held)
     print(f"{out / 'held_out.extxyz'}: {len(held)} structures")
