@@ -177,7 +177,7 @@ def main(run: Path) -> None:
     lines += ["", f"Median Delta over the {len(SEEDS)} seeds: {d_mean:.2f} meV/atom [{d_lo:.2f}, {d_hi:.2f}] (95% t interval "
               f"over seeds); SevenNet-0 {med['SevenNet-0']:.2f}, l3i5 {med['l3i5']:.2f}, pruned before fine-tuning "
               f"{med['pruned-before']:.2f}.", "",
-              "MD steps per second through `SevenNetCalculator` on diamond Si (median of 3 interleaved repeats, this "
+              "MD steps per second through `SevenNetCalculator` on diamond Si (median of 2 interleaved repeats, this "
               "2-core CPU, torch threads 2):", ""]
     lines += md_table(sp.reset_index().round(3))
     lines += ["", "The whole validation report: [validate/report.md](validate/report.md) "

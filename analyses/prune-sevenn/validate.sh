@@ -15,5 +15,5 @@ md=(--nve-systems Si --nve-ps 1 --nve-fs 2 --stability-ps 0.2 --md-models pruned
 [ "${1:-all}" = md ] && exec irrepprobe validate pruned-seed0="$p/pruned.pth" SevenNet-0=7net-0 --format sevenn \
     --trust --suite nve,stability "${md[@]}" --out experiments/prune-sevenn/validate
 models+=(pruned-seed0="$p/pruned.pth" pruned-seed1="$p/pruned-seed1.pth" pruned-seed2="$p/pruned-seed2.pth")
-irrepprobe validate "${models[@]}" --format sevenn --trust "${md[@]}" --speed-models l3i5,pruned-seed0,SevenNet-0 \
+irrepprobe validate "${models[@]}" --format sevenn --trust "${md[@]}" --speed-models l3i5,pruned-seed0,SevenNet-0 --speed-repeats 2 \
     --out experiments/prune-sevenn/validate
