@@ -11,7 +11,7 @@ p=experiments/prune-sevenn/pruned
 models=(l3i5=7net-l3i5 pruned-before="$p/pruned-before.pth" SevenNet-0=7net-0)
 [ "${1:-all}" = early ] && exec irrepprobe validate "${models[@]}" --format sevenn --trust \
     --suite eos,stress,phonons,molecules --out experiments/prune-sevenn/validate
-md=(--nve-systems Si --nve-ps 1 --nve-fs 2 --stability-ps 0.2 --md-models pruned-seed0,SevenNet-0)
+md=(--nve-systems Si --nve-ps 0.5 --nve-fs 2 --stability-ps 0.2 --md-models pruned-seed0,SevenNet-0)
 [ "${1:-all}" = md ] && exec irrepprobe validate pruned-seed0="$p/pruned.pth" SevenNet-0=7net-0 --format sevenn \
     --trust --suite nve,stability "${md[@]}" --out experiments/prune-sevenn/validate
 models+=(pruned-seed0="$p/pruned.pth" pruned-seed1="$p/pruned-seed1.pth" pruned-seed2="$p/pruned-seed2.pth")
