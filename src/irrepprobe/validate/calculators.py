@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-import numpy as np
 import torch
 from ase.calculators.calculator import Calculator, all_changes
 
@@ -125,12 +124,6 @@ def _probe(model: Loaded) -> list[int] | None:
     return known or None
 
 
-def energy(calc, atoms) -> float:
-    a = atoms.copy()
-    a.calc = calc
-    return float(a.get_potential_energy())
-
-
 def fresh(atoms, calc):
     """A copy of ``atoms`` on ``calc`` (the calculators cache per Atoms object)."""
     a = atoms.copy()
@@ -147,7 +140,3 @@ def known_elements(candidates: list[Candidate]) -> set[int] | None:
     for s in sets[1:]:
         out &= s
     return out
-
-
-def finite(x) -> bool:
-    return bool(np.all(np.isfinite(x)))

@@ -27,12 +27,6 @@ def supercell(symbol: str, atoms_at_least: int = 64):
 SYSTEMS = ("Si", "NaCl")
 
 
-def min_distance(atoms) -> float:
-    d = atoms.get_all_distances(mic=True)
-    np.fill_diagonal(d, np.inf)
-    return float(d.min())
-
-
 def nve(calc, label: str, symbol: str, ps: float = 2.0, fs: float = 1.0, temperature: float = 300.0,
         every: int = 10, seed: int = 0) -> tuple[pd.DataFrame, dict]:
     """Velocity Verlet for ``ps`` picoseconds from a ``temperature`` Maxwell-Boltzmann start: the total

@@ -82,11 +82,11 @@ def validate(specs: list[str], out, fmt: str = "auto", trust: bool = False, suit
     from ase.data import atomic_numbers, chemical_symbols
 
     from . import dynamics, eos, molecules, phonons, stress
-    from .calculators import candidate, known_elements
+    from .calculators import candidate, known_elements, parse_spec
 
     suites = list(suites or SUITES)
     cfg = {**DEFAULTS, **(settings or {})}
-    labels = [s.partition("=")[0] if "=" in s else Path(s).stem for s in specs]
+    labels = [parse_spec(s)[0] for s in specs]
     if len(set(labels)) != len(labels):
         raise IrrepprobeError(f"two models have the same label ({', '.join(labels)}); name them LABEL=PATH")
     out = Path(out)
