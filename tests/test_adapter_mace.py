@@ -437,3 +437,60 @@ def test_prune_writes_a_model_maces_own_calculator_runs(mols, tmp_path, capsys):
     s22 = pd.read_csv(v / "tables" / "s22.csv")
     assert set(s22["model"]) == {"original", "pruned"} and s22["error (kcal/mol)"].notna().all()
     assert "stress: original does not know" in (v / "tables" / "skipped.txt").read_text()
+
+
+def _random_keep(model, k, seed=0):
+    """``k`` channels kept at every channel point of a MACE model, one set for all blocks of a message."""
+    g = torch.Generator().manual_seed(seed)
+    adapter, keep = model.adapter, {}
+    points = {p.name: p for p in adapter.points(model)}
+    for _, names, _ in adapter.channel_groups(model):
+        for name in names:
+            blocks = [(mul, str(ir)) for mul, ir in o3.Irreps(points[name].irreps)]
+            shared = sorted(torch.randperm(blocks[0][0], generator=g)[:k].tolist())
+            keep[name] = {b: shared if name in adapter.tied_points(model) else
+                          sorted(torch.randperm(mul, generator=g)[:k].tolist()) for mul, b in blocks}
+    return keep
+
+
+def test_channel_surgery_computes_what_the_channel_masked_model_computes(tiny, mols):
+    from irrepprobe.metrics import masked
+    from irrepprobe.metrics.utilisation import predictions
+
+    adapter = tiny.adapter
+    assert adapter.equal_channels and adapter.tied_points(tiny) == ["interactions.0.message", "interactions.1.message"]
+    keep = _random_keep(tiny, 4)
+    batches = list(adapter.batches(tiny, mols.take(np.arange(16)), 8))
+    for drop in ([], [2]):
+        small = adapter.without_orders(tiny, drop, keep)
+        assert small.info["hidden_irreps"] == ("4x0e+4x1o+4x2e" if not drop else "4x0e+4x1o")
+        full, mask, cut = (predictions(m, batches) for m in (tiny, masked(tiny, drop, keep), small))
+        assert (mask - full).abs().max() > 0.1  # the channels matter
+        assert torch.allclose(cut, mask, atol=1e-4, rtol=0)
+        f_mask = adapter.forces(masked(tiny, drop, keep), batches[0])
+        assert torch.allclose(adapter.forces(small, batches[0]), f_mask, atol=1e-4, rtol=0)
+    uneven = {**keep, "products.0": {**keep["products.0"], "1o": [0, 1]}}
+    with pytest.raises(IrrepprobeError, match="same number of channels in every block"):
+        adapter.without_orders(tiny, [], uneven)
+
+
+def test_prune_channels_of_mace_equal_across_orders_runs_in_maces_calculator(mols, tmp_path, capsys):
+    import pandas as pd
+    from mace.calculators import MACECalculator
+
+    out = tmp_path / "c"
+    assert main(["prune", str(MODEL), "--format", "mace", "--trust", "--channels", "0e:6,1o:4", "--data", str(XYZ),
+                 "--subset", "12", "--steps", "2", "--md-steps", "0", "--no-scratch", "--out", str(out)]) == 0
+    assert "every layer: 4x0e+4x1o+4x2e" in (out / "report.md").read_text()  # MACE: the smallest count for all
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        calc = MACECalculator(model_paths=str(out / "pruned.model"), device="cpu", default_dtype="float32")
+    assert str(calc.models[0].products[0].linear.irreps_out) == "4x0e+4x1o+4x2e"
+    atoms = mols.atoms(0)
+    atoms.calc = calc
+    ours = get_adapter("mace").load(str(out / "pruned.model"), trust=True)
+    batch = next(ours.adapter.batches(ours, mols.take(np.arange(1)), 1))
+    assert atoms.get_potential_energy() == pytest.approx(float(ours.adapter.predict(ours, batch)), abs=1e-3)
+    assert pd.read_csv(out / "channels.csv")["point"].str.contains("message").any()
+    assert main(["prune", str(MODEL), "--format", "mace", "--trust", "--channels", "3e:2", "--data", str(XYZ)]) == 2
+    assert "block '3e'" in capsys.readouterr().err

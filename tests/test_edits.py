@@ -87,3 +87,21 @@ def test_bad_edits_are_one_line_errors():
         edit_hooks(points(), [Edit("a", ("3o",))])
     with pytest.raises(IrrepprobeError, match="no point 'c'"):
         edit_hooks(points(), [Edit("c", ("0e",))])
+
+
+def test_a_channel_mask_zeroes_exactly_the_named_channels_of_each_block():
+    net, x = Net(), torch.randn(5, 13)
+    edit = Edit("a", ("1o", "0e"), "mask", channels=((1,), (0,)))
+    with hooked(net, edit_hooks(points(), [edit])):
+        y = net(x)
+    # 2x0e: columns 0,1; 2x1o: channel 0 = columns 2-4, channel 1 = columns 5-7; 1x2e: columns 8-12
+    gone = torch.tensor([0, 5, 6, 7])
+    kept = torch.tensor([k for k in range(13) if k not in gone.tolist()])
+    assert torch.equal(y[:, gone], torch.zeros(5, 4))
+    assert torch.allclose(y[:, kept], 2 * x[:, kept])
+    assert "1o[1 channels]" in str(edit)
+    with pytest.raises(IrrepprobeError, match="has 2 channels; there is no channel 2"):
+        with hooked(net, edit_hooks(points(), [Edit("a", ("1o",), "mask", channels=((2,),))])):
+            net(x)
+    with pytest.raises(IrrepprobeError, match="names channels for 1"):
+        Edit("a", ("1o", "2e"), "mask", channels=((0,),))

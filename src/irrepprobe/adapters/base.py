@@ -113,6 +113,20 @@ class Adapter:
         """Every point this adapter can capture, in forward order."""
         raise NotImplementedError
 
+    def channel_groups(self, model: Loaded) -> list[tuple[str, tuple[str, ...], str]]:
+        """``(name, points, irreps)`` of each place whose channels :meth:`without_orders` can prune (``keep``):
+        the points whose blocks keep the same number of channels, and their irreps. None here: a family
+        whose surgery prunes orders only."""
+        return []
+
+    # True: the family's models keep the same channel count in every block (MACE's channel-wise product)
+    equal_channels = False
+
+    def tied_points(self, model: Loaded) -> list[str]:
+        """Points of :meth:`channel_groups` whose blocks keep one set of channels (channel k of every block
+        together, as a channel-wise product reads them)."""
+        return []
+
     def mask_points(self, model: Loaded) -> list[Point]:
         """Where a masked model (:func:`irrepprobe.metrics.masked`) zeroes an order: every point but the
         output, the spherical harmonics among them where the family exposes them as a point."""
@@ -141,9 +155,11 @@ class Adapter:
         ``seed`` None: the family's own choice (ours: the run's seed, i.e. the weights training began from)."""
         return None
 
-    def without_orders(self, model: Loaded, drop: list[int]) -> Loaded | None:
+    def without_orders(self, model: Loaded, drop: list[int], keep: dict | None = None) -> Loaded | None:
         """The model with the orders in ``drop`` removed everywhere (spherical harmonics and every path
-        through them), or None when the family cannot build it or the output needs the order."""
+        through them) and, where the family prunes channels, only the channels ``keep`` names (point ->
+        block -> channels kept, at the points of :meth:`channel_groups`); None when the family cannot build
+        it or the output needs the order."""
         return None
 
     def why_not_without(self, model: Loaded, drop: list[int]) -> str | None:

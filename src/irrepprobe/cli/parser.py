@@ -4,7 +4,8 @@ from __future__ import annotations
 import argparse
 
 from .commands import (cmd_capture, cmd_data, cmd_dynamics, cmd_evaluate, cmd_experiment, cmd_model, cmd_presets,
-                       cmd_prune, cmd_report, cmd_train)
+                       cmd_report, cmd_train)
+from .pruning import cmd_prune
 from .validation import cmd_validate
 
 
@@ -165,6 +166,23 @@ def build_parser() -> argparse.ArgumentParser:
                                                        "has several; the pruned file keeps every fidelity)")
     sp.add_argument("--device", choices=["auto", "cpu", "cuda"])
     sp.add_argument("--drop-l", help="orders to drop, e.g. 1,2")
+    sp.add_argument("--channels", metavar="SPEC",
+                    help="other families: prune channels of the hidden layers too: a fraction kept per block (0.5), a "
+                         "count per block (32), counts per block (0e:64,1e:32,2e:16), or auto (with --speedup); the "
+                         "channels kept are the most important (first-order change of energy and forces)")
+    sp.add_argument("--speedup", type=float, metavar="X",
+                    help="--channels auto: remove channels until a force evaluation needs X times fewer floating-point "
+                         "operations (default 2)")
+    sp.add_argument("--equal-channels", action="store_true",
+                    help="the same channel count in every block of a layer (the smallest asked), as fast kernels "
+                         "such as cuEquivariance want")
+    sp.add_argument("--front", nargs="?", const="", metavar="SETTINGS",
+                    help="other families: prune several cuts, each with --seeds, and plot error against MD steps/s: "
+                         "whitespace-separated --channels SPECs, drop:SPEC also drops the highest order (default "
+                         "'0.75 0.5 0.35 drop:1.0 drop:0.5')")
+    sp.add_argument("--reference", metavar="MODEL",
+                    help="--front: the family's official smaller model, measured beside the cuts (e.g. 7net-0 beside "
+                         "7net-l3i5)")
     sp.add_argument("--auto", action="store_true",
                     help="drop the orders unused at every layer (with --recovery-steps: those dispensable after "
                          "fine-tuning with the order masked)")

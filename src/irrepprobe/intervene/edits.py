@@ -7,6 +7,10 @@
   keeps the graph whole for training);
 * ``keep``: every other block of the point multiplied by zero.
 
+``channels`` narrows an edit to some channels of each block (one tuple of channel indices per block, in
+the order of ``blocks``): a channel mask is ``Edit(point, ("1e",), "mask", channels=((3, 17),))``, the
+function a model pruned of those channels computes.
+
 The same edits are applied by the one hook mechanism for a single pass (:func:`edit_hooks` under
 :func:`~irrepprobe.intervene.hooked`) and attached to a model for fine-tuning (:func:`attach`); one order
 is selected in one way (:func:`order_edits`). ``mean`` and ``resample`` take their values from a
@@ -32,14 +36,21 @@ class Edit:
     point: str  # a point's name
     blocks: tuple[str, ...]  # its blocks' names, e.g. ("1o", "2e")
     how: str = "zero"
+    channels: tuple[tuple[int, ...], ...] | None = None  # per block, the channels acted on (None: all)
 
     def __post_init__(self):
         object.__setattr__(self, "blocks", tuple(self.blocks))
         if self.how not in HOWS:
             raise IrrepprobeError(f"unknown edit {self.how!r}; valid: {', '.join(HOWS)}")
+        if self.channels is not None:
+            object.__setattr__(self, "channels", tuple(tuple(int(u) for u in c) for c in self.channels))
+            if len(self.channels) != len(self.blocks):
+                raise IrrepprobeError(f"an edit of {len(self.blocks)} blocks names channels for {len(self.channels)}")
 
     def __str__(self) -> str:
-        return f"{self.how} {self.point} {'+'.join(self.blocks)}"
+        if self.channels is None:
+            return f"{self.how} {self.point} {'+'.join(self.blocks)}"
+        return f"{self.how} {self.point} " + "+".join(f"{b}[{len(c)} channels]" for b, c in zip(self.blocks, self.channels))
 
 
 def order_edits(points, orders, how: str = "zero") -> list[Edit]:
@@ -65,7 +76,15 @@ def _columns(p: Point, edit: Edit):
     if unknown:
         raise IrrepprobeError(f"{p.name} has no block {unknown[0]!r}; its blocks: {', '.join(parts)}")
     chosen = [parts[n] for n in edit.blocks]
-    return chosen, torch.cat([b.index for b in chosen])
+    if edit.channels is None:
+        return chosen, torch.cat([b.index for b in chosen])
+    cols = []
+    for b, chans in zip(chosen, edit.channels):
+        bad = [u for u in chans if not 0 <= u < b.mul]
+        if bad:
+            raise IrrepprobeError(f"{p.name} block {b.name} has {b.mul} channels; there is no channel {bad[0]}")
+        cols.append(b.index.reshape(b.mul, b.dim)[list(chans)].reshape(-1))
+    return chosen, torch.cat(cols) if cols else torch.zeros(0, dtype=torch.long)
 
 
 def _function(p: Point, edit: Edit, baseline):

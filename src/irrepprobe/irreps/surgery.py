@@ -7,7 +7,12 @@ of the channels they connect, never by position, so the layouts of the two model
 merged blocks) never need to agree. Every weight of the small model must find one (strict): a silent miss
 would leave a freshly initialised weight where the function needs the old one. Each copy is rescaled by
 the ratio of e3nn's path normalisations, so that the small model computes what the large one computes
-with the dropped orders switched off."""
+with the dropped orders switched off.
+
+Channels are pruned the same way: ``keep`` (irrep -> the old channel indices a block keeps, in order) names
+the small model's channel ``u`` of a block by the large model's channel ``keep[irrep][u]``, so that the
+same strict copy yields the model that computes what the large one computes with the other channels
+masked. A tensor product's ``uvu`` outputs follow their input channel."""
 from __future__ import annotations
 
 import torch
@@ -57,16 +62,28 @@ def _merge(blocks: list[tuple[o3.Irrep, list]]) -> list[list]:
     return out
 
 
-def nodes(irreps: o3.Irreps) -> list[list]:
-    return [[(str(ir), u) for u in range(mul)] for mul, ir in irreps]
+def nodes(irreps: o3.Irreps, keep: dict | None = None) -> list[list]:
+    """Channel names of node features: ``(irrep, u)``, with ``u`` the large model's channel under ``keep``."""
+    irreps, keep = o3.Irreps(irreps), keep or {}
+    if keep and len({ir for _, ir in irreps}) != len(irreps):
+        raise ValueError(f"channels kept by name in irreps with a repeated irrep: {irreps}")
+    out = []
+    for mul, ir in irreps:
+        idx = list(keep.get(str(ir), range(mul)))
+        if len(idx) != mul:
+            raise ValueError(f"{mul}x{ir} keeps {len(idx)} channels")
+        out.append([(str(ir), int(u)) for u in idx])
+    return out
 
 
-def pre(irreps: o3.Irreps, gate) -> list[list]:
-    """Names of the channels entering the gate: scalars, one gate per gated channel, gated blocks."""
+def pre(irreps: o3.Irreps, gate, keep: dict | None = None) -> list[list]:
+    """Names of the channels entering the gate: scalars, one gate per gated channel, gated blocks
+    (``keep``: of the gate's output, :func:`nodes`)."""
     if gate is None:
-        return nodes(irreps)
-    scalars = [(ir, names) for (mul, ir), names in zip(irreps, nodes(irreps)) if ir.l == 0]
-    gated = [(ir, names) for (mul, ir), names in zip(irreps, nodes(irreps)) if ir.l > 0]
+        return nodes(irreps, keep)
+    named = nodes(irreps, keep)
+    scalars = [(ir, names) for (mul, ir), names in zip(irreps, named) if ir.l == 0]
+    gated = [(ir, names) for (mul, ir), names in zip(irreps, named) if ir.l > 0]
     gates = [("gate", n) for _, names in gated for n in names]
     blocks = scalars + ([(o3.Irrep("0e"), gates)] if gates else []) + gated
     return _merge(blocks)
@@ -77,11 +94,28 @@ def _paths(tp) -> list[tuple]:
             for i in tp.instructions]
 
 
-def messages(tp, merge: bool = True) -> list[list]:
+def _channels_of(tp, keep: dict | None) -> dict[int, list[int]]:
+    """Per output entry of ``tp``, the large model's channel of each of its channels: the input-1 channel
+    it follows (``uvu``, under ``keep``) or its own index."""
+    named = nodes(tp.irreps_in1, keep) if keep else None
+    out = {}
+    for ins in tp.instructions:
+        mul = tp.irreps_out[ins.i_out].mul
+        if named is None:
+            out[ins.i_out] = list(range(mul))
+        elif ins.connection_mode == "uvu":
+            out[ins.i_out] = [u for _, u in named[ins.i_in1]]
+        else:
+            raise ValueError(f"channels pruned before a tensor-product path of mode {ins.connection_mode!r}")
+    return out
+
+
+def messages(tp, merge: bool = True, keep: dict | None = None) -> list[list]:
     """Channel names of the message irreps, simplified (the input of our layer's linear map) or, without
-    ``merge``, one list per entry of the tensor product's own output irreps."""
+    ``merge``, one list per entry of the tensor product's own output irreps (``keep``: of input 1)."""
     by_out = dict(zip((i.i_out for i in tp.instructions), _paths(tp)))
-    blocks = [(ir, [(*by_out[k], u) for u in range(mul)]) for k, (mul, ir) in enumerate(tp.irreps_out)]
+    chans = _channels_of(tp, keep)
+    blocks = [(ir, [(*by_out[k], u) for u in chans[k]]) for k, (mul, ir) in enumerate(tp.irreps_out)]
     return _merge(blocks) if merge else [names for _, names in blocks]
 
 
@@ -97,23 +131,27 @@ def linear_index(lin: o3.Linear, names_in, names_out) -> dict:
     return index
 
 
-def tp_out_names(tp) -> list[list]:
+def tp_out_names(tp, keep: dict | None = None) -> list[list]:
     """Channel names of a tensor product's output entries: by the path that feeds each entry, or, where
-    several paths are summed into one entry, by irrep (each irrep then appears once)."""
+    several paths are summed into one entry, by irrep (each irrep then appears once). ``keep``: of input 1."""
     feeds: dict[int, list] = {}
     for ins, path in zip(tp.instructions, _paths(tp)):
         feeds.setdefault(ins.i_out, []).append(path)
     if all(len(v) == 1 for v in feeds.values()):
-        return [[(*feeds[k][0], u) for u in range(mul)] for k, (mul, _) in enumerate(tp.irreps_out)]
+        chans = _channels_of(tp, keep)
+        return [[(*feeds[k][0], u) for u in chans[k]] for k in range(len(tp.irreps_out))]
     irs = [ir for _, ir in tp.irreps_out]
     if len(set(irs)) != len(irs):
         raise ValueError("a tensor product whose repeated output irreps are fed by several paths each")
+    if keep:
+        raise ValueError("channels pruned before a tensor product that sums several paths into one output")
     return nodes(tp.irreps_out)
 
 
-def tp_names(tp) -> tuple:
-    """The three name lists :func:`tp_index` takes: input 1 and input 2 as node channels, and the output."""
-    return nodes(tp.irreps_in1), nodes(tp.irreps_in2), tp_out_names(tp)
+def tp_names(tp, keep: dict | None = None) -> tuple:
+    """The three name lists :func:`tp_index` takes: input 1 (``keep``: its channels kept) and input 2 as node
+    channels, and the output."""
+    return nodes(tp.irreps_in1, keep), nodes(tp.irreps_in2), tp_out_names(tp, keep)
 
 
 def tp_index(tp, names1, names2, names_out) -> dict:
@@ -204,10 +242,11 @@ def copy_rest(new_module, old_module, handled: set, family: str) -> None:
                 b.copy_(old_state[name])
 
 
-def regroup(tp, irreps) -> list[list]:
+def regroup(tp, irreps, keep: dict | None = None) -> list[list]:
     """:func:`tp_out_names` laid out as ``irreps`` (the input of the linear map after the tensor product,
-    which may merge its repeated entries: ``8x0e+8x0e+8x0e`` -> ``24x0e``), the order of channels kept."""
-    flat = [(ir, n) for (_, ir), names in zip(tp.irreps_out, tp_out_names(tp)) for n in names]
+    which may merge its repeated entries: ``8x0e+8x0e+8x0e`` -> ``24x0e``), the order of channels kept
+    (``keep``: of the tensor product's input 1)."""
+    flat = [(ir, n) for (_, ir), names in zip(tp.irreps_out, tp_out_names(tp, keep)) for n in names]
     out, k = [], 0
     for mul, ir in o3.Irreps(irreps):
         chunk = flat[k:k + mul]

@@ -1,5 +1,5 @@
 """Drop the orders a model does not use, retrain, compare."""
-from .family import prune_model
+from .model import prune_model
 from .policy import orders_to_drop, pruned_config
 from .run import prune
 

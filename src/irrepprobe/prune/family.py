@@ -22,9 +22,12 @@ from ..metrics.masking import masked
 from ..progress import progress
 
 
-def check_drop(model: Loaded, drop: list[int]) -> list[int]:
-    """``drop`` as sorted orders, or one line saying why this model cannot lose them (before any work)."""
+def check_drop(model: Loaded, drop: list[int], channels: bool = False) -> list[int]:
+    """``drop`` as sorted orders, or one line saying why this model cannot lose them (before any work);
+    with ``channels`` (channels are pruned too) no order at all is fine."""
     drop = sorted({int(l) for l in drop})
+    if channels and not drop:
+        return drop
     why = model.adapter.why_not_without(model, drop)
     if why:
         raise IrrepprobeError(f"cannot drop l={','.join(map(str, drop))}: {why}")
@@ -145,7 +148,7 @@ def _seed_rows(table: pd.DataFrame) -> pd.DataFrame:
 def prune_family(model: Loaded, structures, drop: list[int], out, steps: int = STEPS, lr: float = LR,
                  batch_size: int = BATCH, held_out: float = 0.2, label: str | None = None, scratch: bool = True,
                  seeds: int = 1, held=None, shift_references: bool = False, md_steps: int = 20,
-                 log=print) -> dict:
+                 channels: dict | str | None = None, speedup: float = 2.0, equal: bool = False, log=print) -> dict:
     """Drop the orders ``drop`` from ``model`` by surgery, fine-tune for ``steps`` on ``structures`` (toward
     ``label`` and the data's forces where given, else the original's own predictions) once per seed
     (``seeds``: 0, 1, ...), write each to ``out`` in the family's format, and compare on ``held`` (other
@@ -155,8 +158,11 @@ def prune_family(model: Loaded, structures, drop: list[int], out, steps: int = S
     reference than the model's is refused (:func:`reference_offsets`) unless ``shift_references``, which
     subtracts the fitted per-element offsets from it. A rerun reuses the written models when the settings
     match. ``md_steps``: MD speed of the original and the first pruned file through the family's own ASE
-    calculator (:func:`md_speed`; 0: none)."""
-    drop = check_drop(model, drop)
+    calculator (:func:`md_speed`; 0: none). ``channels``: counts of channels kept per (group, block) from
+    :func:`~irrepprobe.prune.channels.parse_channels`, or ``"auto"`` (as many removed as a ``speedup`` in
+    floating-point operations asks, ``equal`` across the orders of a layer when asked); the channels are
+    chosen by :func:`~irrepprobe.metrics.channels.channel_importance` on the fitted structures."""
+    drop = check_drop(model, drop, channels is not None)
     if steps < 1:
         raise IrrepprobeError(f"--steps must be at least 1, got {steps}")
     if seeds < 1:
@@ -210,8 +216,13 @@ def prune_family(model: Loaded, structures, drop: list[int], out, steps: int = S
                 "held_out": len(held), "split": split, "label": label, "forces": forces,
                 "forces_from": "labels" if has_f and forces else "original" if forces else None, "batches": "shuffled",
                 "shift_references": shift is not None, **fingerprint(model, fit)}
-    log(f"surgery: l={','.join(map(str, drop))} removed from {adapter.summary(model)}")
-    small = adapter.without_orders(model, drop)
+    keep, cut = None, f"l={','.join(map(str, drop))}"
+    if channels is not None:
+        keep, cut = _channels(model, fit, held, drop, channels, speedup, equal, batch_size, out, log)
+        settings.update(channels=cut, kept=_digest(keep))
+        cut = (f"l={','.join(map(str, drop))} and " if drop else "") + f"channels (kept: {cut})"
+    log(f"surgery: {cut} removed from {adapter.summary(model)}")
+    small = adapter.without_orders(model, drop, keep) if keep else adapter.without_orders(model, drop)
     adapter.write(small, out / f"pruned-before{adapter.suffix}")  # for validate: what surgery alone gives
     variants = [("original", 0, model), ("pruned, before fine-tuning", 0, small)]
 
@@ -269,14 +280,52 @@ def prune_family(model: Loaded, structures, drop: list[int], out, steps: int = S
         calcs = {k: adapter.calculator(str(v), model) for k, v in files.items()}
         md = md_speed(calcs, md_systems(held, model.info.get("elements")), md_steps)
         save_csv(md, out / "md_speed.csv")
-    return {"table": table, "seeds_table": over_seeds, "md": md, "md_note": md_note, "drop": drop,
+    return {"table": table, "seeds_table": over_seeds, "md": md, "md_note": md_note, "drop": drop, "cut": cut,
+            "held": held, "truth": truth if truth is not None else preds[0],
             "settings": {**settings, "seeds": seeds}, "shift": shift, "out": out,
             "pruned": out / f"pruned{adapter.suffix}", "variants": {f"{k} {s}": m for k, s, m in variants},
             "files": [out / (("pruned" if s == 0 else f"pruned-seed{s}") + adapter.suffix) for s in range(seeds)]}
 
 
+def _digest(obj) -> str:
+    import hashlib
+
+    return hashlib.sha256(json.dumps(obj, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def _channels(model: Loaded, fit, held, drop, channels, speedup, equal, batch_size, out, log) -> tuple[dict, str]:
+    """The channels kept (point -> block -> channels) and their counts as irreps per layer: importance on
+    (up to 64 of) the fitted structures, written to ``channels.csv``; ``auto`` by floating-point operations
+    on the first MD system (:func:`md_systems`)."""
+    from ..metrics.channels import channel_importance
+    from ..data.structures import from_atoms
+    from .channels import auto_counts, choose, describe_counts, flops
+
+    adapter = model.adapter
+    groups, tied = adapter.channel_groups(model), adapter.tied_points(model)
+    names = {p for _, pts, _ in groups for p in pts}
+    points = [p for p in adapter.points(model) if p.name in names]
+    part = fit.take(np.arange(min(64, len(fit))))
+    imp = channel_importance(model, list(adapter.batches(model, part, batch_size)), points)
+    save_csv(imp, out / "channels.csv")
+    counts = channels
+    if channels == "auto":
+        cell = next(iter(md_systems(held, model.info.get("elements")).values()))
+        batch = next(adapter.batches(model, from_atoms([cell]), 1))
+        base = flops(model, batch)
+
+        def cost(c):
+            return flops(adapter.without_orders(model, drop, choose(imp, groups, c, tied)), batch) / base
+        counts = auto_counts(imp, groups, drop, cost, 1.0 / speedup, equal or adapter.equal_channels)
+        log(f"--channels auto: {cost(counts):.3f} of the original's floating-point operations (asked: at most "
+            f"{1 / speedup:.3f}, --speedup {speedup:g})")
+    keep = choose(imp, groups, counts, tied)
+    save_text(json.dumps(keep), out / "channels_kept.json")
+    return keep, describe_counts(counts, groups)
+
+
 def md_systems(held, elements: list[int] | None = None) -> dict:
-    """One periodic and one molecular system for the MD speed: a rattled 16-atom diamond Si cell when the
+    """One periodic and one molecular system for the MD speed: a rattled 64-atom diamond Si cell when the
     model knows silicon (``elements``: the model's, None for all), else the largest held-out structure in a
     periodic box with 6 A of vacuum, repeated twice; and the largest held-out structure itself."""
     from ase.build import bulk
@@ -284,7 +333,7 @@ def md_systems(held, elements: list[int] | None = None) -> dict:
     big = int(np.argmax(held.n_atoms.numpy()))
     mol = held.atoms(big)
     if not elements or 14 in elements:
-        cell = bulk("Si", "diamond", a=5.43, cubic=True) * (2, 1, 1)
+        cell = bulk("Si", "diamond", a=5.43, cubic=True) * (2, 2, 2)
         cell.rattle(0.05, seed=0)
         name = f"Si, {len(cell)} atoms, periodic"
     else:
@@ -294,83 +343,3 @@ def md_systems(held, elements: list[int] | None = None) -> dict:
         cell = cell * (2, 1, 1)
         name = f"largest held-out structure in a periodic box, x2: {len(cell)} atoms"
     return {name: cell, f"largest held-out structure, {len(mol)} atoms": mol}
-
-
-
-def prune_model(source, adapter, drop: list[int] | None, data, out=None, subset: int | None = None,
-                target: str | None = None, steps: int = STEPS, md_steps: int = 20, trust: bool = False,
-                device: str = "auto", command: str | None = None, head: str | None = None, seeds: int = 1,
-                held_out=None, shift_references: bool = False, scratch: bool = True, log=print) -> dict | None:
-    """Prune the model file ``source`` of another family (``adapter``) by surgery: ``drop`` the given orders,
-    or (None) those :func:`~irrepprobe.metrics.recovery` finds dispensable after ``steps`` of fine-tuning
-    with the order masked (as many of them as the family can drop); fine-tune on ``data`` (its ``target``
-    label where it has one, else the original's own energies and forces), write the smaller model in the
-    family's format to ``out`` and compare (:func:`prune_family`, :func:`~irrepprobe.report.compare.family_report`).
-    ``head``: the MACE head or SevenNet fidelity fine-tuned toward and compared at (the file keeps every one).
-    ``held_out``: a file of structures to compare on (other compositions or trajectories than ``data``);
-    without it the last 20% of ``data``. ``seeds``, ``shift_references``, ``scratch``: :func:`prune_family`.
-    Returns ``{"result": ..., "report": path}``, or None when there is nothing to prune."""
-    from ..adapters import load_model
-    from ..capture import resolve_data
-    from ..report.compare import family_report
-    from ..runtime import resolve_device
-
-    if not data:
-        raise IrrepprobeError(f"--data FILE|qm9[:split] is needed to fine-tune a {adapter.name} model (its labels "
-                              "where it has them, else the original's own energies and forces)")
-    if steps < 1:
-        raise IrrepprobeError(f"--steps must be at least 1, got {steps}")
-    if md_steps < 0:
-        raise IrrepprobeError(f"--md-steps must be 0 (no MD speed) or a number of steps, got {md_steps}")
-    if subset is not None and subset < 1:
-        raise IrrepprobeError(f"--subset must be a positive number of structures, got {subset}")
-    if out is not None and Path(out).exists() and not Path(out).is_dir():
-        raise IrrepprobeError(f"--out {out} is a file, not a directory")
-    if seeds < 1:
-        raise IrrepprobeError(f"--seeds must be at least 1, got {seeds}")
-    held = None
-    if held_out is not None:
-        held = resolve_data(held_out, None)
-        if target:
-            held.require_label(target)
-    qm9 = data == "qm9" or data.startswith("qm9:")
-    if not qm9:  # a file: read and its labels checked before the model is loaded (seconds)
-        structures = resolve_data(data, None, subset)
-        if target:
-            structures.require_label(target)
-    model = load_model(source, adapter.name, trust=trust, device=resolve_device(device or "auto"), head=head)
-    if drop is not None:
-        drop = check_drop(model, drop)  # before any work
-    if qm9:  # the model's own split, where it has one
-        structures = resolve_data(data, model, subset)
-    if target:
-        structures.require_label(target)
-    label = target or (model.quantity.name if model.quantity.name in structures.labels else None)
-    if label is None and model.quantity.name in structures.partial_labels:
-        log(f"label {model.quantity.name} is on only some structures of {data}: distilling the original's own "
-            "energies instead")
-    n = len(structures)
-    if n < (3 if drop is None else 1 if held is not None else 2):
-        raise IrrepprobeError("pruning needs structures to fine-tune on and to hold out"
-                              + (" (and, with --auto, recovery needs 3)" if drop is None else "")
-                              + f"; {data} has {n}")
-    check_readable(model, structures)  # e.g. an element the model does not know: before any work
-    if held is not None:
-        check_readable(model, held)
-    out = Path(out or f"prune-{Path(source).stem}")
-    if drop is None:
-        from ..metrics import dispensable, recovery
-
-        table = recovery(model, structures, label=label, steps=steps, out=out / "recovery")
-        found = dispensable(table)
-        log("orders dispensable after fine-tuning with the order masked: "
-            + (", ".join(f"l={l}" for l in found) or "none"))
-        drop = list(found)
-        while drop and model.adapter.why_not_without(model, drop):  # e.g. SevenNet: only the highest orders
-            drop = drop[1:]
-        if not drop:
-            log("nothing to prune")
-            return None
-    res = prune_family(model, structures, drop, out, steps=steps, label=label, md_steps=md_steps, seeds=seeds,
-                       held=held, shift_references=shift_references, scratch=scratch, log=log)
-    return {"result": res, "report": family_report(res, model, data, command=command)}

@@ -68,10 +68,15 @@ def family_report(res: dict, model: Loaded, data: str, command: str | None = Non
     """``out/report.md``: what was pruned, how it was fine-tuned, the comparison table."""
     s, table = res["settings"], res["table"]
     unit = model.quantity.unit + ("/atom" if model.quantity.per_atom else "")
-    doc = Document(f"Pruned l={','.join(map(str, res['drop']))} from {Path(model.source).name}")
+    doc = Document(f"Pruned {res.get('cut') or 'l=' + ','.join(map(str, res['drop']))} from {Path(model.source).name}")
     doc.text(f"Original: {model.adapter.summary(model)}.")
     doc.text(f"Pruned: {model.adapter.summary(res['variants']['pruned, fine-tuned 0'])}; written to "
              f"`{res['pruned'].name}` in the family's own format.")
+    if s.get("channels"):
+        doc.text("Channels chosen by importance on the fitted structures (at each point the highest `score`: the "
+                 "first-order change of the per-atom energy and of the forces when the channel is zeroed, weighed as "
+                 "fine-tuning weighs them; with each channel's norm): [channels.csv](channels.csv); the channels "
+                 "kept: [channels_kept.json](channels_kept.json).")
     toward = (f"the labels {s['label']}" if s["label"] else "the original's own energies")
     if s["label"] and res.get("shift") is not None:
         toward += " less one offset per element (--shift-references: they hold another energy reference)"
@@ -106,4 +111,57 @@ def family_report(res: dict, model: Loaded, data: str, command: str | None = Non
     if command:
         doc.text(f"Command: `{command}`")
     md, _ = doc.write(res["out"])
+    return md
+
+
+def _front_figure(table, out: Path, unit: str):
+    """Error against MD steps/s: every cut with its interval over seeds, the original, the reference; the
+    Pareto set joined."""
+    q = "forces" if table["forces MAE"].notna().any() else "energy"
+    fig, ax = plt.subplots(figsize=(7.5, 4.8))
+    pt = F.readable_pt(fig)
+    for _, r in table.iterrows():
+        low, high = r.get(f"{q} MAE low"), r.get(f"{q} MAE high")
+        yerr = None if not np.isfinite([low, high]).all() else [[r[f"{q} MAE"] - low], [high - r[f"{q} MAE"]]]
+        marker = "*" if r["model"] == "original" else "s" if r["cut"] == "official" else "o"
+        ax.errorbar(r["MD steps/s"], r[f"{q} MAE"], yerr=yerr, fmt=marker, ms=9 if marker == "*" else 6,
+                    capsize=3, label=r["model"])
+    p = table[table["pareto"]].sort_values("MD steps/s")
+    ax.plot(p["MD steps/s"], p[f"{q} MAE"], "k--", lw=1, alpha=0.6, label="Pareto set")
+    ax.set_xlabel("MD steps/s (the family's calculator, this machine)", fontsize=pt)
+    ax.set_ylabel(f"{q} MAE ({unit})", fontsize=pt)
+    ax.tick_params(labelsize=pt)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=pt * 0.9, loc="best")
+    return F.save(fig, out / "figures", "front")
+
+
+def front_report(res: dict, model: Loaded, data: str, command: str | None = None) -> Path:
+    """``out/report.md`` of ``prune --front``: the front table, its figure, MD speed and each cut's report."""
+    table, out = res["table"], res["out"]
+    first = next(iter(res["results"].values()))
+    s = first["settings"]
+    doc = Document(f"Speed/accuracy front of {Path(model.source).name}")
+    doc.text(f"Original: {model.adapter.summary(model)}.")
+    truth = (f"the labels {s['label']}" if res["truth"] == "labels" else "the original's own predictions (so the "
+             "original's error is 0 by construction)")
+    doc.text(f"Each cut pruned by surgery, fine-tuned for {s['steps']} Adam steps on {s['fit']} structures of {data} "
+             f"with {s.get('seeds', 1)} seeds, and compared on {s['held_out']} held-out structures against {truth}: "
+             "mean over seeds with a 95% Student t interval. MD steps/s: Langevin through the family's own "
+             "calculator, every file interleaved in one run, on the first system of the MD table; the Pareto set: "
+             "no other model is both faster and more accurate (forces where scored).")
+    if "MD steps/s" in table:
+        doc.figure(_front_figure(table, out, "eV/A" if table["forces MAE"].notna().any() else model.quantity.unit),
+                   "Error against MD speed; bars: 95% t interval over seeds")
+    doc.table(table.round(5), "front.csv")
+    if res.get("md") is not None:
+        doc.text("MD steps per second of every system:")
+        doc.table(res["md"].pivot(index="system", columns="model", values="MD steps/s").round(3).reset_index(),
+                  "md_speed.csv")
+    for r in res["results"].values():
+        family_report(r, model, data)
+    doc.bullets([f"[{name}]({name}/report.md): {r['cut']}" for name, r in res["results"].items()])
+    if command:
+        doc.text(f"Command: `{command}`")
+    md, _ = doc.write(out)
     return md

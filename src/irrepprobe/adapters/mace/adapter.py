@@ -101,9 +101,14 @@ class MACEAdapter(ForcesOfPredict, Adapter):
                      **at(0))]
         for i, (inter, prod) in enumerate(zip(m.interactions, m.products)):
             name = f"interactions.{i}"
+            pts.append(Point(f"{name}.linear_up", f"{name}.linear_up", inter.linear_up.irreps_out, layout=layout,
+                             role="inner"))
             if isinstance(inter.conv_tp, o3.TensorProduct):
                 # per-edge messages; cuequivariance's kernels (fused ones aggregate inside) are left out
                 pts.append(Point(f"{name}.conv_tp", f"{name}.conv_tp", inter.conv_tp.irreps_out, kind="edge",
+                                 role="inner"))
+            if "Residual" not in type(inter).__name__ and hasattr(inter, "skip_tp"):  # the message before its skip
+                pts.append(Point(f"{name}.linear", f"{name}.linear", inter.linear.irreps_out, layout=layout,
                                  role="inner"))
             pts.append(Point(f"{name}.message", name, inter.target_irreps, layout="mul_first", role="inner",
                              **at(0, transpose=layout != "mul_ir")))
@@ -221,16 +226,29 @@ class MACEAdapter(ForcesOfPredict, Adapter):
             return "a model converted to cuequivariance: prune the e3nn model it was converted from"
         return None
 
-    def without_orders(self, model: Loaded, drop: list[int]) -> Loaded | None:
+    equal_channels = True  # one hidden_irreps for every layer and a channel-wise product: one count for all
+
+    def channel_groups(self, model: Loaded) -> list[tuple[str, tuple[str, ...], str]]:
+        from .surgery import channel_groups
+
+        return [] if model.info["layout"] != "mul_ir" else channel_groups(model.module)
+
+    def tied_points(self, model: Loaded) -> list[str]:
+        from .surgery import tied_points
+
+        return tied_points(model.module)
+
+    def without_orders(self, model: Loaded, drop: list[int], keep: dict | None = None) -> Loaded | None:
         """A model of MACE's own class, built by its constructor without the orders ``drop`` (the highest:
-        ``max_ell`` lowered, the orders gone from ``hidden_irreps``), every kept weight copied
+        ``max_ell`` lowered, the orders gone from ``hidden_irreps``) and without the channels ``keep`` leaves
+        out (point -> block -> channels kept, :meth:`channel_groups`), every kept weight copied
         (:mod:`irrepprobe.adapters.mace.surgery`): it computes what the masked model computes."""
         from .surgery import without_orders
 
         drop = sorted({int(l) for l in drop})
-        if self.why_not_without(model, drop):
+        if (drop or not keep) and self.why_not_without(model, drop):
             return None
-        module = without_orders(model.module, drop, getattr(torch, model.info["dtype"]))
+        module = without_orders(model.module, drop, getattr(torch, model.info["dtype"]), keep)
         loaded = self._loaded(module.to(model.device), model.source, None, without=drop)
         loaded.info["head"] = model.info["head"]
         return loaded

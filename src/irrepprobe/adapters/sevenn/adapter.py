@@ -232,18 +232,24 @@ class SevenNetAdapter(ForcesOfPredict, Adapter):
 
         return why_not_without(model, drop)
 
-    def without_orders(self, model: Loaded, drop: list[int]) -> Loaded | None:
+    def channel_groups(self, model: Loaded) -> list[tuple[str, tuple[str, ...], str]]:
+        from .surgery import channel_groups
+
+        return channel_groups(model)
+
+    def without_orders(self, model: Loaded, drop: list[int], keep: dict | None = None) -> Loaded | None:
         """A model of sevenn's own classes, built by its builder from the config without the orders in
-        ``drop`` (the highest ones: lmax lowered, the orders gone from every layer's irreps), with every
+        ``drop`` (the highest ones: lmax lowered, the orders gone from every layer's irreps) and without the
+        channels ``keep`` leaves out (point -> block -> channels kept, :meth:`channel_groups`), with every
         weight that connects channels both models have copied (rescaled by e3nn's path normalisations,
-        :mod:`irrepprobe.adapters.sevenn.surgery`): it computes what ``model`` computes with the orders
-        masked (:func:`irrepprobe.metrics.masked`)."""
+        :mod:`irrepprobe.adapters.sevenn.surgery`): it computes what ``model`` computes with the orders and
+        channels masked (:func:`irrepprobe.metrics.masked`)."""
         from .surgery import without_orders
 
         drop = sorted({int(l) for l in drop})
-        if self.why_not_without(model, drop):
+        if (drop or not keep) and self.why_not_without(model, drop):
             return None
-        new, config = without_orders(model, drop)
+        new, config = without_orders(model, drop, keep)
         loaded = self._loaded(new, config, model.source, None,
                               **{k: model.info[k] for k in ("pretrained", "path") if k in model.info})
         loaded.info.update(head=model.info.get("head"), without=drop)
