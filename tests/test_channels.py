@@ -193,9 +193,7 @@ def test_prune_channels_writes_a_model_sevenns_calculator_runs(seven, tmp_path, 
 
 
 @pytest.mark.parametrize("argv,message", [
-    (["--channels", "3e:4"], "block '3e', which the model's hidden layers lack"),
     (["--channels", "0"], "leaves no channel of 0e"),
-    (["--channels", "1.5"], "a fraction kept must be in (0, 1]"),
     (["--channels", "0.5", "--speedup", "2"], "--speedup is the budget of --channels auto"),
     (["--channels", "auto", "--speedup", "1"], "--speedup must be above 1"),
     (["--front", "0.5 1e:0"], "leaves no channel of 1e"),

@@ -17,6 +17,7 @@ from ..metrics.finetune import outputs
 from ..metrics.seeds import t_interval
 
 DEFAULT = "0.75 0.5 0.35 drop:1.0 drop:0.5"
+CONTROL = "control-original-fine-tuned"
 
 
 def parse_front(text: str | None, model: Loaded, equal: bool = False) -> list[tuple[str, list[int], dict | None]]:
@@ -39,7 +40,7 @@ def parse_front(text: str | None, model: Loaded, equal: bool = False) -> list[tu
         muls = {(g, str(ir)): m for g, _, irr in groups for m, ir in o3.Irreps(irr)}
         full = all(k == muls[key] for key, k in counts.items())
         if not drop and full:  # the original fine-tuned with the same budget: the control of every cut
-            out.append(("control-original-fine-tuned", [], counts))
+            out.append((CONTROL, [], counts))
             continue
         name = ("drop-l" + str(top[0]) + "-" if drop else "") + "channels-" + spec.replace(":", "").replace(",", "_")
         out.append((name, drop, None if full else counts))
@@ -68,7 +69,7 @@ def front(model: Loaded, structures, cuts, out, held=None, reference: Loaded | N
     for name, drop, counts in cuts:
         log(f"front: {name}")
         results[name] = prune_family(model, structures, drop, out / name, seeds=seeds, held=held, md_steps=0,
-                                     scratch=False, channels=counts, log=log, **kw)
+                                     scratch=False, channels=counts, timed=False, log=log, **kw)
     first = next(iter(results.values()))
     adapter = model.adapter
     truth_col = "labels" if "energy MAE vs labels" in first["table"] else "original"
@@ -79,7 +80,8 @@ def front(model: Loaded, structures, cuts, out, held=None, reference: Loaded | N
     for name, res in results.items():
         t = res["table"]
         tuned = t[t["model"] == "pruned, fine-tuned"]
-        rows.append({"model": name, "cut": res["cut"], "seeds": len(tuned), "parameters": int(tuned["parameters"].iloc[0]),
+        cut = "none: the original fine-tuned with the same budget" if name == CONTROL else res["cut"]
+        rows.append({"model": name, "cut": cut, "seeds": len(tuned), "parameters": int(tuned["parameters"].iloc[0]),
                      **_errors_row(tuned, truth_col)})
     files = {"original": model.info.get("path") or model.source}
     files.update({name: res["files"][0] for name, res in results.items()})

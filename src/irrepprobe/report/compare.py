@@ -95,6 +95,8 @@ def family_report(res: dict, model: Loaded, data: str, command: str | None = Non
              + (" with forces" if s["forces"] else "") + " on the held-out structures, the models interleaved "
              "batch by batch in one run (3 rounds), on this machine. The from-scratch model is a control "
              "trained once (seed 0).")
+    if table["structures/s"].isna().all():
+        doc.text("Structures per second: not measured here (blank); the front times every file by MD in one run.")
     if seeds > 1:
         doc.text(f"Over the fine-tuning seeds: mean and 95% Student t interval over {seeds} seeds (one value, "
                  "no interval, for a model trained once):")
@@ -123,7 +125,8 @@ def _front_figure(table, out: Path, unit: str):
     for _, r in table.iterrows():
         low, high = r.get(f"{q} MAE low"), r.get(f"{q} MAE high")
         yerr = None if not np.isfinite([low, high]).all() else [[r[f"{q} MAE"] - low], [high - r[f"{q} MAE"]]]
-        marker = "*" if r["model"] == "original" else "s" if r["cut"] == "official" else "o"
+        marker = ("*" if r["model"] == "original" else "s" if r["cut"] == "official"
+                  else "D" if str(r["cut"]).startswith("none") else "o")
         ax.errorbar(r["MD steps/s"], r[f"{q} MAE"], yerr=yerr, fmt=marker, ms=9 if marker == "*" else 6,
                     capsize=3, label=r["model"])
     p = table[table["pareto"]].sort_values("MD steps/s")

@@ -101,13 +101,15 @@ class MACEAdapter(ForcesOfPredict, Adapter):
                      **at(0))]
         for i, (inter, prod) in enumerate(zip(m.interactions, m.products)):
             name = f"interactions.{i}"
-            pts.append(Point(f"{name}.linear_up", f"{name}.linear_up", inter.linear_up.irreps_out, layout=layout,
-                             role="inner"))
+            if isinstance(inter.linear_up, o3.Linear):  # e3nn's (channel pruning); cuequivariance's are left out
+                pts.append(Point(f"{name}.linear_up", f"{name}.linear_up", inter.linear_up.irreps_out, layout=layout,
+                                 role="inner"))
             if isinstance(inter.conv_tp, o3.TensorProduct):
                 # per-edge messages; cuequivariance's kernels (fused ones aggregate inside) are left out
                 pts.append(Point(f"{name}.conv_tp", f"{name}.conv_tp", inter.conv_tp.irreps_out, kind="edge",
                                  role="inner"))
-            if "Residual" not in type(inter).__name__ and hasattr(inter, "skip_tp"):  # the message before its skip
+            if ("Residual" not in type(inter).__name__ and hasattr(inter, "skip_tp")
+                    and isinstance(inter.linear, o3.Linear)):  # the message before its element skip
                 pts.append(Point(f"{name}.linear", f"{name}.linear", inter.linear.irreps_out, layout=layout,
                                  role="inner"))
             pts.append(Point(f"{name}.message", name, inter.target_irreps, layout="mul_first", role="inner",
