@@ -11,6 +11,7 @@ import pandas as pd
 from e3nn import o3
 
 from ..adapters import Loaded
+from ..adapters.base import parameters
 from ..errors import IrrepprobeError
 from ..fileio import save_csv
 from ..metrics.finetune import outputs
@@ -21,7 +22,8 @@ CONTROL = "control-original-fine-tuned"
 
 
 def parse_front(text: str | None, model: Loaded, equal: bool = False) -> list[tuple[str, list[int], dict | None]]:
-    """``--front`` SETTINGS (whitespace-separated; default :data:`DEFAULT`) as ``(name, drop, counts)``:
+    """``--front`` SETTINGS (whitespace-separated; default :data:`DEFAULT`) as ``(name, drop, counts)``
+    (``equal``: one count per layer, as :func:`~irrepprobe.prune.model.prune_model` resolves it):
     each item a ``--channels`` SPEC, or ``drop:SPEC`` (the highest order dropped as well; ``drop:1.0``:
     that order only); ``1.0`` alone is the control: the original fine-tuned with the same budget. Refused in
     one line before any work."""
@@ -29,15 +31,16 @@ def parse_front(text: str | None, model: Loaded, equal: bool = False) -> list[tu
 
     groups = model.adapter.channel_groups(model)
     top = [max((ir.l for _, _, irr in groups for _, ir in o3.Irreps(irr)), default=0)]
+    muls = {(g, str(ir)): m for g, _, irr in groups for m, ir in o3.Irreps(irr)}
     out = []
     for item in (text or DEFAULT).split():
         drop, spec = ([], item) if not item.startswith("drop:") else (top, item[len("drop:"):])
-        if drop and model.adapter.why_not_without(model, drop):
-            raise IrrepprobeError(f"--front {item}: cannot drop l={top[0]}: {model.adapter.why_not_without(model, drop)}")
-        counts = parse_channels(spec, groups, drop, equal or model.adapter.equal_channels)
+        why = model.adapter.why_not_without(model, drop) if drop else None
+        if why:
+            raise IrrepprobeError(f"--front {item}: cannot drop l={top[0]}: {why}")
+        counts = parse_channels(spec, groups, drop, equal)
         if counts == "auto":
             raise IrrepprobeError("--front takes fractions or counts of channels; auto goes with --channels")
-        muls = {(g, str(ir)): m for g, _, irr in groups for m, ir in o3.Irreps(irr)}
         full = all(k == muls[key] for key, k in counts.items())
         if not drop and full:  # the original fine-tuned with the same budget: the control of every cut
             out.append((CONTROL, [], counts))
@@ -94,7 +97,7 @@ def front(model: Loaded, structures, cuts, out, held=None, reference: Loaded | N
         n_atoms = first["held"].n_atoms.numpy().astype(np.float64)
         e, f = _errors(pred, truth, n_atoms, model.quantity.per_atom)
         rows.append({"model": "official " + Path(reference.info.get("pretrained") or reference.source).stem, "cut": "official",
-                     "seeds": 1, "parameters": int(sum(p.numel() for p in reference.module.parameters())),
+                     "seeds": 1, "parameters": parameters(reference.module),
                      "energy MAE": e, "forces MAE": f})
         files[rows[-1]["model"]] = reference.info.get("path") or reference.source
     table = pd.DataFrame(rows)

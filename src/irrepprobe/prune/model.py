@@ -65,12 +65,12 @@ def prune_model(source, adapter, drop: list[int] | None, data, out=None, subset:
     model = load_model(source, adapter.name, trust=trust, device=resolve_device(device or "auto"), head=head)
     if drop is not None:
         drop = check_drop(model, drop, channels is not None or front is not None)  # before any work
+    equal = equal or model.adapter.equal_channels  # MACE: one count for every block, asked or not
     counts = None
     if channels is not None:
         from .channels import parse_channels
 
-        counts = parse_channels(channels, model.adapter.channel_groups(model), drop or [],
-                                equal or model.adapter.equal_channels)
+        counts = parse_channels(channels, model.adapter.channel_groups(model), drop or [], equal)
     cuts = ref_model = None
     if front is not None:
         from .front import parse_front
