@@ -82,7 +82,9 @@ def seed_difference(a, b, level: float = 0.95) -> dict:
     Welch-Satterthwaite degrees of freedom). With 3 seeds a side this is what the data support: the
     molecule bootstrap of :func:`paired_difference` treats the seeds as fixed and covers about 79% at
     nominal 95% (tests/test_paired.py checks both by simulation). ``relative``: the difference over b's
-    mean MAE, its bounds the interval's over the same mean (b's own uncertainty not propagated)."""
+    mean MAE, ``rel_low``/``rel_high`` its Fieller interval (:func:`fieller`, b's uncertainty propagated;
+    dividing the difference's interval by b's mean undercovers where a/b is far from 1); ``p_perm`` the exact
+    permutation p of the difference beside Welch's."""
     from scipy import stats
 
     def per_seed(x, name):
@@ -96,23 +98,115 @@ def seed_difference(a, b, level: float = 0.95) -> dict:
     res = stats.ttest_ind(a, b, equal_var=False)
     ci = res.confidence_interval(level)
     d, mb = float(a.mean() - b.mean()), float(b.mean())
+    lo, hi = fieller(a, b, level)
     return {"mae_a": float(a.mean()), "mae_b": mb, "diff": d, "ci_low": float(ci.low), "ci_high": float(ci.high),
-            "relative": d / mb, "rel_low": float(ci.low) / mb, "rel_high": float(ci.high) / mb,
-            "p": float(res.pvalue), "df": float(res.df), "seeds_a": len(a), "seeds_b": len(b),
+            "relative": d / mb, "rel_low": lo - 1, "rel_high": hi - 1, "p": float(res.pvalue),
+            "p_perm": permutation_p(a, b), "df": float(res.df), "seeds_a": len(a), "seeds_b": len(b),
             "per_seed_a": " ".join(f"{v:.4g}" for v in a), "per_seed_b": " ".join(f"{v:.4g}" for v in b)}
 
 
-def false_discovery(p) -> np.ndarray:
+def fieller(a, b, level: float = 0.95) -> tuple[float, float]:
+    """Fieller's interval for the ratio of means mean(a) / mean(b) of two independent samples with unequal
+    variances: the ratios r for which mean(a) - r mean(b) is not significantly different from zero by
+    Welch's t (degrees of freedom from Welch-Satterthwaite at the estimated ratio). ``(nan, nan)`` when b's
+    mean is not significantly away from zero: the set is then unbounded and no ratio interval exists."""
+    from scipy import stats
+
+    a, b = np.asarray(a, float), np.asarray(b, float)
+    ma, mb = a.mean(), b.mean()
+    va, vb = a.var(ddof=1) / len(a), b.var(ddof=1) / len(b)
+    r = ma / mb
+    den = va ** 2 / (len(a) - 1) + (r ** 2 * vb) ** 2 / (len(b) - 1)
+    df = (va + r ** 2 * vb) ** 2 / den if den > 0 else np.inf
+    t = stats.t.ppf((1 + level) / 2, df)
+    lead = mb ** 2 - t ** 2 * vb  # the quadratic (mb^2 - t^2 vb) r^2 - 2 ma mb r + (ma^2 - t^2 va) <= 0
+    if lead <= 0:
+        return float("nan"), float("nan")
+    half = t * np.sqrt(max(ma ** 2 * vb + mb ** 2 * va - t ** 2 * va * vb, 0.0))
+    return float((ma * mb - half) / lead), float((ma * mb + half) / lead)
+
+
+def permutation_p(a, b, max_splits: int = 100_000, seed: int = 0) -> float:
+    """Two-sided p of the difference of means under exchangeability of all runs: every split of the pooled
+    values into groups of len(a) and len(b) (random splits beyond ``max_splits``). With 3 seeds a side there
+    are only 20 splits, so p cannot fall below 0.1."""
+    from itertools import combinations
+    from math import comb
+
+    a, b = np.asarray(a, float), np.asarray(b, float)
+    x, n = np.concatenate([a, b]), len(a)
+    obs = abs(a.mean() - b.mean())
+    if comb(len(x), n) <= max_splits:
+        idx = np.array(list(combinations(range(len(x)), n)))
+    else:
+        rng = np.random.default_rng(seed)
+        idx = np.array([rng.permutation(len(x))[:n] for _ in range(max_splits)])
+    mask = np.zeros((len(idx), len(x)), bool)
+    np.put_along_axis(mask, idx, True, axis=1)
+    da = (mask * x).sum(1) / n - (~mask * x).sum(1) / (len(x) - n)
+    return float((np.abs(da) >= obs - 1e-12 * max(1.0, obs)).mean())
+
+
+def stratified_log_ratio(pairs, level: float = 0.95) -> dict:
+    """An average effect over strata (e.g. targets x depths): ``pairs`` a list of (a, b) per-seed MAEs, one
+    pair per stratum. The estimate is the mean over strata of log(mean a / mean b), each term's variance by
+    the delta method from its own seeds (var a / (n mean a^2) + the same for b), Welch-Satterthwaite degrees
+    of freedom over all the terms; ``relative`` is exp(estimate) - 1 with its interval. Strata in different
+    units weigh alike, and no stratum's spread is borrowed by another."""
+    from scipy import stats
+
+    if not pairs:
+        raise ValueError("no strata to pool")
+    K = len(pairs)
+    est, terms = 0.0, []
+    for a, b in pairs:
+        a, b = np.asarray(a, float), np.asarray(b, float)
+        est += np.log(a.mean() / b.mean()) / K
+        terms += [(a.var(ddof=1) / (len(a) * a.mean() ** 2) / K ** 2, len(a) - 1),
+                  (b.var(ddof=1) / (len(b) * b.mean() ** 2) / K ** 2, len(b) - 1)]
+    var = sum(v for v, _ in terms)
+    df = var ** 2 / sum(v ** 2 / d for v, d in terms) if var > 0 else np.inf
+    se = np.sqrt(var)
+    t = stats.t.ppf((1 + level) / 2, df)
+    p = float(2 * stats.t.sf(abs(est) / se, df)) if se > 0 else float(est == 0)
+    return {"strata": K, "log_ratio": float(est), "se": float(se), "df": float(df), "relative": float(np.expm1(est)),
+            "rel_low": float(np.expm1(est - t * se)), "rel_high": float(np.expm1(est + t * se)), "p": p}
+
+
+def leave_one_out(a, b) -> pd.DataFrame:
+    """:func:`seed_difference` with one seed dropped from a, from b, and one from each: how far a call leans
+    on a single run. One row per drop (``dropped_a``/``dropped_b``: the position dropped, -1 for none)."""
+    a, b = np.asarray(a, float), np.asarray(b, float)
+    rows = []
+    for i in range(-1, len(a)):
+        for j in range(-1, len(b)):
+            if (i, j) == (-1, -1):
+                continue
+            r = seed_difference(np.delete(a, i) if i >= 0 else a, np.delete(b, j) if j >= 0 else b)
+            rows.append({"dropped_a": i, "dropped_b": j, **{k: r[k] for k in ("ci_low", "ci_high", "relative", "rel_low",
+                                                                            "rel_high", "p", "seeds_a", "seeds_b")}})
+    return pd.DataFrame(rows)
+
+
+def false_discovery(p, method: str = "bh") -> np.ndarray:
     """Benjamini-Hochberg adjusted p-values (q) of a family of comparisons (scipy's
     ``false_discovery_control``): call a difference only where q < 0.05 keeps the expected share of
-    false calls among those made below 5%."""
+    false calls among those made below 5%. ``method``: "bh", "by" (Benjamini-Yekutieli, any dependence) or
+    "holm" (the family-wise error rate)."""
     from scipy import stats
 
     p = np.asarray(p, dtype=float)
     q = np.full_like(p, np.nan)
     ok = np.isfinite(p)
-    if ok.any():
-        q[ok] = stats.false_discovery_control(p[ok], method="bh")
+    if method not in ("bh", "by", "holm"):
+        raise ValueError(f"method must be 'bh', 'by' or 'holm', got {method!r}")
+    if ok.any() and method == "holm":
+        x = p[ok]
+        order = np.argsort(x)
+        adj = np.minimum(1, np.maximum.accumulate((len(x) - np.arange(len(x))) * x[order]))
+        q[np.flatnonzero(ok)[order]] = adj
+    elif ok.any():
+        q[ok] = stats.false_discovery_control(p[ok], method=method)
     return q
 
 
