@@ -143,7 +143,7 @@ def test_capture_bad_input(ckpt, tmp_path, capsys, argv, message):
     assert not (tmp_path / "c" / "meta.json").exists()
 
 
-@pytest.mark.parametrize("fmt,message", [("auto", "cannot tell which model family"),
+@pytest.mark.parametrize("fmt,message", [("auto", "no adapter claims"),
                                          ("irrepprobe", "refusing"), ("e3nn", "--trust")])
 def test_capture_refuses_a_pickle(tmp_path, capsys, fmt, message):
     import os

@@ -12,7 +12,7 @@ RANKS = [["errors"], ["fileio", "progress", "runtime"], ["data"], ["config"], ["
          ["examples", "models"], ["train"], ["adapters"], ["capture"], ["metrics"], ["report"], ["study"],
          ["experiments"], ["prune", "validate"], ["cli"], ["__main__"]]
 RANK = {room: k for k, rooms in enumerate(RANKS) for room in rooms}
-FAMILIES = ("sevenn", "mace", "nequip", "allegro")
+FAMILIES = ("sevenn", "mace", "nequip", "allegro", "so3krates_torch")
 MAX_LINES = 450
 
 

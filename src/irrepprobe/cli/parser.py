@@ -62,7 +62,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("model", nargs="?",
                     help="a model file, a name its family resolves (e.g. 7net-0) or a factory pkg.module:fn "
                          "(default: the example checkpoint shipped with irrepprobe)")
-    sp.add_argument("--format", default="auto", help="model family: auto, irrepprobe, sevenn, mace, nequip (NequIP and Allegro) or e3nn (default auto)")
+    sp.add_argument("--format", default="auto", help="model family: auto, irrepprobe, sevenn, mace, nequip (NequIP and Allegro), so3lr, e3nn or one an installed package registers (default auto)")
     sp.add_argument("--data", help="qm9, qm9:SPLIT (the model's own split, or QM9's 80/10/10 one) or any file "
                                    "ASE reads (default qm9:test)")
     sp.add_argument("--split", help="with no --data: the QM9 split (train, val, test; default test)")
@@ -146,7 +146,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp = sub.add_parser("prune", help="drop orders: retrain ours; rebuild, fine-tune and write back any other family")
     sp.add_argument("checkpoint", metavar="MODEL", help="our checkpoint, or a SevenNet, MACE or NequIP model file (or a "
                                                         "SevenNet name)")
-    sp.add_argument("--format", default="auto", help="model family: auto, irrepprobe, sevenn, mace or nequip (default auto)")
+    sp.add_argument("--format", default="auto", help="model family: auto, irrepprobe, sevenn, mace, nequip or so3lr (default auto)")
     sp.add_argument("--trust", action="store_true", help="allow unpickling a third-party model file")
     sp.add_argument("--data", help="other families: the structures to fine-tune on, FILE or qm9[:split]")
     sp.add_argument("--subset", type=int, help="other families: the first N structures of --data")
@@ -214,7 +214,7 @@ def build_parser() -> argparse.ArgumentParser:
                                          "stability, phonons, molecules, MD speed")
     sp.add_argument("models", metavar="MODEL", nargs="+",
                     help="model files or SevenNet names, each optionally LABEL=PATH (the label names it in the report)")
-    sp.add_argument("--format", default="auto", help="model family: auto, sevenn, mace, nequip or irrepprobe")
+    sp.add_argument("--format", default="auto", help="model family: auto, sevenn, mace, nequip, so3lr or irrepprobe")
     sp.add_argument("--trust", action="store_true", help="allow unpickling third-party model files")
     sp.add_argument("--suite", help="comma-separated checks (default all): eos, stress, nve, stability, phonons, "
                                     "molecules, speed")

@@ -114,6 +114,12 @@ class E3nnAdapter(Adapter):
             raise IrrepprobeError(f"{source} is a torch.compile'd module (hooks added after compile are ignored): "
                                   "give the eager model")
         module = module.to(device).eval()
+        if all(_irreps_of(m) is None for m in module.modules()):
+            from .. import GUIDE, families  # noqa: PLC0415 - the registry imports this adapter
+
+            raise IrrepprobeError(f"{source} is not an e3nn-style model: none of its modules exposes irreps_out "
+                                  f"(it is a {type(module).__module__}.{type(module).__name__}); the families read: "
+                                  f"{', '.join(families())}; for another one, write an adapter ({GUIDE})")
         elements = _elements(module)
         onehot = _onehot_inputs(module)
         for key, width in onehot.items():
