@@ -32,13 +32,20 @@ CONVERGE = "runs_converge.csv"  # analyses/lee/converge.py
 NO_CALL = "no call (interim look)"
 
 
+CAPS = {"lee": {1000: 120, 4000: 50, 16000: 15}, "miller": {1000: 60, 3000: 30, 10000: 15}}  # the curve grids'
+
+
 def _caps(study: str) -> pd.DataFrame:
-    """Epochs trained and the cap, per curve-grid run (the committed learning_curve table lists them per config,
-    seeds in order)."""
+    """Epochs trained, best epoch and the cap per curve-grid run, from the committed learning_curve table
+    (per config, one value per seed: of the seeds in its ``seed_ids`` column, else of seeds 0, 1, ...)."""
     lc = pd.read_csv(ROOT / "reports" / study / "tables" / "learning_curve.csv")
-    cap = {1000: 120, 4000: 50, 16000: 15} if study == "lee" else {1000: 60, 3000: 30, 10000: 15}
-    rows = [{"config": r.config, "seed": s, "epochs": int(e), "cap": cap[r.size]}
-            for r in lc.itertuples() for s, e in enumerate(str(r.epochs).split("/"))]
+    rows = []
+    for r in lc.itertuples():
+        seeds = [int(x) for x in str(r.seed_ids).split()] if "seed_ids" in lc else None
+        epochs, best = str(r.epochs).split("/"), str(r.best_epoch).split("/")
+        for k, (e, b) in enumerate(zip(epochs, best)):
+            rows.append({"config": r.config, "seed": seeds[k] if seeds else k, "epochs": int(e),
+                         "best_epoch": int(b), "cap": CAPS[study][r.size]})
     return pd.DataFrame(rows)
 
 
@@ -66,16 +73,20 @@ def by_family(runs: pd.DataFrame) -> dict[str, pd.DataFrame]:
     return {c.split("-", 1)[1]: d for c, d in runs.groupby("config")}
 
 
-def with_calls(table: pd.DataFrame, family, method: str = "bh", alpha: float = 0.05) -> pd.DataFrame:
+def with_calls(table: pd.DataFrame, family, method: str = "bh", alpha: float = 0.05,
+               planned: dict[str, int] | None = None) -> pd.DataFrame:
     """``table`` with adjusted ``q`` within each ``family`` (a column name or a Series of labels) over its
     primary rows (all rows when there is no ``look`` column) and ``call``, the verdict after the correction;
-    an interim look gets no q and no call."""
+    an interim look gets no q and no call. ``planned``: the size of each family as planned; a planned
+    comparison not in yet counts as p = 1, so a q can only fall when it comes in (an upper bound until then)."""
     table = table.copy()
     primary = table["look"] == "primary" if "look" in table else pd.Series(True, index=table.index)
     fam = table[family] if isinstance(family, str) else family
     table["q"] = np.nan
-    for _, idx in table[primary].groupby(fam[primary]).groups.items():
-        table.loc[idx, "q"] = false_discovery(table.loc[idx, "p"].to_numpy(), method)
+    for name, idx in table[primary].groupby(fam[primary]).groups.items():
+        missing = max(0, (planned or {}).get(name, 0) - len(idx))
+        q = false_discovery(np.r_[table.loc[idx, "p"].to_numpy(), np.ones(missing)], method)
+        table.loc[idx, "q"] = q[:len(idx)]
     table["call"] = [corrected(v, q, alpha) if ok else NO_CALL
                      for v, q, ok in zip(table["verdict"], table["q"], primary)]
     return table
@@ -118,7 +129,15 @@ def lee(plan) -> pd.DataFrame:
         runs = _runs("lee", c.grid)
         for size, planned in c.seeds.items():
             _arms(c, by_family(runs[runs["size"] == size]), planned, size, rows)
-    return with_calls(pd.DataFrame(rows), "family", plan.correction, plan.alpha)
+    return with_calls(pd.DataFrame(rows), "family", plan.correction, plan.alpha, family_sizes(plan))
+
+
+def family_sizes(plan) -> dict[str, int]:
+    """How many comparisons each family holds as planned (a comparison per size)."""
+    out: dict[str, int] = {}
+    for c in plan.comparisons:
+        out[c.family] = out.get(c.family, 0) + len(c.seeds)
+    return out
 
 
 def _miller_by(runs: pd.DataFrame) -> dict:
@@ -138,8 +157,12 @@ def pooled_row(c, by: dict, planned: list[int], size: int, depth: int | None = N
     r = stratified_log_ratio([(sel(by[k]), sel(by[("L0", k[1], k[2])])) for k in strata])
     runs = pd.concat([by[k] for k in strata] + [by[("L0", k[1], k[2])] for k in strata])
     runs = runs[runs["seed"].isin(planned)]
+    # primary only when every stratum has exactly the planned seeds in both nets
+    kinds = {look(planned, by[k]["seed"][by[k]["seed"].isin(planned)],
+                  by[("L0", k[1], k[2])]["seed"][by[("L0", k[1], k[2])]["seed"].isin(planned)]) for k in strata}
     return {"size": size, "comparison": c.claim + ("" if depth is None else f", depth {depth}"), "family": c.family,
-            "look": "primary", "seeds": f"{len(planned)}/{len(planned)}", **r,
+            "look": kinds.pop() if len(kinds) == 1 else "interim look (strata with other seeds)",
+            "seeds": f"{len(planned)}/{len(planned)}", **r,
             "verdict": verdict(r["rel_low"], r["rel_high"], c.expect),
             "paper": against_paper(r["rel_low"], r["rel_high"], c.paper),
             "budget": f"{int((runs['epochs'] >= runs['cap']).sum())} of {len(runs)} runs hit their cap"}
@@ -166,8 +189,8 @@ def miller(plan) -> tuple[pd.DataFrame, pd.DataFrame]:
                     _arms(c, sub, planned, size, rows, target=target, where=net)
     t = pd.DataFrame(rows)
     t["comparison"] = t["comparison"] + ", " + t.pop("where")
-    t = with_calls(t, "family", plan.correction, plan.alpha)
-    p = with_calls(pd.DataFrame(pooled), "family", plan.correction, plan.alpha)
+    t = with_calls(t, "family", plan.correction, plan.alpha)  # the per-target families as they stand (36 each)
+    p = with_calls(pd.DataFrame(pooled), "family", plan.correction, plan.alpha, family_sizes(plan))
     return t, p
 
 

@@ -8,8 +8,8 @@ import numpy as np
 import pandas as pd
 
 from common import ROOT
-from seed_level import (NO_CALL, _runs, _table, by_family, lee, lee_blocks_by_depth, miller, miller_latent,
-                        pooled_row, _miller_by)
+from seed_level import (NO_CALL, _miller_by, _runs, _table, by_family, family_sizes, lee, lee_blocks_by_depth,
+                        miller, miller_latent, pooled_row)
 from stale import refresh_sections
 
 from irrepprobe.experiments.plan import look
@@ -38,21 +38,25 @@ def _q_with(p: float, others: np.ndarray, method: str = "bh") -> float:
     return float(false_discovery(np.r_[p, others], method)[0])
 
 
-def scopes(table: pd.DataFrame, rows: pd.Series, method: str = "bh") -> pd.DataFrame:
+def scopes(table: pd.DataFrame, rows: pd.Series, method: str = "bh", sizes: dict | None = None,
+           alpha: float = 0.05) -> pd.DataFrame:
     """The q and the call of each primary row of ``table`` selected by ``rows`` under other family scopes:
     the plan's, the comparison alone, every primary comparison of the study pooled, and per size."""
     prim = table[(table["look"] == "primary") & rows]
+    sizes = sizes or {}
     out = []
     for r in prim.itertuples():
         i = r.Index
         fam = prim[(prim["family"] == r.family) & (prim.index != i)]["p"].to_numpy()
         size = prim[(prim["size"] == r.size) & (prim.index != i)]["p"].to_numpy()
         allp = prim[prim.index != i]["p"].to_numpy()
-        q = {"plan family": _q_with(r.p, fam, method), "alone": r.p, "study pooled": _q_with(r.p, allp, method),
+        missing = max(0, sizes.get(r.family, 0) - 1 - len(fam))
+        q = {"plan family": _q_with(r.p, np.r_[fam, np.ones(missing)], method), "alone": r.p,
+             "study pooled": _q_with(r.p, allp, method),
              "per size": _q_with(r.p, size, method)}
         out.append({"size": r.size, "comparison": r.comparison, "family": r.family,
                     **{f"q ({k})": v for k, v in q.items()},
-                    "calls": "; ".join(f"{k}: {corrected(r.verdict, v)}" for k, v in q.items())})
+                    "calls": "; ".join(f"{k}: {corrected(r.verdict, v, alpha)}" for k, v in q.items())})
     return pd.DataFrame(out)
 
 
@@ -65,9 +69,10 @@ def drops(table: pd.DataFrame, study: str, plan) -> pd.DataFrame:
         i = r.Index
         a, b = _values(r, study, plan)
         fam = prim[(prim["family"] == r.family) & (prim.index != i)]["p"].to_numpy()
+        fam = np.r_[fam, np.ones(max(0, family_sizes(plan).get(r.family, 0) - 1 - len(fam)))]
         c = plan.comparison(r.comparison)
         loo = leave_one_out(a, b)
-        calls = [corrected(verdict(x.ci_low, x.ci_high, c.expect), _q_with(x.p, fam, plan.correction))
+        calls = [corrected(verdict(x.ci_low, x.ci_high, c.expect), _q_with(x.p, fam, plan.correction), plan.alpha)
                  for x in loo.itertuples()]
         same = sum(decision(k) == decision(r.call) for k in calls)
         out.append({"size": r.size, "comparison": r.comparison, "seeds": r.seeds, "call": r.call,
@@ -87,7 +92,7 @@ def looks(table: pd.DataFrame, plan) -> pd.DataFrame:
             out.append({"look": k["look"], "date": str(k["date"]), "commit": k["commit"], "seeds": "",
                         "relative [95%]": "", "p": "", "how": k["how"]})
             continue
-        c = plan.comparisons[0]
+        c = plan.comparison(k["claim"]) if "claim" in k else plan.comparisons[0]
         by = by_family(_runs(plan.study, c.grid).query("size == @k['size']"))
         a = by[c.a][by[c.a]["seed"].isin(k["seeds_a"])][MAE].to_numpy()
         b = by[c.b][by[c.b]["seed"].isin(k["seeds_b"])][MAE].to_numpy()
@@ -108,7 +113,7 @@ def _pct(r) -> str:
     return f"{100 * g('relative'):+.1f}% [{100 * g('rel_low'):+.1f}, {100 * g('rel_high'):+.1f}]"
 
 
-def miller_scopes(table: pd.DataFrame) -> pd.DataFrame:
+def miller_scopes(table: pd.DataFrame, alpha: float = 0.05) -> pd.DataFrame:
     """Miller's per-target L1-vs-L0 calls under each family scope and correction."""
     l1 = table["comparison"].str.startswith("L1 - L0")
     scopes_ = {"plan: L1 - L0 over all sizes, BH (36)": (l1, "bh", None),
@@ -126,7 +131,7 @@ def miller_scopes(table: pd.DataFrame) -> pd.DataFrame:
             for _, idx in t.groupby(groups).groups.items():
                 t.loc[idx, "qq"] = false_discovery(t.loc[idx, "p"].to_numpy(), method)
         t = t[t["comparison"].str.startswith("L1 - L0")]
-        held = t[[corrected(v, q) == "reproduced" for v, q in zip(t["verdict"], t["qq"])]]
+        held = t[[corrected(v, q, alpha) == "reproduced" for v, q in zip(t["verdict"], t["qq"])]]
         out.append({"scope": name, "L1 beats L0 (of 36)": len(held),
                     "where": ", ".join(f"{r.target} n{r.size} {r.comparison.split(', ')[1]}" for r in held.itertuples())})
     return pd.DataFrame(out)
@@ -141,9 +146,12 @@ def converge_section(table: pd.DataFrame) -> list[str]:
     rows = table[table["comparison"].str.startswith("Lee et al.: [0,3,4,5,6] beats") & (table["size"] == 1000)]
     per = runs[["run", "params", "test_mae", "epochs", "best_epoch", "cap", "stopped_early", "train_minutes"]]
     hit = int((~runs["stopped_early"].astype(bool)).sum())
-    return [head, "", "The curve grid's 1k runs all hit their cap of 120 epochs (best epochs 116-120), so their call "
-            "holds for that budget. Here the cap is 1,000 epochs and early stopping (25 epochs without a better "
-            f"validation MAE) ends each run; {hit} of {len(runs)} finished runs hit the cap.", "",
+    capped = _runs("lee")
+    capped = capped[(capped["size"] == 1000) & capped["config"].str.endswith(("ls=0,3,4,5,6", "ls=0,1,2,3,4"))]
+    return [head, "", f"The curve grid's 1k runs of the pair all hit their cap of 120 epochs (best epochs "
+            f"{capped['best_epoch'].min()}-{capped['best_epoch'].max()}), so their call holds for that budget. Here "
+            "the cap is 1,000 epochs and early stopping (25 epochs without a better validation MAE) ends each run; "
+            f"{hit} of {len(runs)} finished runs hit the cap.", "",
             *_table(per, ".4g"), "The call beside the capped one (the same test molecules and seeds):", "",
             *_table(rows[["comparison", "look", "seeds", "budget", "per_seed_a", "per_seed_b", "relative", "rel_low",
                           "rel_high", "p", "q", "call"]]), ""]
@@ -175,7 +183,7 @@ def write_study(study: str, plan, cmd: str) -> None:
         table = lee(plan)
         save_csv(table, out / "tables" / "seed_level.csv")
         mae = table["comparison"].map(lambda c: plan.comparison(c).measure == MAE)
-        sc, dr, lk = scopes(table, mae), drops(table, "lee", plan), looks(table, plan)
+        sc, dr, lk = scopes(table, mae, plan.correction, family_sizes(plan), plan.alpha), drops(table, "lee", plan), looks(table, plan)
         for name, t in (("scopes", sc), ("leave_one_out", dr), ("looks", lk)):
             save_csv(t, out / "tables" / f"sensitivity_{name}.csv")
         prim = table[mae & (table["look"] == "primary")]
@@ -189,9 +197,10 @@ def write_study(study: str, plan, cmd: str) -> None:
                 *_table(interim[CALL_COLS]),
                 "## Sensitivity: one seed left out", "", "Each seed dropped in turn from a, from b, and one from each "
                 "(the family's other p-values fixed); Welch's p beside the permutation p.", "", *_table(dr),
-                "## Sensitivity: the scope of the family", "", "The plan makes each claim a family across sizes. "
-                "Beside it: the comparison alone, every primary test-MAE comparison of the study pooled (the scope "
-                "of issue 27's calls), and the comparisons at one size.", "", *_table(sc.drop(columns="calls")),
+                "## Sensitivity: the scope of the family", "", "The plan makes each claim a family across sizes "
+                "(a planned comparison not in yet counts as p = 1 there). Beside it: the comparison alone, every "
+                "primary test-MAE comparison of the study now pooled (issue 27 pooled all 9), and the comparisons "
+                "at one size.", "", *_table(sc.drop(columns="calls")),
                 "## Every look at the 16k headline", "", "Recomputed on the seeds each look had (Welch, Fieller); "
                 "`how` says how it was judged then. Looking again after each added seed and stopping at the first "
                 "p < 0.05 raises the false-positive rate (about 4% to 8% at these spreads, issue 40), which is why "
@@ -200,7 +209,7 @@ def write_study(study: str, plan, cmd: str) -> None:
                 "## Lee et al.'s second claim: better latent structure without l=1,2", "",
                 "Per run, the kNN R2 of the target on the 2-D map of a block, averaged over the blocks every run "
                 "has (the 0e streams leaving each layer). Welch over the per-seed scores, `q` over the three "
-                "sizes (the plan's family `latent`).", "", *_table(_latent_rows(table)),
+                "sizes (the plan's family `latent`; a size not in yet counts as p = 1).", "", *_table(_latent_rows(table)),
                 "With the l>0 blocks Lee et al. looked at, at the last layer (config means over seeds 0-2, no "
                 "interval: the committed tables hold per-block scores only as config means; "
                 "`tables/latent_by_depth.csv` has every layer):", "", *_table(last)]
@@ -209,20 +218,23 @@ def write_study(study: str, plan, cmd: str) -> None:
         table, pooled = miller(plan)
         save_csv(table, out / "tables" / "seed_level.csv")
         by_depth = pd.DataFrame([pooled_row(plan.comparison(pooled["comparison"].iloc[0]),
-                                            _miller_by(_runs("miller").query("size == @size")), [0, 1, 2], size, d)
+                                            _miller_by(_runs("miller").query("size == @size")),
+                                            plan.comparison(pooled["comparison"].iloc[0]).seeds[size], size, d)
                                  for size in sorted(pooled["size"]) for d in (2, 3)])
         pooled_all = pd.concat([pooled, by_depth.assign(look="sensitivity (one depth)", call="no call (sensitivity)")], ignore_index=True)
         save_csv(pooled_all, out / "tables" / "pooled.csv")
-        sc, latent = miller_scopes(table), miller_latent()
+        sc, latent = miller_scopes(table, plan.alpha), miller_latent()
         save_csv(sc, out / "tables" / "sensitivity_scopes.csv")
         save_csv(latent, out / "tables" / "latent_within_target_depth.csv")
-        pcols = ["size", "comparison", "family", "look", "seeds", "strata", "relative", "rel_low", "rel_high", "p",
-                 "q", "verdict", "call", "paper", "budget"]
+        pcols = ["size", "comparison", "family", "look", "seeds", "strata", "relative", "rel_low", "rel_high",
+                 "between_low", "between_high", "p", "q", "verdict", "call", "paper", "budget"]
         text = [*head, "## The call: L1 against L0 on average", "", "Miller et al.'s claim is an average effect "
                 "(L1 about 23% better). Per size, the mean over the 12 target x depth strata of log(MAE L1 / "
                 "MAE L0), each stratum's variance from its own 3 seeds (delta method), Welch-Satterthwaite degrees "
-                "of freedom; shown as a relative change. It is the average over these six targets, not over "
-                "targets at large. The rows per depth are sensitivity, not calls.", "",
+                "of freedom; `relative` is the geometric mean of the ratios L1/L0 minus 1, with its interval over "
+                "these six targets (fixed effects). `between_low`/`between_high`: the t interval over the 12 strata's "
+                "log ratios, the strata taken as a sample of targets, wider because the effect differs between "
+                "targets. The rows per depth are sensitivity, not calls.", "",
                 *_table(pooled_all[pcols]),
                 "## Per target and depth (the plan's secondary families)", "", *_table(table[CALL_COLS[:2] + ["target"]
                                                                                      + CALL_COLS[2:]]),
@@ -290,7 +302,10 @@ def _verdicts_miller(pooled: pd.DataFrame, table: pd.DataFrame, lk: pd.DataFrame
                       "From the plan `analyses/miller/plan.yaml` (written after the runs, which it says): Miller et "
                       "al.'s claim is an average effect, so the call is one estimate per size pooled over the six "
                       "targets and both depths (the mean log ratio of L1's to L0's test MAE over the 12 strata, each "
-                      "from its own 3 seeds), q over the three sizes. Relative: L1 over L0 minus 1, 95%.", "",
+                      "from its own 3 seeds), q over the three sizes. Relative: the geometric mean of L1/L0 minus 1, 95% "
+                      "over these targets; over targets at large (the strata as a sample) it is wider: "
+                      + "; ".join(f"n{r.size} [{100 * r.between_low:+.1f}, {100 * r.between_high:+.1f}]%"
+                                  for r in pooled.itertuples()) + ".", "",
                       *_table(_verdict_rows(pooled)),
                       "Secondary, per target and depth (each family as the plan states it; other scopes, the "
                       "per-depth averages and latent structure within target x depth x net in "

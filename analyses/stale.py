@@ -60,9 +60,11 @@ def lee_curve() -> pd.DataFrame:
         x = g["test_mae"].to_numpy()
         half = stats.t.ppf(0.975, len(x) - 1) * x.std(ddof=1) / np.sqrt(len(x))
         rows.append({"config": config, "size": int(g["size"].iloc[0]), "family": config.split("-", 1)[1],
-                     "params": int(g["params"].iloc[0]), "seeds": len(x), "test_mae": x.mean(),
+                     "params": int(g["params"].iloc[0]), "seeds": len(x),
+                     "seed_ids": " ".join(str(int(v)) for v in g["seed"]), "test_mae": x.mean(),
                      "ci_low": x.mean() - half, "ci_high": x.mean() + half, "seed_sd": x.std(ddof=1),
                      "epochs": "/".join(str(int(e)) for e in g["epochs"]),
+                     "best_epoch": "/".join(str(int(e)) for e in g["best_epoch"]),
                      "cap": int(g["cap"].max()), "per_seed": " ".join(f"{v:.4g}" for v in x)})
     t = pd.DataFrame(rows).sort_values(["family", "size"], ignore_index=True)
     assert set(t["config"]) == set(old.index), "the committed curve has other configurations"

@@ -93,7 +93,7 @@ def parse_plan(doc: dict, where: str = "") -> Plan:
             raise _bad(where, f"{at}: seeds must map each size to a list of seeds")
         for size, s in seeds.items():
             if (not isinstance(s, list) or len(s) < 2 or len(set(s)) != len(s)
-                    or not all(isinstance(v, int) for v in s)):
+                    or not all(isinstance(v, int) and not isinstance(v, bool) for v in s)):
                 raise _bad(where, f"{at}: seeds at {size} must be at least 2 distinct integers, got {s!r}")
         comps.append(Comparison(**{**c, "seeds": {int(k): list(v) for k, v in seeds.items()}}))
     if not comps:

@@ -108,22 +108,40 @@ def seed_difference(a, b, level: float = 0.95) -> dict:
 def fieller(a, b, level: float = 0.95) -> tuple[float, float]:
     """Fieller's interval for the ratio of means mean(a) / mean(b) of two independent samples with unequal
     variances: the ratios r for which mean(a) - r mean(b) is not significantly different from zero by
-    Welch's t (degrees of freedom from Welch-Satterthwaite at the estimated ratio). ``(nan, nan)`` when b's
-    mean is not significantly away from zero: the set is then unbounded and no ratio interval exists."""
+    Welch's t, with Welch-Satterthwaite degrees of freedom at each r (found by iterating the quadratic's
+    roots), so that r = 1 lies outside it exactly when Welch's test of the difference rejects. ``(nan, nan)``
+    when b's mean is not significantly away from zero: the set is then unbounded and no ratio interval exists."""
     from scipy import stats
 
     a, b = np.asarray(a, float), np.asarray(b, float)
     ma, mb = a.mean(), b.mean()
     va, vb = a.var(ddof=1) / len(a), b.var(ddof=1) / len(b)
-    r = ma / mb
-    den = va ** 2 / (len(a) - 1) + (r ** 2 * vb) ** 2 / (len(b) - 1)
-    df = (va + r ** 2 * vb) ** 2 / den if den > 0 else np.inf
-    t = stats.t.ppf((1 + level) / 2, df)
-    lead = mb ** 2 - t ** 2 * vb  # the quadratic (mb^2 - t^2 vb) r^2 - 2 ma mb r + (ma^2 - t^2 va) <= 0
-    if lead <= 0:
+
+    def t_at(r):
+        if np.isinf(r):
+            return stats.t.ppf((1 + level) / 2, len(b) - 1 if vb > 0 else np.inf)
+        den = va ** 2 / (len(a) - 1) + (r ** 2 * vb) ** 2 / (len(b) - 1)
+        return stats.t.ppf((1 + level) / 2, (va + r ** 2 * vb) ** 2 / den if den > 0 else np.inf)
+
+    def roots(t):  # of (mb^2 - t^2 vb) r^2 - 2 ma mb r + (ma^2 - t^2 va) = 0
+        lead = mb ** 2 - t ** 2 * vb
+        if lead <= 0:
+            return np.nan, np.nan
+        half = t * np.sqrt(max(ma ** 2 * vb + mb ** 2 * va - t ** 2 * va * vb, 0.0))
+        return (ma * mb - half) / lead, (ma * mb + half) / lead
+
+    if mb ** 2 - t_at(np.inf) ** 2 * vb <= 0:  # far out the test's df tends to b's: unbounded there
         return float("nan"), float("nan")
-    half = t * np.sqrt(max(ma ** 2 * vb + mb ** 2 * va - t ** 2 * va * vb, 0.0))
-    return float((ma * mb - half) / lead), float((ma * mb + half) / lead)
+    lo, hi = roots(t_at(ma / mb))
+    for _ in range(100):
+        new = roots(t_at(lo))[0], roots(t_at(hi))[1]
+        if not np.isfinite(new).all():
+            return float("nan"), float("nan")
+        if max(abs(new[0] - lo), abs(new[1] - hi)) < 1e-12 * max(1.0, abs(hi)):
+            lo, hi = new
+            break
+        lo, hi = new
+    return float(lo), float(hi)
 
 
 def permutation_p(a, b, max_splits: int = 100_000, seed: int = 0) -> float:
@@ -144,7 +162,10 @@ def permutation_p(a, b, max_splits: int = 100_000, seed: int = 0) -> float:
     mask = np.zeros((len(idx), len(x)), bool)
     np.put_along_axis(mask, idx, True, axis=1)
     da = (mask * x).sum(1) / n - (~mask * x).sum(1) / (len(x) - n)
-    return float((np.abs(da) >= obs - 1e-12 * max(1.0, obs)).mean())
+    hits = int((np.abs(da) >= obs - 1e-12 * max(1.0, obs)).sum())
+    if comb(len(x), n) <= max_splits:
+        return hits / len(idx)  # every split, the observed one among them
+    return (hits + 1) / (len(idx) + 1)  # random splits: the observed one counted once more
 
 
 def stratified_log_ratio(pairs, level: float = 0.95) -> dict:
@@ -152,16 +173,20 @@ def stratified_log_ratio(pairs, level: float = 0.95) -> dict:
     pair per stratum. The estimate is the mean over strata of log(mean a / mean b), each term's variance by
     the delta method from its own seeds (var a / (n mean a^2) + the same for b), Welch-Satterthwaite degrees
     of freedom over all the terms; ``relative`` is exp(estimate) - 1 with its interval. Strata in different
-    units weigh alike, and no stratum's spread is borrowed by another."""
+    units weigh alike, and no stratum's spread is borrowed by another. ``relative`` is the geometric mean of
+    the strata's ratios minus 1; its interval is about these strata (fixed effects). ``between_low`` and
+    ``between_high``: the t interval over the strata's log ratios (K - 1 degrees of freedom), the strata taken
+    as a sample of strata, wider where the effect differs between them."""
     from scipy import stats
 
     if not pairs:
         raise ValueError("no strata to pool")
     K = len(pairs)
-    est, terms = 0.0, []
+    est, terms, logs = 0.0, [], []
     for a, b in pairs:
         a, b = np.asarray(a, float), np.asarray(b, float)
-        est += np.log(a.mean() / b.mean()) / K
+        logs.append(np.log(a.mean() / b.mean()))
+        est += logs[-1] / K
         terms += [(a.var(ddof=1) / (len(a) * a.mean() ** 2) / K ** 2, len(a) - 1),
                   (b.var(ddof=1) / (len(b) * b.mean() ** 2) / K ** 2, len(b) - 1)]
     var = sum(v for v, _ in terms)
@@ -169,8 +194,11 @@ def stratified_log_ratio(pairs, level: float = 0.95) -> dict:
     se = np.sqrt(var)
     t = stats.t.ppf((1 + level) / 2, df)
     p = float(2 * stats.t.sf(abs(est) / se, df)) if se > 0 else float(est == 0)
+    between = np.std(logs, ddof=1) / np.sqrt(K) if K > 1 else np.nan  # the strata as a sample of strata
+    tb = stats.t.ppf((1 + level) / 2, K - 1) if K > 1 else np.nan
     return {"strata": K, "log_ratio": float(est), "se": float(se), "df": float(df), "relative": float(np.expm1(est)),
-            "rel_low": float(np.expm1(est - t * se)), "rel_high": float(np.expm1(est + t * se)), "p": p}
+            "rel_low": float(np.expm1(est - t * se)), "rel_high": float(np.expm1(est + t * se)), "p": p,
+            "between_low": float(np.expm1(est - tb * between)), "between_high": float(np.expm1(est + tb * between))}
 
 
 def leave_one_out(a, b) -> pd.DataFrame:
