@@ -13,7 +13,7 @@ def test_welch_covers_at_unequal_seeds_where_the_pooled_variance_interval_does_n
     # the small arm is the noisy one: Student's pooled variance is dominated by the big, quiet arm
     rng = np.random.default_rng(3)
     welch = pooled = 0
-    n = 3000
+    n = 2000
     for _ in range(n):
         a, b = rng.normal(0.11, 0.02, 3), rng.normal(0.10, 0.003, 8)
         r = seed_difference(a, b)
@@ -29,7 +29,7 @@ def test_fiellers_ratio_interval_covers_where_the_plug_in_interval_undercovers(n
     # a twice as large as b, b's runs spread 10%: b's uncertainty moves the ratio, the plug-in ignores it
     rng = np.random.default_rng(na * 10 + nb)
     hit_f = hit_plug = 0
-    n = 3000
+    n = 2000
     for _ in range(n):
         a, b = rng.normal(2.0, 0.02, na), rng.normal(1.0, 0.1, nb)
         r = seed_difference(a, b)
