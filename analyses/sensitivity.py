@@ -8,9 +8,9 @@ import numpy as np
 import pandas as pd
 
 from common import ROOT
-from seed_level import (NO_CALL, _miller_by, _runs, _table, by_family, family_sizes, lee, lee_blocks_by_depth,
+from seed_level import (_miller_by, _runs, _table, by_family, family_sizes, lee, lee_blocks_by_depth,
                         miller, miller_latent, pooled_row)
-from stale import refresh_sections
+from stale import BEGIN, END, refresh_sections
 
 from irrepprobe.experiments.plan import look
 from irrepprobe.fileio import save_csv, save_text
@@ -38,6 +38,13 @@ def _q_with(p: float, others: np.ndarray, method: str = "bh") -> float:
     return float(false_discovery(np.r_[p, others], method)[0])
 
 
+def _family_others(prim: pd.DataFrame, r, sizes: dict) -> np.ndarray:
+    """The p-values of the other comparisons in row ``r``'s family as planned: those in ``prim`` (primary rows),
+    and p = 1 for each planned one not in yet."""
+    fam = prim[(prim["family"] == r.family) & (prim.index != r.Index)]["p"].to_numpy()
+    return np.r_[fam, np.ones(max(0, sizes.get(r.family, 0) - 1 - len(fam)))]
+
+
 def scopes(table: pd.DataFrame, rows: pd.Series, method: str = "bh", sizes: dict | None = None,
            alpha: float = 0.05) -> pd.DataFrame:
     """The q and the call of each primary row of ``table`` selected by ``rows`` under other family scopes:
@@ -46,12 +53,9 @@ def scopes(table: pd.DataFrame, rows: pd.Series, method: str = "bh", sizes: dict
     sizes = sizes or {}
     out = []
     for r in prim.itertuples():
-        i = r.Index
-        fam = prim[(prim["family"] == r.family) & (prim.index != i)]["p"].to_numpy()
-        size = prim[(prim["size"] == r.size) & (prim.index != i)]["p"].to_numpy()
-        allp = prim[prim.index != i]["p"].to_numpy()
-        missing = max(0, sizes.get(r.family, 0) - 1 - len(fam))
-        q = {"plan family": _q_with(r.p, np.r_[fam, np.ones(missing)], method), "alone": r.p,
+        size = prim[(prim["size"] == r.size) & (prim.index != r.Index)]["p"].to_numpy()
+        allp = prim[prim.index != r.Index]["p"].to_numpy()
+        q = {"plan family": _q_with(r.p, _family_others(prim, r, sizes), method), "alone": r.p,
              "study pooled": _q_with(r.p, allp, method),
              "per size": _q_with(r.p, size, method)}
         out.append({"size": r.size, "comparison": r.comparison, "family": r.family,
@@ -64,12 +68,10 @@ def drops(table: pd.DataFrame, study: str, plan) -> pd.DataFrame:
     """Leave one seed out (from a, from b, one from each) for each primary test-MAE call: how many drops keep
     the call, with the family's other p-values fixed."""
     prim = table[(table["look"] == "primary") & table["comparison"].map(lambda c: plan.comparison(c).measure == MAE)]
-    out = []
+    out, sizes = [], family_sizes(plan)
     for r in prim.itertuples():
-        i = r.Index
         a, b = _values(r, study, plan)
-        fam = prim[(prim["family"] == r.family) & (prim.index != i)]["p"].to_numpy()
-        fam = np.r_[fam, np.ones(max(0, family_sizes(plan).get(r.family, 0) - 1 - len(fam)))]
+        fam = _family_others(prim, r, sizes)
         c = plan.comparison(r.comparison)
         loo = leave_one_out(a, b)
         calls = [corrected(verdict(x.ci_low, x.ci_high, c.expect), _q_with(x.p, fam, plan.correction), plan.alpha)
@@ -258,9 +260,6 @@ def _verdict_rows(t: pd.DataFrame, plan_families: dict | None = None) -> pd.Data
                           "look": r.look, "relative [95%]": _pct(r) if np.isfinite(r.relative) else "",
                           "p": f"{r.p:.3g}", "q": "" if np.isnan(r.q) else f"{r.q:.2g}", "call": r.call,
                           "paper": r.paper, "budget": r.budget} for r in t.itertuples()])
-
-
-BEGIN, END = "<!-- seed-level verdicts: analyses/seed_level.py -->", "<!-- end of seed-level verdicts -->"
 
 
 LOOKS = "Every look taken so far (recomputed on the seeds each had where the plan lists them):"

@@ -5,14 +5,13 @@ pair has 5), and Lee's molecule-paired differences (their per-molecule errors ex
 removed with a pointer). Called by analyses/seed_level.py."""
 from __future__ import annotations
 
-import numpy as np
 import pandas as pd
-from scipy import stats
 
 from common import ROOT, SEED_LEVEL
 from seed_level import _runs, _table
 
 from irrepprobe.fileio import save_csv, save_text
+from irrepprobe.metrics.seeds import t_interval
 
 BEGIN, END = "<!-- seed-level verdicts: analyses/seed_level.py -->", "<!-- end of seed-level verdicts -->"
 POINTER = ("The test-error verdicts that stood here came from a molecule bootstrap that treats the seeds as fixed "
@@ -58,11 +57,11 @@ def lee_curve() -> pd.DataFrame:
     for config, g in runs.groupby("config", sort=False):
         g = g.sort_values("seed")
         x = g["test_mae"].to_numpy()
-        half = stats.t.ppf(0.975, len(x) - 1) * x.std(ddof=1) / np.sqrt(len(x))
+        mean, low, high = t_interval(x)
         rows.append({"config": config, "size": int(g["size"].iloc[0]), "family": config.split("-", 1)[1],
                      "params": int(g["params"].iloc[0]), "seeds": len(x),
-                     "seed_ids": " ".join(str(int(v)) for v in g["seed"]), "test_mae": x.mean(),
-                     "ci_low": x.mean() - half, "ci_high": x.mean() + half, "seed_sd": x.std(ddof=1),
+                     "seed_ids": " ".join(str(int(v)) for v in g["seed"]), "test_mae": mean,
+                     "ci_low": low, "ci_high": high, "seed_sd": x.std(ddof=1),
                      "epochs": "/".join(str(int(e)) for e in g["epochs"]),
                      "best_epoch": "/".join(str(int(e)) for e in g["best_epoch"]),
                      "cap": int(g["cap"].max()), "per_seed": " ".join(f"{v:.4g}" for v in x)})

@@ -35,13 +35,18 @@ def get_adapter(name: str) -> Adapter:
     known = families()
     if name not in known:
         raise IrrepprobeError(f"unknown model format {name!r}; valid: auto, {', '.join(known)}")
-    module, _, cls = known[name].partition(":")
+    return _instance(name, known[name])
+
+
+def _instance(name: str, spec: str) -> Adapter:
+    """The adapter ``spec`` ("module:class") names, or one line why not."""
+    module, _, cls = spec.partition(":")
     try:
         adapter = getattr(importlib.import_module(module), cls)()
     except (ImportError, AttributeError) as e:
-        raise IrrepprobeError(f"the {name} adapter ({known[name]}) cannot be loaded: {e}") from None
+        raise IrrepprobeError(f"the {name} adapter ({spec}) cannot be loaded: {e}") from None
     if not isinstance(adapter, Adapter):
-        raise IrrepprobeError(f"the {name} adapter ({known[name]}) is not an irrepprobe Adapter; see {GUIDE}")
+        raise IrrepprobeError(f"the {name} adapter ({spec}) is not an irrepprobe Adapter; see {GUIDE}")
     return adapter
 
 
@@ -53,9 +58,9 @@ def detect(source: str) -> Adapter:
     if ":" not in str(source) and (path.suffix or "/" in str(source)) and not path.exists():
         raise IrrepprobeError(f"model file not found: {source}")
     tried = []
-    for name in families():
+    for name, spec in families().items():  # the entry points read once
         try:
-            adapter = get_adapter(name)
+            adapter = _instance(name, spec)
         except IrrepprobeError:  # a broken third-party adapter must not hide the others
             continue
         tried.append(name)
