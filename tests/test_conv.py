@@ -151,3 +151,35 @@ def test_without_a_kernel_the_pytorch_path_gives_the_same_function_and_one_line(
     notice = [line for line in proc.stderr.splitlines() if line.startswith("irrepprobe:")]
     assert len(notice) == 1 and "no compiled uvu kernel" in notice[0]
     assert float(proc.stdout.split()[-1]) < 1e-5
+
+
+def test_a_lock_left_by_a_killed_build_is_removed_and_a_live_one_waited_for(tmp_path):
+    import threading
+    import time
+
+    from irrepprobe.models import kernel
+
+    lock = tmp_path / "lock"
+    lock.touch()
+    old = time.time() - 2 * kernel.STALE_S
+    os.utime(lock, (old, old))
+    kernel.wait_for_build(lock)
+    assert not lock.exists()  # stale: removed, so torch's own wait on it cannot hang
+    lock.touch()  # a live build: its process removes the lock when done, and we wait until then
+    threading.Timer(0.3, lock.unlink).start()
+    t0 = time.monotonic()
+    kernel.wait_for_build(lock, poll_s=0.05)
+    assert not lock.exists() and time.monotonic() - t0 >= 0.25
+
+
+def test_a_stale_lock_does_not_hang_the_first_use(tmp_path):
+    # a build killed half-way leaves torch's lock file; without a compiler this must still end in the fallback
+    ext = tmp_path / "ext"
+    script = ("from irrepprobe.models import kernel\n"
+              "lock = kernel._build_dir('irrepprobe_uvu_' + kernel._cpu_tag()) / 'lock'\n"
+              "lock.parent.mkdir(parents=True, exist_ok=True); lock.touch(); import os; os.utime(lock, (0, 0))\n"
+              "assert kernel.extension() is None\n")
+    run_env = {**os.environ, "TORCH_EXTENSIONS_DIR": str(ext), "CXX": "/nonexistent/g++"}
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=run_env, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "by a kernel build that did not finish" in proc.stderr, proc.stderr

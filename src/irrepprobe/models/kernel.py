@@ -8,12 +8,16 @@ import hashlib
 import os
 import platform
 import sys
+import time
 from pathlib import Path
 
 import torch
 
 SOURCE = Path(__file__).with_name("csrc") / "uvu.cpp"
 _ext, _why_not = None, None
+# a build takes about a minute; torch's lock file of one older than this was left by a killed build, and
+# torch would wait on it forever
+STALE_S = 600
 
 
 def _cpu_tag() -> str:
@@ -37,9 +41,11 @@ def extension():
 
             from torch.utils.cpp_extension import load
 
+            name = f"irrepprobe_uvu_{_cpu_tag()}"
+            wait_for_build(_build_dir(name) / "lock")
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
-                _ext = load(name=f"irrepprobe_uvu_{_cpu_tag()}", sources=[str(SOURCE)],
+                _ext = load(name=name, sources=[str(SOURCE)],
                             extra_cflags=["-O3", "-march=native", "-fopenmp"], extra_ldflags=["-fopenmp"],
                             verbose=False)
         except Exception as e:  # noqa: BLE001 - no compiler, no ninja, a failed build: all mean "fall back"
@@ -49,6 +55,36 @@ def extension():
         print(f"irrepprobe: no compiled uvu kernel ({_why_not}); using the PyTorch path of the fast "
               "convolution (same results, slower)", file=sys.stderr)
     return _ext
+
+
+def _build_dir(name: str) -> Path:
+    from torch.utils import cpp_extension
+
+    try:
+        return Path(cpp_extension._get_build_directory(name, verbose=False))
+    except (AttributeError, TypeError):  # torch moved it: its public root, without the Python/CUDA folder
+        return Path(cpp_extension.get_default_build_root()) / name
+
+
+def wait_for_build(lock: Path, stale_s: float = STALE_S, poll_s: float = 1.0) -> None:
+    """Wait while another process builds the kernel (torch's ``lock`` file exists); remove the lock once it
+    is older than ``stale_s``: a build killed half-way (Ctrl-C in the first minute) leaves it behind."""
+    told = False
+    while True:
+        try:
+            age = time.time() - lock.stat().st_mtime
+        except FileNotFoundError:
+            return
+        if age > stale_s:
+            lock.unlink(missing_ok=True)
+            print(f"irrepprobe: removed {lock}, left {age / 60:.0f} min ago by a kernel build that did not finish",
+                  file=sys.stderr)
+            return
+        if not told:
+            print(f"irrepprobe: waiting for another process to finish building the uvu kernel ({lock})",
+                  file=sys.stderr)
+            told = True
+        time.sleep(poll_s)
 
 
 def why_not() -> str | None:
