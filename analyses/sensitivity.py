@@ -144,7 +144,8 @@ def converge_section(table: pd.DataFrame) -> list[str]:
     head = "## The headline pair trained to convergence (1k)"
     if runs.empty:
         return [head, "", "No converged run has finished yet: `OMP_NUM_THREADS=1 python analyses/lee/converge.py` "
-                "(analyses/lee/converge.yaml, about 8 hours here, resumable).", ""]
+                "(analyses/lee/converge.yaml; several sessions of this machine, each resuming the runs the last one "
+                "saved with `--save-state`).", ""]
     rows = table[table["comparison"].str.startswith("Lee et al.: [0,3,4,5,6] beats") & (table["size"] == 1000)]
     per = runs[["run", "params", "test_mae", "epochs", "best_epoch", "cap", "stopped_early", "train_minutes"]]
     hit = int((~runs["stopped_early"].astype(bool)).sum())

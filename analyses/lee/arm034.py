@@ -53,6 +53,20 @@ def grid_runs(res: dict, out: Path, grid: str) -> pd.DataFrame:
         run_latent(knn, blocks), on="run")
 
 
+def committed(runs: pd.DataFrame) -> pd.DataFrame:
+    """``runs`` (finished here) with the committed rows of the runs whose directories are not on this machine:
+    experiments/ is not committed, and a later session that finishes one more run must not drop the others."""
+    path = REPORTS / "tables" / EXTRA[0]
+    if not path.exists():
+        return runs
+    old = pd.read_csv(path)
+    if runs.empty:
+        return old
+    here = pd.MultiIndex.from_frame(runs[["grid", "run"]])
+    old = old[~pd.MultiIndex.from_frame(old[["grid", "run"]]).isin(here)]
+    return pd.concat([old, runs[list(old.columns)]], ignore_index=True)
+
+
 def compare(arm: pd.DataFrame) -> pd.DataFrame:
     rows = []
     study = _runs("lee")  # the curve grid's runs with the further seeds of its headline pair
@@ -79,14 +93,16 @@ def main() -> None:
     arm = grid_runs(experiment(grid, RUNS), RUNS, "lee-arm034")
     seeds = load_grid(HERE / "seeds16k.yaml")
     more = grid_runs(collect(SEEDS, [r.name for r in seeds.runs]), SEEDS, EXTRA[1])
-    both = pd.concat([arm, more], ignore_index=True)
+    both = committed(pd.concat([arm, more], ignore_index=True))
+    arm = both[both["grid"] == "lee-arm034"]
     if len(both):  # written first: compare() reads the further seeds from it
         save_csv(both[["grid", "config", "run", "size", "seed", "params", "test_mae", "latent", "epochs", "cap",
                        "best_epoch", "stopped_early", "train_minutes"]], REPORTS / "tables" / EXTRA[0])
     t = compare(arm) if len(arm) else pd.DataFrame()
     lines = ["# Lee study: the [0,3,4] arm (drop l=1 and l=2, add nothing)", "",
              f"Made by `{command()}` with the grid `analyses/lee/arm034.yaml` (the curve grid's settings); "
-             f"{len(arm)} of {len(grid.runs)} runs finished when it ran; the other configurations are the curve "
+             f"{len(arm)} of {len(grid.runs)} runs finished when it ran (here or, from the committed per-run table, in an "
+             "earlier session); the other configurations are the curve "
              "grid's committed runs on the same test molecules. Welch's t over per-seed values (95%), `q` "
              "Benjamini-Hochberg across the arm's comparisons of one measure, `call` the verdict after it. "
              "Expected sign: lower test MAE, higher latent score.", ""]
