@@ -15,12 +15,11 @@ best.pt, the kept epochs, config.yaml, metrics.csv; about 5 MB a run) to analyse
 is committed, and the next invocation restores a run from there when this machine has no directory for it.
 A finished run's saved state is deleted: its row in the table is what stays.
 
-    python analyses/lee/converge.py --save-state   # before a session ends, with the runs stopped
+    python analyses/lee/converge.py --save-state   # any time, also while the runs train (analyses/lee/carry.py)
 """
 from __future__ import annotations
 
 import argparse
-import shutil
 import sys
 from pathlib import Path
 
@@ -31,6 +30,7 @@ from common import ROOT  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from arm034 import grid_runs  # noqa: E402
+from carry import restore, save  # noqa: E402
 
 from irrepprobe.experiments import collect, load_grid  # noqa: E402
 from irrepprobe.experiments.executors import run_local  # noqa: E402
@@ -41,37 +41,8 @@ GRID = Path(__file__).resolve().parent / "converge.yaml"
 RUNS = ROOT / "experiments" / "lee-converge"
 TABLE = ROOT / "reports" / "lee" / "tables" / "runs_converge.csv"
 STATE = Path(__file__).resolve().parent / "converge-state"
-KEEP = ("last.pt", "best.pt", "config.yaml", "metrics.csv", "epochs")
 COLUMNS = ["grid", "config", "run", "size", "seed", "params", "test_mae", "latent", "epochs", "cap", "best_epoch",
            "stopped_early", "train_minutes"]
-
-
-def restore(name: str) -> None:
-    """A run saved by an earlier session into this machine's experiments/, unless it has the run already."""
-    src, dst = STATE / name, RUNS / name
-    if (src / "last.pt").exists() and state(dst) == "new":
-        shutil.copytree(src, dst, dirs_exist_ok=True)
-        print(f"{name}: restored from {src.relative_to(ROOT)}", flush=True)
-
-
-def save_state(names: list[str], done: set[str]) -> None:
-    """Copy each unfinished run's checkpoints into STATE; drop the saved state of finished runs."""
-    for name in names:
-        src, dst = RUNS / name, STATE / name
-        if name in done or state(src) == "done":
-            shutil.rmtree(dst, ignore_errors=True)
-        elif (src / "last.pt").exists():
-            tmp = dst.with_name(dst.name + ".tmp")  # the old state stays whole until the new one is
-            shutil.rmtree(tmp, ignore_errors=True)
-            tmp.mkdir(parents=True)
-            for item in KEEP:
-                if (src / item).is_dir():
-                    shutil.copytree(src / item, tmp / item)
-                elif (src / item).exists():
-                    shutil.copy2(src / item, tmp / item)
-            shutil.rmtree(dst, ignore_errors=True)
-            tmp.rename(dst)
-            print(f"{name}: saved to {dst.relative_to(ROOT)}", flush=True)
 
 
 def main() -> None:
@@ -86,11 +57,11 @@ def main() -> None:
     old = pd.read_csv(TABLE) if TABLE.exists() else pd.DataFrame(columns=COLUMNS)
     done = set(old["run"])
     if args.save_state:
-        return save_state([r.name for r in grid.runs], done)
+        return save(RUNS, STATE, [r.name for r in grid.runs], done)
     if not args.report_only:
         for r in grid.runs:
             if r.name not in done:
-                restore(r.name)
+                restore(RUNS, STATE, r.name)
         todo = sorted((r for r in grid.runs if state(RUNS / r.name) != "done" and r.name not in done
                        and (not args.runs or r.name in args.runs)), key=lambda r: r.config.train.seed)
         print(f"{len(todo)} runs to do: {[r.name for r in todo]}", flush=True)
