@@ -23,6 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from common import ROOT  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from arm034 import EXTRA, REPORTS  # noqa: E402
 from carry import restore, save  # noqa: E402
 
 from irrepprobe.experiments import load_grid  # noqa: E402
@@ -43,23 +44,24 @@ def main() -> None:
     ap.add_argument("--save-state", action="store_true",
                     help="only copy the unfinished runs' checkpoints to analyses/lee/more16k-state (committed)")
     args = ap.parse_args()
-    table = ROOT / "reports" / "lee" / "tables" / "runs_studies3.csv"  # runs finished in earlier sessions
+    table = REPORTS / "tables" / EXTRA[0]  # runs finished in earlier sessions
     done = set(map(tuple, pd.read_csv(table)[["grid", "run"]].to_numpy())) if table.exists() else set()
     todo, measure = [], None
     for sub, path in GRIDS.items():
         grid = load_grid(path)
         measure = measure or grid.measure
         assert grid.measure == measure, "the two grids measure alike"
-        every = [r.name for r in grid.runs if r.config.data.train_size == 16000]
-        names = [n for n in every if (sub, n) not in done]
+        runs = ROOT / "experiments" / sub
+        every = [r for r in grid.runs if r.config.data.train_size == 16000]
+        finished = {r.name for r in every if (sub, r.name) in done}
         if args.save_state:
-            save(ROOT / "experiments" / sub, STATE / sub, every, {n for n in every if (sub, n) in done})
+            save(runs, STATE / sub, [r.name for r in every], finished)
             continue
-        for name in names:
-            restore(ROOT / "experiments" / sub, STATE / sub, name)
-        for r in grid.runs:
-            if (r.name in names and state(ROOT / "experiments" / sub / r.name) != "done"
-                    and (not args.runs or r.name in args.runs)):
+        for r in every:
+            if r.name in finished:
+                continue
+            restore(runs, STATE / sub, r.name)
+            if state(runs / r.name) != "done" and (not args.runs or r.name in args.runs):
                 todo.append(replace(r, config_name=f"{sub}/{r.config_name}"))
     if args.save_state:
         return
