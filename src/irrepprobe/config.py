@@ -52,6 +52,7 @@ class TrainConfig:
     lr_patience: int = 5
     min_lr: float = 1e-5
     early_stop: int = 20  # epochs without validation improvement; 0 disables
+    early_stop_delta: float = 0.0  # an improvement is a val MAE below the reference by more than this fraction
     grad_clip: float = 10.0
     seed: int = 0
     device: str = "auto"
@@ -137,6 +138,8 @@ class Config:
         _check(_num(t.weight_decay) and t.weight_decay >= 0, "train.weight_decay", "a non-negative number")
         _check(_int(t.lr_patience) and t.lr_patience >= 0, "train.lr_patience", "a non-negative integer")
         _check(_int(t.early_stop) and t.early_stop >= 0, "train.early_stop", "a non-negative integer")
+        _check(_num(t.early_stop_delta) and 0 <= t.early_stop_delta < 1, "train.early_stop_delta",
+               "a fraction from 0 (any decrease improves) to below 1")
         _check(_int(t.seed), "train.seed", "an integer")
         _check(t.device in ("auto", "cpu", "cuda") or str(t.device).startswith("cuda:"),
                "train.device", "auto, cpu or cuda")

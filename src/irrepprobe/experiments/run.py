@@ -34,7 +34,8 @@ def train_run(config: Config, out: Path, log=print, init=None) -> Path:
     if not (out / "result.json").exists():
         resume = (out / "last.pt").exists()
         log(f"{out}: {'resuming' if resume else 'training'} ls={config.model.ls} seed={config.train.seed}")
-        train(None if resume else config, out, resume=resume, progress=False, log=lambda *a: None, init=init)
+        # on resume the checkpoint's config holds, but for the budget (epochs, stopping rule) the grid now sets
+        train(config, out, resume=resume, progress=False, log=lambda *a: None, init=init)
     else:
         log(f"{out}: done, skipped")
     return out / "best.pt"

@@ -21,6 +21,7 @@ from ..fileio import save_json, save_text
 from ..models import build_model, fit_output_stats
 from . import distributed
 from .checkpoint import load_checkpoint, save_checkpoint
+from .stopping import EarlyStop
 
 METRIC_FIELDS = ["epoch", "lr", "train_loss", "train_mae", "val_mae", "seconds"]
 
@@ -85,7 +86,7 @@ def train(config: Config | None, out: str | Path, resume: bool = False, progress
     if state is not None:
         saved = Config.from_dict(state["config"])
         if config is not None:  # only the training budget may change on resume
-            for key in ("epochs", "max_steps", "early_stop", "device"):
+            for key in ("epochs", "max_steps", "early_stop", "early_stop_delta", "device"):
                 setattr(saved.train, key, getattr(config.train, key))
         config = saved.validate()
     if config is None:
@@ -128,13 +129,17 @@ def _train(config, out, state, device, is_dist, rank, world_size, main, progress
     optimizer = torch.optim.AdamW(model.parameters(), lr=t.lr, weight_decay=t.weight_decay)
     scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
         optimizer, factor=t.lr_factor, patience=t.lr_patience, min_lr=t.min_lr)
-    start_epoch, best_val, best_epoch, bad_epochs, history = 0, math.inf, -1, 0, []
+    start_epoch, best_val, best_epoch, history = 0, math.inf, -1, []
     if state is not None:
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
         start_epoch, best_val = state["epoch"] + 1, state["best_val"]
-        best_epoch, bad_epochs, history = state["best_epoch"], state["bad_epochs"], list(state["history"])
+        best_epoch, history = state["best_epoch"], list(state["history"])
+    # counted again from the history: a run resumed under a changed stopping rule counts by the new one
+    stopper = EarlyStop.replay(t.early_stop, t.early_stop_delta, [row["val_mae"] for row in history])
+    if stopper.stopped_at is not None and stopper.stopped_at < len(history) and main:
+        log(f"the stopping rule stops this run at epoch {stopper.stopped_at}; it has trained to {len(history)}")
 
     net = model
     if is_dist:
@@ -161,13 +166,13 @@ def _train(config, out, state, device, is_dist, rank, world_size, main, progress
     def content_of(epoch, row):
         return dict(config=config.to_dict(), model=model.state_dict(), optimizer=optimizer.state_dict(),
                     scheduler=scheduler.state_dict(), epoch=epoch, best_val=best_val, best_epoch=best_epoch,
-                    bad_epochs=bad_epochs, history=history, split=split, metrics=row)
+                    bad_epochs=stopper.bad, history=history, split=split, metrics=row)
 
     if main and 0 in t.keep_epochs and state is None:
         save_checkpoint(kept(out, 0), **content_of(-1, {}))
     epoch = start_epoch - 1
     for epoch in range(start_epoch, t.epochs):
-        if t.early_stop and bad_epochs >= t.early_stop:
+        if stopper.stop:
             break
         sampler.set_epoch(epoch)
         net.train()
@@ -197,11 +202,10 @@ def _train(config, out, state, device, is_dist, rank, world_size, main, progress
         row = {"epoch": epoch + 1, "lr": optimizer.param_groups[0]["lr"], "train_loss": loss_sum / count,
                "train_mae": abs_sum / count, "val_mae": val_mae, "seconds": time.time() - t0}
         history.append(row)
+        stopper.step(val_mae)
         improved = val_mae < best_val
         if improved:
-            best_val, best_epoch, bad_epochs = val_mae, epoch, 0
-        else:
-            bad_epochs += 1
+            best_val, best_epoch = val_mae, epoch
         if main:
             log(f"epoch {epoch + 1:>3}  loss {row['train_loss']:.4f}  train MAE {row['train_mae']:.4f}  "
                 f"val MAE {val_mae:.4f}  lr {row['lr']:.2e}  {row['seconds']:.1f}s" + ("  *" if improved else ""))
@@ -221,6 +225,7 @@ def _train(config, out, state, device, is_dist, rank, world_size, main, progress
         writer.close()
 
     result: dict[str, Any] = {"epochs_run": len(history), "best_epoch": best_epoch + 1, "val_mae": best_val,
+                              "stopped_at": stopper.stopped_at,
                               "unit": get_target(config.data.target).unit}
     if main and (out / "best.pt").exists():
         best = load_checkpoint(out / "best.pt")
