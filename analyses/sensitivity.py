@@ -145,7 +145,8 @@ def converge_section(table: pd.DataFrame) -> list[str]:
     if runs.empty:
         return [head, "", "No converged run has finished yet: `OMP_NUM_THREADS=1 python analyses/lee/converge.py` "
                 "(analyses/lee/converge.yaml; several sessions of this machine, each resuming the runs the last one "
-                "saved with `--save-state`).", ""]
+                "saved with `--save-state`). Early stopping: 25 epochs without a validation MAE more than 0.1% below "
+            "the best (the plan's revision 1).", ""]
     rows = table[table["comparison"].str.startswith("Lee et al.: [0,3,4,5,6] beats") & (table["size"] == 1000)]
     per = runs[["run", "params", "test_mae", "epochs", "best_epoch", "cap", "stopped_early", "train_minutes"]]
     hit = int((~runs["stopped_early"].astype(bool)).sum())
@@ -153,7 +154,8 @@ def converge_section(table: pd.DataFrame) -> list[str]:
     capped = capped[(capped["size"] == 1000) & capped["config"].str.endswith(("ls=0,3,4,5,6", "ls=0,1,2,3,4"))]
     return [head, "", f"The curve grid's 1k runs of the pair all hit their cap of 120 epochs (best epochs "
             f"{capped['best_epoch'].min()}-{capped['best_epoch'].max()}), so their call holds for that budget. Here "
-            "the cap is 1,000 epochs and early stopping (25 epochs without a better validation MAE) ends each run; "
+            "the cap is 1,000 epochs and early stopping (25 epochs without a validation MAE more than 0.1% below "
+            "the best, the plan's revision 1) ends each run; "
             f"{hit} of {len(runs)} finished runs hit the cap.", "",
             *_table(per, ".4g"), "The call beside the capped one (the same test molecules and seeds):", "",
             *_table(rows[["comparison", "look", "seeds", "budget", "per_seed_a", "per_seed_b", "relative", "rel_low",
@@ -171,6 +173,13 @@ NOTE = ("One value per training run (its test MAE on the fixed test molecules, o
         "epoch cap (a call holds for that budget).")
 
 
+def _revisions(plan) -> list[str]:
+    if not plan.revisions:
+        return []
+    return ["## Revisions of the plan", "", "Changes after the plan was committed, each with what had been seen of "
+            "the data by then.", "", *_table(pd.DataFrame(plan.revisions))]
+
+
 def _latent_rows(table: pd.DataFrame) -> pd.DataFrame:
     t = table[table["comparison"].str.contains("latent")]
     return t[["size", "comparison", "look", "seeds", "per_seed_a", "per_seed_b", "diff", "ci_low", "ci_high", "p",
@@ -181,7 +190,7 @@ def write_study(study: str, plan, cmd: str) -> None:
     out = ROOT / "reports" / study
     head = [f"# {study}: seed-level calls, as planned", "",
             f"Made by `{cmd}` from the committed per-run tables and the plan `analyses/{study}/plan.yaml` "
-            "(its families, seeds per arm, test and threshold). " + NOTE, ""]
+            "(its families, seeds per arm, test and threshold). " + NOTE, "", *_revisions(plan)]
     if study == "lee":
         table = lee(plan)
         save_csv(table, out / "tables" / "seed_level.csv")

@@ -46,6 +46,14 @@ def test_a_bad_plan_is_refused_in_one_line(change, message):
         parse_plan({**GOOD, "seed": 3})
 
 
+def test_a_revision_must_say_what_had_been_seen():
+    rev = {"revision": 1, "date": "2026-12-06", "change": "c", "why": "w", "seen": "validation curves only"}
+    assert parse_plan({**GOOD, "revisions": [rev]}).revisions == [rev]
+    del rev["seen"]
+    with pytest.raises(IrrepprobeError, match="revision 1: needs exactly .*seen"):
+        parse_plan({**GOOD, "revisions": [rev]})
+
+
 def test_only_the_planned_seeds_in_both_arms_make_a_primary_call():
     assert look([0, 1, 2, 3, 4], [4, 3, 2, 1, 0], range(5)) == "primary"
     assert look([0, 1, 2, 3, 4], [0, 1, 2, 3], range(5)).startswith("interim look (4/5 seeds, unbalanced")

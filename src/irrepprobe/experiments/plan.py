@@ -12,6 +12,10 @@ plan's, or on fewer, is an interim look and never a call.
       - {claim: "a beats b", a: "ls=0,3,4", b: "ls=0,1,2", expect: negative, family: headline,
          seeds: {1000: [0, 1, 2], 16000: [0, 1, 2, 3, 4]}, paper: -0.58, measure: test_mae, grid: curve}
     looks: [{look: 1, date: 2026-11-22, commit: abc1234, how: "what was looked at"}]
+    revisions: [{revision: 1, date: 2026-12-06, change: "what", why: "why", seen: "what had been seen"}]
+
+A revision changes the plan after it was committed; it says what had been seen of the data by then, so that a
+reader can judge whether the change could have followed the results.
 """
 from __future__ import annotations
 
@@ -22,7 +26,9 @@ import yaml
 
 from ..errors import IrrepprobeError
 
-KEYS = {"study", "measure", "test", "interval", "pooled", "correction", "alpha", "families", "comparisons", "looks"}
+KEYS = {"study", "measure", "test", "interval", "pooled", "correction", "alpha", "families", "comparisons", "looks",
+        "revisions"}
+REVISION = {"revision", "date", "change", "why", "seen"}
 COMPARISON = {"claim", "a", "b", "expect", "family", "seeds", "paper", "measure", "grid", "pooled"}
 
 
@@ -50,6 +56,7 @@ class Plan:
     correction: str = "bh"
     alpha: float = 0.05
     looks: list[dict] = field(default_factory=list)
+    revisions: list[dict] = field(default_factory=list)
 
     def comparison(self, claim: str) -> Comparison:
         for c in self.comparisons:
@@ -98,10 +105,15 @@ def parse_plan(doc: dict, where: str = "") -> Plan:
         comps.append(Comparison(**{**c, "seeds": {int(k): list(v) for k, v in seeds.items()}}))
     if not comps:
         raise _bad(where, "no comparisons")
+    revisions = list(doc.get("revisions") or [])
+    for i, r in enumerate(revisions):
+        if not isinstance(r, dict) or set(r) != REVISION:
+            got = sorted(r) if isinstance(r, dict) else type(r).__name__
+            raise _bad(where, f"revision {i + 1}: needs exactly {', '.join(sorted(REVISION))}, got {got}")
     return Plan(study=doc["study"], families=dict(families), comparisons=comps,
                 test=doc.get("test", "welch"), interval=doc.get("interval", "fieller"),
                 correction=doc.get("correction", "bh"), alpha=float(doc.get("alpha", 0.05)),
-                looks=list(doc.get("looks") or []))
+                looks=list(doc.get("looks") or []), revisions=revisions)
 
 
 def load_plan(path) -> Plan:
