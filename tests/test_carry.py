@@ -38,5 +38,8 @@ def test_restore_never_overwrites_a_run_here_and_finished_runs_drop_their_state(
     assert (runs / "a/last.pt").read_text() == "epoch 9"
     carry.save(runs, saved, ["a"])
     assert (saved / "a/last.pt").read_text() == "epoch 9" and not (saved / "a.tmp").exists()
+    (runs / "a" / "done.json").write_text("{}")  # finished here, its row not yet in the committed table
+    carry.save(runs, saved, ["a"])
+    assert (saved / "a/last.pt").read_text() == "epoch 9"
     carry.save(runs, saved, ["a"], done={"a"})
     assert not (saved / "a").exists()

@@ -23,10 +23,12 @@ def restore(runs: Path, saved: Path, name: str) -> None:
 
 
 def save(runs: Path, saved: Path, names: list[str], done: set[str] = frozenset()) -> None:
-    """Copy each unfinished run's checkpoints into ``saved``; drop the saved state of finished runs."""
+    """Copy each run's checkpoints into ``saved`` until it is in ``done`` (its row is in the committed table),
+    then drop them. A run finished here but not yet in the table is saved too: restored, it stops at once
+    (the stopping rule replays its history) and is measured again, so a cut-off session cannot lose it."""
     for name in names:
         src, dst = runs / name, saved / name
-        if name in done or state(src) == "done":
+        if name in done:
             shutil.rmtree(dst, ignore_errors=True)
         elif (src / "last.pt").exists():
             tmp = dst.with_name(dst.name + ".tmp")  # the old state stays whole until the new one is

@@ -65,13 +65,23 @@ def main() -> None:
         todo = sorted((r for r in grid.runs if state(RUNS / r.name) != "done" and r.name not in done
                        and (not args.runs or r.name in args.runs)), key=lambda r: r.config.train.seed)
         print(f"{len(todo)} runs to do: {[r.name for r in todo]}", flush=True)
-        failures = run_local(todo, RUNS, grid.measure, jobs=args.jobs)
+        # one run at a time writes the table after each, so that a finished run's row is there to commit
+        batches = [todo] if args.jobs > 1 else [[r] for r in todo]
+        failures = []
+        for batch in batches:
+            failures += run_local(batch, RUNS, grid.measure, jobs=args.jobs)
+            write_table(grid, old)
         print("\n".join(failures) or "all done", flush=True)
+    write_table(grid, old)
+
+
+def write_table(grid, old: pd.DataFrame) -> None:
+    """The committed rows with those of the runs finished on this machine."""
     runs = grid_runs(collect(RUNS, [r.name for r in grid.runs]), RUNS, "lee-converge")
     if len(runs):
         runs = pd.concat([old[~old["run"].isin(runs["run"])], runs[COLUMNS]], ignore_index=True)
         save_csv(runs.sort_values(["seed", "config"])[COLUMNS], TABLE)
-        print(f"{len(runs)} of {len(grid.runs)} runs -> {TABLE}")
+        print(f"{len(runs)} of {len(grid.runs)} runs -> {TABLE}", flush=True)
 
 
 if __name__ == "__main__":
