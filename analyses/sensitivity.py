@@ -139,14 +139,16 @@ def miller_scopes(table: pd.DataFrame, alpha: float = 0.05) -> pd.DataFrame:
     return pd.DataFrame(out)
 
 
+STOP_RULE = "25 epochs without a validation MAE more than 0.1% below the best (the plan's revision 1)"
+
+
 def converge_section(table: pd.DataFrame) -> list[str]:
     runs = _runs("lee", "converge")
     head = "## The headline pair trained to convergence (1k)"
     if runs.empty:
         return [head, "", "No converged run has finished yet: `OMP_NUM_THREADS=1 python analyses/lee/converge.py` "
                 "(analyses/lee/converge.yaml; several sessions of this machine, each resuming the runs the last one "
-                "saved with `--save-state`). Early stopping: 25 epochs without a validation MAE more than 0.1% below "
-            "the best (the plan's revision 1).", ""]
+                f"saved with `--save-state`). Early stopping: {STOP_RULE}.", ""]
     rows = table[table["comparison"].str.startswith("Lee et al.: [0,3,4,5,6] beats") & (table["size"] == 1000)]
     per = runs[["run", "params", "test_mae", "epochs", "best_epoch", "cap", "stopped_early", "train_minutes"]]
     hit = int((~runs["stopped_early"].astype(bool)).sum())
@@ -154,8 +156,7 @@ def converge_section(table: pd.DataFrame) -> list[str]:
     capped = capped[(capped["size"] == 1000) & capped["config"].str.endswith(("ls=0,3,4,5,6", "ls=0,1,2,3,4"))]
     return [head, "", f"The curve grid's 1k runs of the pair all hit their cap of 120 epochs (best epochs "
             f"{capped['best_epoch'].min()}-{capped['best_epoch'].max()}), so their call holds for that budget. Here "
-            "the cap is 1,000 epochs and early stopping (25 epochs without a validation MAE more than 0.1% below "
-            "the best, the plan's revision 1) ends each run; "
+            f"the cap is 1,000 epochs and early stopping ({STOP_RULE}) ends each run; "
             f"{hit} of {len(runs)} finished runs hit the cap.", "",
             *_table(per, ".4g"), "The call beside the capped one (the same test molecules and seeds):", "",
             *_table(rows[["comparison", "look", "seeds", "budget", "per_seed_a", "per_seed_b", "relative", "rel_low",

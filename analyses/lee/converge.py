@@ -72,7 +72,8 @@ def main() -> None:
             failures += run_local(batch, RUNS, grid.measure, jobs=args.jobs)
             write_table(grid, old)
         print("\n".join(failures) or "all done", flush=True)
-    write_table(grid, old)
+    if args.report_only or not todo:  # else the last batch wrote it
+        write_table(grid, old)
 
 
 def write_table(grid, old: pd.DataFrame) -> None:
