@@ -12,6 +12,7 @@ from seed_level import (_miller_by, _runs, _table, by_family, family_sizes, lee,
                         miller, miller_latent, pooled_row)
 from stale import BEGIN, END, refresh_sections
 
+from irrepprobe.experiments import load_grid
 from irrepprobe.experiments.plan import look
 from irrepprobe.fileio import save_csv, save_text
 from irrepprobe.metrics.paired import corrected, false_discovery, leave_one_out, seed_difference, verdict
@@ -139,16 +140,21 @@ def miller_scopes(table: pd.DataFrame, alpha: float = 0.05) -> pd.DataFrame:
     return pd.DataFrame(out)
 
 
-STOP_RULE = "25 epochs without a validation MAE more than 0.1% below the best (the plan's revision 1)"
+def stop_rule() -> tuple[str, str]:
+    """The converged grid's cap and early-stopping rule in words, read from analyses/lee/converge.yaml."""
+    t = load_grid(ROOT / "analyses" / "lee" / "converge.yaml").runs[0].config.train
+    return (f"{t.epochs:,} epochs", f"{t.early_stop} epochs without a validation MAE more than "
+            f"{t.early_stop_delta:.1%} below the best (the plan's revision 1)")
 
 
 def converge_section(table: pd.DataFrame) -> list[str]:
     runs = _runs("lee", "converge")
     head = "## The headline pair trained to convergence (1k)"
+    cap, rule = stop_rule()
     if runs.empty:
         return [head, "", "No converged run has finished yet: `OMP_NUM_THREADS=1 python analyses/lee/converge.py` "
                 "(analyses/lee/converge.yaml; several sessions of this machine, each resuming the runs the last one "
-                f"saved with `--save-state`). Early stopping: {STOP_RULE}.", ""]
+                f"saved with `--save-state`). Cap {cap}, early stopping: {rule}.", ""]
     rows = table[table["comparison"].str.startswith("Lee et al.: [0,3,4,5,6] beats") & (table["size"] == 1000)]
     per = runs[["run", "params", "test_mae", "epochs", "best_epoch", "cap", "stopped_early", "train_minutes"]]
     hit = int((~runs["stopped_early"].astype(bool)).sum())
@@ -156,7 +162,7 @@ def converge_section(table: pd.DataFrame) -> list[str]:
     capped = capped[(capped["size"] == 1000) & capped["config"].str.endswith(("ls=0,3,4,5,6", "ls=0,1,2,3,4"))]
     return [head, "", f"The curve grid's 1k runs of the pair all hit their cap of 120 epochs (best epochs "
             f"{capped['best_epoch'].min()}-{capped['best_epoch'].max()}), so their call holds for that budget. Here "
-            f"the cap is 1,000 epochs and early stopping ({STOP_RULE}) ends each run; "
+            f"the cap is {cap} and early stopping ({rule}) ends each run; "
             f"{hit} of {len(runs)} finished runs hit the cap.", "",
             *_table(per, ".4g"), "The call beside the capped one (the same test molecules and seeds):", "",
             *_table(rows[["comparison", "look", "seeds", "budget", "per_seed_a", "per_seed_b", "relative", "rel_low",
