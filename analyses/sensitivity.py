@@ -294,8 +294,10 @@ def _verdicts_lee(table: pd.DataFrame, mae: pd.Series, lk: pd.DataFrame) -> str:
                       "From the plan `analyses/lee/plan.yaml`, fixed before the runs it plans: each claim is its own "
                       "family across sizes (`family`), a call uses the planned seeds, the same in both arms, and "
                       "stands only where q < 0.05; any other row is an interim look and no call. Relative: a over b "
-                      "minus 1 with Fieller's 95% interval. `budget`: these runs hit their epoch caps, so a call "
-                      "holds for that budget (the converged pair at 1k is the check). The sensitivity of each "
+                      "minus 1 with Fieller's 95% interval. `budget`: how many runs hit their epoch cap. Every curve-grid "
+                      "run did, so those calls hold for that budget; the row `trained to convergence` is the check "
+                      "(the headline pair at 1k, cap 1,000 epochs, early stopping that acts). "
+                      "The sensitivity of each "
                       "call, every look so far and the per-seed values are in [seed_level.md](seed_level.md); "
                       "these verdicts supersede the bootstrap ones further down.", "",
                       *_table(pd.concat([rows, lat_rows], ignore_index=True)),
