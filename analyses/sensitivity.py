@@ -160,7 +160,7 @@ def converge_section(table: pd.DataFrame) -> list[str]:
     hit = int((~runs["stopped_early"].astype(bool)).sum())
     capped = _runs("lee")
     capped = capped[(capped["size"] == 1000) & capped["config"].str.endswith(("ls=0,3,4,5,6", "ls=0,1,2,3,4"))]
-    return [head, "", f"The curve grid's 1k runs of the pair all hit their cap of 120 epochs (best epochs "
+    return [head, "", f"The curve grid's 1k runs of the pair all hit their cap of {capped['cap'].max()} epochs (best epochs "
             f"{capped['best_epoch'].min()}-{capped['best_epoch'].max()}), so their call holds for that budget. Here "
             f"the cap is {cap} and early stopping ({rule}) ends each run; "
             f"{hit} of {len(runs)} finished runs hit the cap.", "",
@@ -290,15 +290,15 @@ def _verdicts_lee(table: pd.DataFrame, mae: pd.Series, lk: pd.DataFrame) -> str:
                               "look": r.look, "relative [95%]": f"{r.diff:+.3f} [{r.ci_low:+.3f}, {r.ci_high:+.3f}] (score)",
                               "p": f"{r.p:.3g}", "q": "" if np.isnan(r.q) else f"{r.q:.2g}", "call": r.call,
                               "paper": "", "budget": r.budget} for r in lat.itertuples()])
+    cap, _ = stop_rule()
     return "\n".join([BEGIN, "## Verdicts, as planned", "",
                       "From the plan `analyses/lee/plan.yaml`, fixed before the runs it plans: each claim is its own "
                       "family across sizes (`family`), a call uses the planned seeds, the same in both arms, and "
                       "stands only where q < 0.05; any other row is an interim look and no call. Relative: a over b "
-                      "minus 1 with Fieller's 95% interval. `budget`: how many runs hit their epoch cap. Every curve-grid "
-                      "run did, so those calls hold for that budget; the row `trained to convergence` is the check "
-                      "(the headline pair at 1k, cap 1,000 epochs, early stopping that acts). "
-                      "The sensitivity of each "
-                      "call, every look so far and the per-seed values are in [seed_level.md](seed_level.md); "
+                      "minus 1 with Fieller's 95% interval. `budget`: how many runs hit their epoch cap. Every "
+                      "curve-grid run did, so those calls hold for that budget; the row `trained to convergence` is "
+                      f"the check (the headline pair at 1k, cap {cap}, early stopping that acts). The sensitivity "
+                      "of each call, every look so far and the per-seed values are in [seed_level.md](seed_level.md); "
                       "these verdicts supersede the bootstrap ones further down.", "",
                       *_table(pd.concat([rows, lat_rows], ignore_index=True)),
                       "The arm that drops l=1 and l=2 alone is in [arm034.md](arm034.md); Lee et al.'s map "
